@@ -1,0 +1,19 @@
+"""Pentad core: what every Pentad domain needs, and nothing domain-specific.
+
+Modules (import what you use; importing ``pentad_core`` itself is cheap):
+
+- ``pentad_core.registry``: :class:`Registry` of models, losses, datasets.
+- ``pentad_core.config``: YAML -> typed dataclass -> command-line overrides.
+- ``pentad_core.devices``: hardware description, accelerator/precision selection, seeding, threads.
+- ``pentad_core.training``: :class:`TrainerConfig`, :func:`build_trainer`, :func:`fit`, :func:`test`.
+- ``pentad_core.runs``: run folders (config.yaml, metrics.json, checkpoints/, logs/, plots/).
+- ``pentad_core.checkpoint``: atomic saves, ``weights_only`` loads, exact resume.
+- ``pentad_core.cli``: the app scaffolding (verbs, common options, error policy).
+- ``pentad_core.data``: dataset folders, verified downloads, safe extraction.
+- ``pentad_core.export``: ONNX export and onnxruntime parity check.
+- ``pentad_core.bench``: timing helpers and the trainer-vs-hand-written-loop benchmark.
+- ``pentad_core.plotting``: PNG figures without a display.
+- ``pentad_core.errors``: :class:`PentadError` and friends (exit code 2 in the CLI).
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,144 @@
+"""Checkpoints: atomic saves, safe loads (``weights_only=True``) and exact resume.
+
+Lightning writes its checkpoints through :class:`AtomicCheckpointIO`, so an interrupted save never
+replaces a good ``last.ckpt`` with a truncated one. :class:`RNGStateCallback` stores the Python,
+NumPy and torch random states in the checkpoint so a resumed run draws the same shuffles and
+augmentations as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from pentad_core.errors import CheckpointError
+from pentad_core.files import atomic_open
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file, fsync, then rename over ``path``.
+
+    Args:
+        obj: Tensors, state dicts and plain Python containers (loadable with ``weights_only=True``).
+        path: Destination.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    with atomic_open(path, "wb") as handle:
+        torch.save(obj, handle)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """Load a checkpoint with ``weights_only=True`` (no arbitrary code from pickles).
+
+    Raises:
+        CheckpointError: If the file is missing, truncated, not a checkpoint, or holds objects that
+            are not allowed in a weights-only load.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}.", "Check --checkpoint or --resume.")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be loaded ({reason}).", "Is the file complete?") from None
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO that writes through a temporary file and a rename."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        """Save ``checkpoint`` to ``path`` atomically."""
+        atomic_save(checkpoint, path)
+
+    def load_checkpoint(
+        self, path: str | Path, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        """Load with ``weights_only=True`` unless the caller explicitly asks otherwise."""
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint not found: {path}.", "Check --checkpoint or --resume.")
+        safe = True if weights_only is None else weights_only
+        if not safe:
+            return torch.load(path, map_location=map_location or "cpu", weights_only=False)
+        return load_checkpoint(path, map_location=map_location or "cpu")
+
+
+def rng_state() -> dict[str, Any]:
+    """The Python, NumPy and torch (CPU and CUDA) random states, in weights-only-loadable types."""
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore a state captured by :func:`rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        (
+            numpy_state["name"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["position"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class RNGStateCallback(pl.Callback):
+    """Saves the random states into each checkpoint and restores them on resume."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Captured at checkpoint time."""
+        return rng_state()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Applied when Lightning restores callbacks, before the next epoch starts."""
+        set_rng_state(state_dict)
+
+
+def resolve_resume(resume: str | None, run_path: str | Path) -> Path | None:
+    """Turn ``--resume last|PATH`` into a checkpoint path.
+
+    Args:
+        resume: ``None``, ``"last"`` or a checkpoint path.
+        run_path: The run folder whose ``checkpoints/last.ckpt`` ``"last"`` means.
+
+    Raises:
+        CheckpointError: If the checkpoint does not exist.
+    """
+    if resume is None:
+        return None
+    path = Path(run_path) / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
+    if not path.is_file():
+        raise CheckpointError(
+            f"no checkpoint to resume from at {path}.", "Give the --out of an interrupted run, or a checkpoint path."
+        )
+    return path

@@ -1,0 +1,534 @@
+"""CLI scaffolding shared by every app: verbs, common options, config resolution, run folders, errors.
+
+An app builds one :class:`App`, registers its verb handlers, and calls :meth:`App.main`::
+
+    app = App("medseg", "Medical image segmentation.", MedsegConfig, models=MODELS, datasets=DATASETS,
+              real_dataset="drive")
+
+    @app.verb("train", "Train a model.", trains=True)
+    def train(context: Context) -> None:
+        ...
+
+The scaffold resolves the config (defaults < ``shared/configs/<app>/<dataset>.yaml`` recipe <
+the checkpoint's run config < ``--config FILE`` < options and ``--set key=value``), seeds, opens the
+run folder (refusing to clobber a finished run without ``--resume``/``--overwrite``), writes
+``config.yaml`` and ``environment.json``, and applies the error policy: a :class:`PentadError` is one
+line on stderr and exit code 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pentad_core.checkpoint import resolve_resume
+from pentad_core.config import config_to_dict, load_yaml, nest, parse_override, resolve_config
+from pentad_core.data import RemoteFile, dataset_root, download_dataset, verify_dataset
+from pentad_core.errors import ConfigError, DataError, PentadError
+from pentad_core.registry import Registry
+from pentad_core.runs import RunDir, default_run_path, latest_run
+from pentad_core.training import TrainerConfig
+
+#: Verbs every app provides (DEVELOPERS.md); ``models`` and ``data`` come from the scaffold.
+CONTRACT_VERBS = ("demo", "train", "evaluate", "predict", "export", "benchmark", "data", "models")
+#: Set in the environment of distributed child processes so every rank uses rank 0's run folder.
+RUN_DIR_ENV = "PENTAD_RUN_DIR"
+
+
+@dataclass
+class RunConfig:
+    """Settings every app shares; each app subclasses it with its own fields."""
+
+    #: Registered model name (see the `models` verb).
+    model: str = ""
+    #: Registered dataset name (see `data list`); a recipe shared/configs/<app>/<dataset>.yaml applies when present.
+    dataset: str = "synthetic"
+    #: Folder of the dataset (default: $PENTAD_DATA/<dataset>, else ~/.cache/pentad/<dataset>).
+    data_dir: str | None = None
+    #: Random seed for Python, NumPy and torch.
+    seed: int = 0
+    #: Samples per batch (per device).
+    batch_size: int = 32
+    #: DataLoader worker processes (0 loads in the main process).
+    num_workers: int = 0
+    #: Torch CPU threads (null keeps torch's default).
+    threads: int | None = None
+    #: Lightning trainer settings.
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+#: Command-line option -> dotted config key, for the common options.
+COMMON_OPTION_KEYS = {
+    "model": "model",
+    "dataset": "dataset",
+    "data_dir": "data_dir",
+    "epochs": "trainer.max_epochs",
+    "batch_size": "batch_size",
+    "seed": "seed",
+    "accelerator": "trainer.accelerator",
+    "devices": "trainer.devices",
+    "precision": "trainer.precision",
+    "num_nodes": "trainer.num_nodes",
+    "strategy": "trainer.strategy",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the error policy: one line on stderr, exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        raise SystemExit(2)
+
+
+@dataclass
+class Context:
+    """Everything a verb handler needs.
+
+    Attributes:
+        app: The app.
+        verb: The verb being run.
+        args: Parsed command-line arguments (verb-specific options included).
+        config: The resolved, typed config.
+        run: The run folder (``None`` for verbs that write nothing).
+        resume_path: Checkpoint to resume from (``--resume``), already checked to exist.
+        checkpoint: ``--checkpoint`` as a path, already checked to exist.
+    """
+
+    app: App
+    verb: str
+    args: argparse.Namespace
+    config: Any
+    run: RunDir | None = None
+    resume_path: Path | None = None
+    checkpoint: Path | None = None
+
+    @property
+    def data_root(self) -> Path:
+        """Folder of the configured dataset."""
+        return dataset_root(self.config.dataset, self.config.data_dir)
+
+    @property
+    def is_main_process(self) -> bool:
+        """False in the non-zero ranks of a distributed run."""
+        return _rank() == 0
+
+    def print(self, *objects: Any) -> None:
+        """Print on stdout (rank 0 only)."""
+        if self.is_main_process:
+            from rich.console import Console
+
+            Console(highlight=False, soft_wrap=True).print(*objects)
+
+
+@dataclass
+class _Verb:
+    name: str
+    help: str
+    handler: Callable[[Context], int | None]
+    arguments: Callable[[argparse.ArgumentParser], None] | None
+    trains: bool
+    writes_run: bool
+    needs_checkpoint: bool
+    dataset: str | None
+
+
+@dataclass
+class _Option:
+    flags: tuple[str, ...]
+    key: str
+    kwargs: dict[str, Any]
+
+
+def _rank() -> int:
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK"):
+        value = os.environ.get(name)
+        if value and value.isdigit() and int(value) != 0:
+            return int(value)
+    return 0
+
+
+def find_configs_dir(app: str) -> Path | None:
+    """``shared/configs/<app>``: from ``$PENTAD_CONFIGS``, else the first one above the working
+    directory or above this installed package (a source checkout)."""
+    configured = os.environ.get("PENTAD_CONFIGS")
+    if configured:
+        candidate = Path(configured) / app
+        return candidate if candidate.is_dir() else None
+    for start in (Path.cwd(), Path(__file__).resolve()):
+        for folder in (start, *start.parents):
+            candidate = folder / "shared" / "configs" / app
+            if candidate.is_dir():
+                return candidate
+    return None
+
+
+class App:
+    """One domain's command-line program.
+
+    Args:
+        name: App name (``apps/<name>``); also the run-folder and recipe sub-folder.
+        description: One paragraph for ``--help``.
+        config_class: The app's config dataclass (a :class:`RunConfig` subclass).
+        models: The model registry listed by ``models``.
+        datasets: The dataset registry listed by ``data list``.
+        remote_files: Official downloads per dataset name, for ``data download|verify``.
+        verify_dataset: ``(name, root) -> summary`` that loads a dataset and raises
+            :class:`DataError` when it is malformed; used by ``data verify`` and ``data list``.
+        real_dataset: The app's main real dataset (help examples; the CLI contract test checks that
+            a missing folder for it is reported cleanly).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        config_class: type = RunConfig,
+        *,
+        models: Registry | None = None,
+        datasets: Registry | None = None,
+        remote_files: dict[str, list[RemoteFile]] | None = None,
+        verify_dataset: Callable[[str, Path], str] | None = None,
+        real_dataset: str | None = None,
+    ) -> None:
+        if not (dataclasses.is_dataclass(config_class) and issubclass(config_class, RunConfig)):
+            raise TypeError("config_class must be a dataclass deriving from RunConfig")
+        self.name = name
+        self.description = description
+        self.config_class = config_class
+        self.models = models
+        self.datasets = datasets
+        self.remote_files = remote_files or {}
+        self.verify_hook = verify_dataset
+        self.real_dataset = real_dataset
+        self._verbs: dict[str, _Verb] = {}
+        self._options: list[_Option] = []
+
+    # -- registration ------------------------------------------------------------------------------
+
+    def verb(
+        self,
+        name: str,
+        help: str,
+        *,
+        arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+        trains: bool = False,
+        writes_run: bool = True,
+        needs_checkpoint: bool = False,
+        dataset: str | None = None,
+    ) -> Callable[[Callable[[Context], int | None]], Callable[[Context], int | None]]:
+        """Register a verb handler (decorator).
+
+        Args:
+            name: The verb, e.g. ``"train"``.
+            help: One line for ``--help``.
+            arguments: Adds verb-specific options to the verb's parser.
+            trains: The verb trains: the run folder is guarded and ``--resume`` applies.
+            writes_run: The verb writes a run folder (config, metrics, plots).
+            needs_checkpoint: ``--checkpoint`` is required.
+            dataset: Dataset this verb uses unless ``--dataset`` says otherwise (``demo``: synthetic).
+        """
+
+        def register(handler: Callable[[Context], int | None]) -> Callable[[Context], int | None]:
+            if name in self._verbs or name in ("data", "models"):
+                raise ValueError(f"verb {name!r} is already defined")
+            self._verbs[name] = _Verb(name, help, handler, arguments, trains, writes_run, needs_checkpoint, dataset)
+            return handler
+
+        return register
+
+    def option(self, *flags: str, key: str, **kwargs: Any) -> None:
+        """Add an app-specific option (on every verb) that sets config ``key`` (e.g. ``--algo`` -> ``model``)."""
+        self._options.append(_Option(tuple(flags), key, kwargs))
+
+    @property
+    def verbs(self) -> list[str]:
+        """All verbs, the scaffold's included."""
+        return [*self._verbs, "data", "models"]
+
+    # -- parsing -----------------------------------------------------------------------------------
+
+    def _common_parser(self) -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(add_help=False)
+        group = parser.add_argument_group("common options")
+        group.add_argument("--config", metavar="FILE", help="YAML config (over the dataset's recipe)")
+        group.add_argument("--dataset", metavar="NAME", help="dataset name (see `data list`)")
+        group.add_argument("--data-dir", metavar="DIR", help="dataset folder (default $PENTAD_DATA/<dataset>)")
+        group.add_argument("--model", metavar="NAME", help="model name (see `models`)")
+        group.add_argument("--epochs", type=int, metavar="N", help="training epochs")
+        group.add_argument("--batch-size", type=int, metavar="N", help="samples per batch")
+        group.add_argument("--seed", type=int, metavar="N", help="random seed")
+        group.add_argument(
+            "--out", metavar="DIR", help=f"run folder (default runs/{self.name}/<time>-<model>-<dataset>)"
+        )
+        group.add_argument("--resume", metavar="last|PATH", help="continue an interrupted run")
+        group.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+        group.add_argument("--checkpoint", metavar="PATH", help="checkpoint to evaluate, predict with or export")
+        group.add_argument("--accelerator", metavar="NAME", help="auto, cpu, cuda/gpu or mps")
+        group.add_argument("--devices", metavar="N", help="devices per node: count, auto, or indices 0,1")
+        group.add_argument("--precision", metavar="P", help="auto, 32-true, bf16-mixed, 16-mixed, ...")
+        group.add_argument("--num-nodes", type=int, metavar="N", help="machines for distributed training")
+        group.add_argument("--strategy", metavar="NAME", help="auto, ddp, ddp_spawn, fsdp")
+        group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+        group.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
+        for option in self._options:
+            group.add_argument(*option.flags, dest=f"app_option_{option.key.replace('.', '__')}", **option.kwargs)
+        return parser
+
+    def build_parser(self) -> argparse.ArgumentParser:
+        """The full parser: one sub-command per verb."""
+        parser = _Parser(prog=f"apps/{self.name}", description=self.description)
+        parser.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
+        sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+        common = self._common_parser()
+        for verb in self._verbs.values():
+            verb_parser = sub.add_parser(verb.name, help=verb.help, description=verb.help, parents=[common])
+            if verb.arguments is not None:
+                verb.arguments(verb_parser)
+        models = sub.add_parser("models", help="list registered models", description="List registered models.")
+        models.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'resnet*'")
+        models.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        data = sub.add_parser("data", help="list, download or verify datasets", description="Manage datasets.")
+        data.add_argument("action", choices=("list", "download", "verify"))
+        data.add_argument("name", nargs="?", help="dataset name (download, verify)")
+        data.add_argument("--data-dir", metavar="DIR", help="dataset folder (default $PENTAD_DATA/<name>)")
+        data.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        return parser
+
+    # -- config ------------------------------------------------------------------------------------
+
+    def resolve_config(self, args: argparse.Namespace, verb: _Verb | None = None) -> Any:
+        """Merge defaults < recipe < checkpoint's run config < ``--config`` < options < ``--set``."""
+        user_yaml = load_yaml(args.config) if getattr(args, "config", None) else {}
+        command_line: dict[str, Any] = {}
+        for option, key in COMMON_OPTION_KEYS.items():
+            value = getattr(args, option, None)
+            if value is not None:
+                command_line = _merge(command_line, nest(key, value))
+        for option in self._options:
+            value = getattr(args, f"app_option_{option.key.replace('.', '__')}", None)
+            if value is not None:
+                command_line = _merge(command_line, nest(option.key, value))
+        for text in getattr(args, "set", []) or []:
+            key, value = parse_override(text)
+            command_line = _merge(command_line, nest(key, value))
+        checkpoint_yaml: dict[str, Any] = {}
+        checkpoint = getattr(args, "checkpoint", None)
+        if checkpoint:
+            run_config = _run_folder_of(Path(checkpoint)) / RunDir.CONFIG
+            if run_config.is_file():
+                checkpoint_yaml = load_yaml(run_config)
+        dataset = (
+            command_line.get("dataset")
+            or user_yaml.get("dataset")
+            or checkpoint_yaml.get("dataset")
+            or (verb.dataset if verb else None)
+            or self.config_class().dataset
+        )
+        recipe = self.recipe(str(dataset), verb.name if verb else None)
+        layers = [recipe, checkpoint_yaml, user_yaml, {"dataset": dataset}, command_line]
+        return resolve_config(self.config_class, layers)
+
+    def recipe(self, dataset: str, verb: str | None = None) -> dict[str, Any]:
+        """The recipe for ``dataset`` (``shared/configs/<app>/<dataset>.yaml``), or ``{}``."""
+        folder = find_configs_dir(self.name)
+        if folder is None:
+            return {}
+        for candidate in ([f"{verb}.yaml"] if verb == "demo" else []) + [f"{dataset}.yaml"]:
+            path = folder / candidate
+            if path.is_file():
+                return load_yaml(path)
+        return {}
+
+    # -- running -----------------------------------------------------------------------------------
+
+    def main(self, argv: Sequence[str] | None = None) -> int:
+        """Parse ``argv``, run the verb, apply the error policy; returns the exit code."""
+        argv = list(sys.argv[1:] if argv is None else argv)
+        debug = "--debug" in argv
+        from pentad_core.logs import quiet_libraries
+
+        quiet_libraries(verbose=debug)
+        parser = self.build_parser()
+        if not argv or argv in (["-h"], ["--help"]):
+            parser.print_help()
+            return 0
+        try:
+            args = parser.parse_args(argv)
+            if args.verb is None:
+                parser.print_help()
+                return 0
+            return self._dispatch(args) or 0
+        except PentadError as error:
+            if debug:
+                raise
+            sys.stderr.write(f"apps/{self.name}: error: {error.message}\n")
+            return error.exit_code
+        except KeyboardInterrupt:
+            sys.stderr.write(f"apps/{self.name}: interrupted; resume with --resume last\n")
+            return 130
+        except Exception as error:
+            if debug:
+                raise
+            where = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
+            location = f" at {Path(where.filename).name}:{where.lineno}" if where else ""
+            first_line = str(error).splitlines()[0] if str(error) else ""
+            sys.stderr.write(
+                f"apps/{self.name}: internal error: {type(error).__name__}: {first_line}{location} "
+                "(rerun with --debug for the traceback)\n"
+            )
+            return 1
+
+    def _dispatch(self, args: argparse.Namespace) -> int | None:
+        if args.verb == "models":
+            return self._list_models(args.pattern)
+        if args.verb == "data":
+            return self._data(args)
+        verb = self._verbs[args.verb]
+        config = self.resolve_config(args, verb)
+        if self.models is not None and config.model and config.model not in self.models:
+            self.models.get(config.model)  # raises with close matches
+        if self.datasets is not None and config.dataset not in self.datasets:
+            self.datasets.get(config.dataset)
+        checkpoint = None
+        if args.checkpoint:
+            checkpoint = Path(args.checkpoint)
+            if not checkpoint.is_file():
+                raise ConfigError(
+                    f"--checkpoint {checkpoint} does not exist.", "Give a .ckpt from a run's checkpoints/."
+                )
+        elif verb.needs_checkpoint:
+            raise ConfigError(
+                f"`{verb.name}` needs --checkpoint PATH (e.g. runs/{self.name}/<run>/checkpoints/best.ckpt)."
+            )
+        from pentad_core.devices import seed_everything, set_threads
+
+        set_threads(config.threads)
+        seed_everything(config.seed, config.trainer.deterministic)
+        context = Context(self, verb.name, args, config, checkpoint=checkpoint)
+        if verb.writes_run:
+            context.run, context.resume_path = self._open_run(verb, args, config)
+        return verb.handler(context)
+
+    def _open_run(self, verb: _Verb, args: argparse.Namespace, config: Any) -> tuple[RunDir, Path | None]:
+        inherited = os.environ.get(RUN_DIR_ENV)
+        if _rank() != 0 and inherited:
+            # A distributed child: rank 0 already prepared the folder and wrote the config.
+            return RunDir(inherited), resolve_resume(args.resume, inherited) if verb.trains else None
+        if args.out:
+            out = Path(args.out)
+        elif verb.trains and args.resume == "last":
+            found = latest_run(self.name)
+            if found is None:
+                raise ConfigError(f"--resume last found no earlier run under runs/{self.name}; give --out DIR.")
+            out = found
+        else:
+            out = default_run_path(
+                self.name, config.model or "default", config.dataset, verb=None if verb.trains else verb.name
+            )
+        if args.resume and not verb.trains:
+            raise ConfigError(f"--resume applies to training verbs, not `{verb.name}`.")
+        resume_path = resolve_resume(args.resume, out) if verb.trains else None
+        if verb.trains:
+            run = RunDir.for_training(out, resume=resume_path is not None, overwrite=args.overwrite)
+        else:
+            run = RunDir(out)
+        if verb.trains or not (run.path / RunDir.CONFIG).exists():
+            run.write_config(config)
+        run.write_environment({"app": self.name, "verb": verb.name})
+        os.environ[RUN_DIR_ENV] = str(run.path.resolve())
+        return run, resume_path
+
+    # -- scaffold verbs ----------------------------------------------------------------------------
+
+    def _list_models(self, pattern: str) -> int:
+        from pentad_core.bench import print_table
+
+        if self.models is None:
+            raise ConfigError(f"apps/{self.name} has no model registry.")
+        names = self.models.names(pattern)
+        if not names:
+            raise ConfigError(f"no model matches {pattern!r}; run `models` to list all.")
+        print_table([{"model": n, "description": self.models.describe(n)} for n in names], title=f"{self.name} models")
+        return 0
+
+    def _data(self, args: argparse.Namespace) -> int:
+        from pentad_core.bench import print_table
+
+        names = self.datasets.names() if self.datasets is not None else sorted(self.remote_files)
+        if args.action == "list":
+            rows = []
+            for name in names:
+                root = dataset_root(name, None)
+                rows.append({
+                    "dataset": name,
+                    "description": self.datasets.describe(name) if self.datasets is not None else "",
+                    "download": "yes" if name in self.remote_files else "no",
+                    "folder": str(root),
+                    "present": "yes" if root.exists() else "no",
+                })  # fmt: skip
+            print_table(rows, title=f"{self.name} datasets")
+            return 0
+        if not args.name:
+            raise ConfigError(f"`data {args.action}` needs a dataset name; run `data list`.")
+        if self.datasets is not None:
+            self.datasets.get(args.name)
+        root = dataset_root(args.name, args.data_dir)
+        if args.action == "download":
+            files = self.remote_files.get(args.name)
+            if not files:
+                raise DataError(
+                    f"dataset {args.name!r} has no official download; put its files in {root} "
+                    f"(see docs/{self.name}.md)."
+                )
+            download_dataset(files, root)
+            print(f"downloaded {args.name} into {root}")
+            return 0
+        if not root.exists():
+            raise DataError(
+                f"dataset folder not found: {root}.", f"Run `data download {args.name}` or pass --data-dir."
+            )
+        problems = verify_dataset(self.remote_files.get(args.name, []), root) if args.name in self.remote_files else []
+        # Archives may have been removed after extraction; the dataset's own check is authoritative.
+        if self.verify_hook is not None:
+            summary = self.verify_hook(args.name, root)
+            print(f"{args.name} at {root}: OK ({summary})")
+            return 0
+        if problems:
+            raise DataError(f"dataset {args.name} at {root}: {'; '.join(problems)}.")
+        print(f"{args.name} at {root}: OK")
+        return 0
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    from pentad_core.config import merge_dicts
+
+    return merge_dicts(base, update)
+
+
+def _run_folder_of(checkpoint: Path) -> Path:
+    """``<run>/checkpoints/x.ckpt`` -> ``<run>``; other layouts -> the checkpoint's folder."""
+    parent = checkpoint.resolve().parent
+    return parent.parent if parent.name == "checkpoints" else parent
+
+
+def config_summary(config: Any) -> str:
+    """``key=value`` pairs of a config, for logs."""
+    flat = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}{key}.", item)
+        else:
+            flat.append(f"{prefix[:-1]}={value}")
+
+    walk("", config_to_dict(config))
+    return " ".join(flat)

@@ -1,0 +1,185 @@
+"""Devices, precision, seeding and threads.
+
+The selection functions are pure (they take the hardware description as input) so that their
+logic is tested without a GPU; the ``current_*`` helpers read the real hardware.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from pentad_core.errors import ConfigError
+
+PRECISIONS = ("auto", "32-true", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true")
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
+
+
+@dataclass(frozen=True)
+class CudaDevice:
+    """One CUDA device."""
+
+    index: int
+    name: str
+    total_memory_bytes: int
+    capability: tuple[int, int]
+
+    @property
+    def supports_bf16(self) -> bool:
+        """bf16 tensor-core math needs compute capability 8.0 (Ampere) or newer."""
+        return self.capability >= (8, 0)
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """What this process can compute on."""
+
+    cpu_count: int
+    torch_threads: int
+    platform: str
+    cuda_devices: tuple[CudaDevice, ...] = field(default_factory=tuple)
+    mps_available: bool = False
+
+    def summary(self) -> str:
+        """One human-readable line per device."""
+        lines = [f"CPU: {self.cpu_count} cores ({self.torch_threads} torch threads), {self.platform}"]
+        for device in self.cuda_devices:
+            memory = device.total_memory_bytes / 2**30
+            major, minor = device.capability
+            lines.append(f"cuda:{device.index}: {device.name}, {memory:.1f} GiB, compute capability {major}.{minor}")
+        if self.mps_available:
+            lines.append("mps: Apple GPU")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        """A JSON-safe record."""
+        return dataclasses.asdict(self)
+
+
+def describe_hardware() -> Hardware:
+    """Describe the CPU and every visible CUDA device."""
+    devices = []
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            properties = torch.cuda.get_device_properties(index)
+            devices.append(
+                CudaDevice(index, properties.name, properties.total_memory, (properties.major, properties.minor))
+            )
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    return Hardware(
+        cpu_count=os.cpu_count() or 1,
+        torch_threads=torch.get_num_threads(),
+        platform=f"{platform.system()} {platform.machine()}, Python {platform.python_version()}, "
+        f"torch {torch.__version__}",
+        cuda_devices=tuple(devices),
+        mps_available=mps,
+    )
+
+
+def select_accelerator(requested: str, hardware: Hardware) -> str:
+    """Resolve ``"auto"`` to ``"cuda"``, ``"mps"`` or ``"cpu"``; check explicit requests.
+
+    Raises:
+        ConfigError: For an unknown accelerator or one this machine lacks.
+    """
+    if requested not in ACCELERATORS:
+        raise ConfigError(f"--accelerator {requested!r} is not one of {', '.join(ACCELERATORS)}.")
+    if requested == "auto":
+        if hardware.cuda_devices:
+            return "cuda"
+        return "mps" if hardware.mps_available else "cpu"
+    if requested in ("cuda", "gpu") and not hardware.cuda_devices:
+        raise ConfigError(f"--accelerator {requested} was asked for but no CUDA device is visible; use cpu or auto.")
+    if requested == "mps" and not hardware.mps_available:
+        raise ConfigError("--accelerator mps was asked for but no Apple GPU is available; use cpu or auto.")
+    return "cuda" if requested == "gpu" else requested
+
+
+def select_precision(requested: str, accelerator: str, hardware: Hardware) -> str:
+    """Resolve ``"auto"``: bf16-mixed on CUDA with bf16 support, 16-mixed on older CUDA, else 32-true.
+
+    Args:
+        requested: A Lightning precision string or ``"auto"``.
+        accelerator: The resolved accelerator (``"cuda"``, ``"cpu"``, ``"mps"``).
+        hardware: The machine, from :func:`describe_hardware` (or simulated in tests).
+
+    Raises:
+        ConfigError: For an unknown precision or 16-bit floats on a device that cannot do them.
+    """
+    if requested not in PRECISIONS:
+        raise ConfigError(f"--precision {requested!r} is not one of {', '.join(PRECISIONS)}.")
+    on_cuda = accelerator == "cuda" and bool(hardware.cuda_devices)
+    if requested == "auto":
+        if not on_cuda:
+            return "32-true"
+        return "bf16-mixed" if all(d.supports_bf16 for d in hardware.cuda_devices) else "16-mixed"
+    if requested.startswith("bf16") and on_cuda and not all(d.supports_bf16 for d in hardware.cuda_devices):
+        raise ConfigError(f"--precision {requested} needs compute capability 8.0 or newer; use 16-mixed.")
+    if requested.startswith("16") and accelerator == "cpu":
+        raise ConfigError(f"--precision {requested} is not supported on the CPU; use bf16-mixed or 32-true.")
+    return requested
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch (all devices); optionally force deterministic kernels.
+
+    Args:
+        seed: The seed; also exported as ``PL_GLOBAL_SEED`` so Lightning's workers follow it.
+        deterministic: Use deterministic algorithms (slower; errors on ops that have none).
+    """
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"--seed {seed} must be between 0 and 2**32 - 1.")
+    os.environ["PL_GLOBAL_SEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads (``None`` keeps the default); returns the number in use."""
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"threads must be at least 1, got {threads}.")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def memory_summary(device: torch.device | str | None = None) -> dict[str, float]:
+    """Allocated, reserved and peak memory in MiB of a CUDA device, or the process RSS on CPU."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        mib = 2**20
+        return {
+            "allocated_mib": torch.cuda.memory_allocated(device) / mib,
+            "reserved_mib": torch.cuda.memory_reserved(device) / mib,
+            "peak_allocated_mib": torch.cuda.max_memory_allocated(device) / mib,
+        }
+    try:
+        import resource
+
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return {"peak_rss_mib": peak_kib / 1024}
+    except ImportError:  # pragma: no cover - Windows
+        return {}
+
+
+def maybe_channels_last(model: torch.nn.Module, enabled: bool) -> torch.nn.Module:
+    """Convert a convolutional model to channels-last memory format when ``enabled``."""
+    return model.to(memory_format=torch.channels_last) if enabled else model
+
+
+def maybe_compile(model: torch.nn.Module, enabled: bool, mode: str | None = None) -> torch.nn.Module:
+    """Wrap ``model`` with ``torch.compile`` when ``enabled`` (opt-in: compilation costs start-up time)."""
+    return torch.compile(model, mode=mode) if enabled else model

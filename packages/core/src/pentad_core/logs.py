@@ -1,0 +1,88 @@
+"""Logging: quiet library loggers for CLI use, and a CSV logger that survives ``--resume``.
+
+Lightning's CSV logger deletes ``metrics.csv`` when its folder is reused, which would erase the
+history of an interrupted run. :class:`ResumableCSVLogger` keeps it and appends; on resume,
+:class:`TrimLogsOnResume` drops rows logged after the checkpoint (they are logged again), so the
+file reads as one continuous run.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import warnings
+from typing import Any
+
+import pytorch_lightning as pl
+from lightning_fabric.loggers.csv_logs import _ExperimentWriter
+from pytorch_lightning.loggers import CSVLogger
+
+
+class _AppendingWriter(_ExperimentWriter):
+    """Lightning's CSV writer, but an existing ``metrics.csv`` is continued, not deleted."""
+
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="", encoding="utf-8") as handle:
+                header = next(csv.reader(handle), [])
+            self.metrics_keys = sorted(set(self.metrics_keys) | set(header))
+
+    def truncate_from_step(self, step: int) -> None:
+        """Remove rows whose ``step`` is ``>= step``."""
+        if not os.path.isfile(self.metrics_file_path):
+            return
+        with open(self.metrics_file_path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            fields = reader.fieldnames or []
+            rows = [row for row in reader if not row.get("step") or int(float(row["step"])) < step]
+        with open(self.metrics_file_path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+class ResumableCSVLogger(CSVLogger):
+    """``logs/metrics.csv`` that keeps the rows of an interrupted run when training resumes."""
+
+    @property
+    def experiment(self) -> _AppendingWriter:
+        """The writer (created on first use)."""
+        if self._experiment is None:
+            os.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+class TrimLogsOnResume(pl.Callback):
+    """On resume, cut CSV rows logged after the checkpoint's step (they are about to be redone)."""
+
+    def __init__(self, logger: ResumableCSVLogger) -> None:
+        self.logger = logger
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Called once the checkpoint (if any) has restored ``global_step``."""
+        if trainer.global_step > 0 and trainer.is_global_zero:
+            self.logger.experiment.truncate_from_step(trainer.global_step)
+
+
+def quiet_libraries(verbose: bool = False) -> None:
+    """Silence Lightning's start-up banners and well-known harmless warnings (unless ``verbose``)."""
+    if verbose:
+        return
+    for name in ("pytorch_lightning", "lightning", "lightning_fabric", "lightning.pytorch"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (
+        ".*does not have many workers.*",
+        ".*isinstance\\(treespec, LeafSpec\\).*",
+        ".*Checkpoint directory .* exists and is not empty.*",
+        ".*The number of training batches .* is smaller than the logging interval.*",
+        ".*litlogger.*",
+        ".*You are using the legacy TorchScript-based ONNX export.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def metric_rows(metrics: dict[str, Any], prefix: str = "") -> list[dict[str, Any]]:
+    """``{"test/acc": 0.9}`` -> ``[{"metric": "test/acc", "value": 0.9}]`` for table printing."""
+    return [{"metric": key, "value": value} for key, value in sorted(metrics.items()) if key.startswith(prefix)]

@@ -1,0 +1,84 @@
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from pentad_core.devices import (
+    CudaDevice,
+    Hardware,
+    describe_hardware,
+    maybe_channels_last,
+    memory_summary,
+    seed_everything,
+    select_accelerator,
+    select_precision,
+)
+from pentad_core.errors import ConfigError
+
+CPU_ONLY = Hardware(cpu_count=2, torch_threads=2, platform="test")
+AMPERE = Hardware(2, 2, "test", (CudaDevice(0, "A100", 40 * 2**30, (8, 0)),))
+VOLTA = Hardware(2, 2, "test", (CudaDevice(0, "V100", 16 * 2**30, (7, 0)),))
+MIXED = Hardware(2, 2, "test", (CudaDevice(0, "A100", 1, (8, 0)), CudaDevice(1, "T4", 1, (7, 5))))
+
+
+@pytest.mark.parametrize(
+    ("hardware", "accelerator", "expected"),
+    [
+        (CPU_ONLY, "cpu", "32-true"),
+        (AMPERE, "cuda", "bf16-mixed"),
+        (VOLTA, "cuda", "16-mixed"),
+        (MIXED, "cuda", "16-mixed"),  # every device must support bf16
+        (AMPERE, "cpu", "32-true"),  # CUDA present but not used
+    ],
+)
+def test_auto_precision(hardware, accelerator, expected):
+    assert select_precision("auto", accelerator, hardware) == expected
+
+
+def test_explicit_precision_is_checked():
+    assert select_precision("bf16-mixed", "cuda", AMPERE) == "bf16-mixed"
+    with pytest.raises(ConfigError, match="compute capability 8.0"):
+        select_precision("bf16-mixed", "cuda", VOLTA)
+    with pytest.raises(ConfigError, match="not supported on the CPU"):
+        select_precision("16-mixed", "cpu", CPU_ONLY)
+    with pytest.raises(ConfigError, match="--precision 'half'"):
+        select_precision("half", "cpu", CPU_ONLY)
+
+
+def test_accelerator_selection():
+    assert select_accelerator("auto", CPU_ONLY) == "cpu"
+    assert select_accelerator("auto", AMPERE) == "cuda"
+    assert select_accelerator("gpu", AMPERE) == "cuda"
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        select_accelerator("cuda", CPU_ONLY)
+    with pytest.raises(ConfigError, match="--accelerator 'tpu'"):
+        select_accelerator("tpu", CPU_ONLY)
+
+
+def test_hardware_description_and_summary():
+    hardware = describe_hardware()
+    assert hardware.cpu_count >= 1
+    assert "CPU:" in hardware.summary()
+    assert "compute capability 8.0" in AMPERE.summary()
+    assert AMPERE.as_dict()["cuda_devices"][0]["name"] == "A100"
+    assert memory_summary("cpu")["peak_rss_mib"] > 0
+
+
+def test_seeding_repeats_every_generator():
+    def draw():
+        return random.random(), np.random.rand(), torch.rand(1).item()
+
+    seed_everything(7)
+    first = draw()
+    seed_everything(7)
+    assert draw() == first
+    with pytest.raises(ConfigError, match="--seed"):
+        seed_everything(-1)
+
+
+def test_channels_last_is_opt_in():
+    model = torch.nn.Conv2d(3, 4, 3)
+    assert maybe_channels_last(model, False).weight.is_contiguous()
+    converted = maybe_channels_last(model, True)
+    assert converted.weight.is_contiguous(memory_format=torch.channels_last)

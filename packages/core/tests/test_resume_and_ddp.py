@@ -1,0 +1,90 @@
+"""Training-loop guarantees, checked on the toy app in subprocesses: kill-and-resume and DDP."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from pentad_core.checkpoint import load_checkpoint
+
+from .conftest import TOY_APP, run_toy
+
+COMMON = ["--epochs", "6", "--batch-size", "32", "--accelerator", "cpu", "--set", "trainer.progress_bar=false"]
+
+
+def epoch_losses(run: Path) -> dict[int, float]:
+    with (run / "logs" / "metrics.csv").open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("train/loss")]
+    losses = {int(row["epoch"]): float(row["train/loss"]) for row in rows}
+    assert len(losses) == len(rows), "an epoch was logged twice"
+    return losses
+
+
+def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
+    reference = tmp_path / "reference"
+    result = run_toy("train", "--out", str(reference), *COMMON)
+    assert result.returncode == 0, result.stderr
+
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen(
+        [sys.executable, str(TOY_APP), "train", "--out", str(interrupted), *COMMON, "--set", "step_delay=0.15"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    last = interrupted / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 180
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert last.exists(), "the run never wrote a checkpoint"
+    killed_at = load_checkpoint(last)
+    assert killed_at["epoch"] < 5, "the run finished before it could be interrupted"
+
+    refused = run_toy("train", "--out", str(interrupted), *COMMON)
+    assert refused.returncode == 2 and "--resume last" in refused.stderr
+
+    resumed = run_toy("train", "--out", str(interrupted), *COMMON, "--resume", "last")
+    assert resumed.returncode == 0, resumed.stderr
+
+    expected, actual = (json.loads((run / "metrics.json").read_text()) for run in (reference, interrupted))
+    assert actual["fit/steps"] == expected["fit/steps"] == 6 * 8
+    assert actual["fit/epochs"] == expected["fit/epochs"]
+    # The loss continues where it stopped: every epoch logged once, equal to the uninterrupted run.
+    reference_losses, resumed_losses = epoch_losses(reference), epoch_losses(interrupted)
+    assert sorted(resumed_losses) == list(range(6))
+    for epoch, loss in reference_losses.items():
+        assert abs(resumed_losses[epoch] - loss) < 1e-5, (epoch, loss, resumed_losses[epoch])
+    final_reference = torch.load(reference / "weights_rank0.pt", weights_only=True)
+    final_resumed = torch.load(interrupted / "weights_rank0.pt", weights_only=True)
+    for key in final_reference:
+        torch.testing.assert_close(final_resumed[key], final_reference[key], rtol=1e-5, atol=1e-6)
+
+
+def test_ddp_two_cpu_processes_match_single_process_on_the_global_batch(tmp_path):
+    arguments = ["--epochs", "2", "--accelerator", "cpu", "--set", "trainer.progress_bar=false"]
+    distributed = tmp_path / "ddp"
+    result = run_toy(
+        "train", "--out", str(distributed), *arguments, "--devices", "2", "--strategy", "ddp", "--batch-size", "16"
+    )
+    assert result.returncode == 0, result.stderr
+    single = tmp_path / "single"
+    result = run_toy(
+        "train", "--out", str(single), *arguments, "--devices", "1", "--batch-size", "32", "--set", "ddp_order=true"
+    )
+    assert result.returncode == 0, result.stderr
+
+    rank0 = torch.load(distributed / "weights_rank0.pt", weights_only=True)
+    rank1 = torch.load(distributed / "weights_rank1.pt", weights_only=True)
+    reference = torch.load(single / "weights_rank0.pt", weights_only=True)
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), f"ranks disagree on {key}"
+        torch.testing.assert_close(rank0[key], reference[key], rtol=1e-4, atol=1e-5)
+    assert json.loads((distributed / "metrics.json").read_text())["fit/steps"] == 2 * 8

@@ -1,0 +1,101 @@
+"""A tiny app on the core scaffold, run as a subprocess by the kill/resume and DDP tests.
+
+Linear regression on generated data: small enough to train in seconds, deterministic enough that
+an interrupted-and-resumed run can be compared number for number with an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from pentad_core.checkpoint import atomic_save
+from pentad_core.cli import App, Context, RunConfig
+from pentad_core.training import build_trainer, fit
+
+
+@dataclass
+class ToyConfig(RunConfig):
+    """Settings of the toy app."""
+
+    #: Seconds to sleep after each training step (lets a test kill the run mid-way).
+    step_delay: float = 0.0
+    #: Generated training samples.
+    samples: int = 256
+    #: Input features.
+    features: int = 8
+    #: SGD learning rate.
+    learning_rate: float = 0.05
+    #: Shuffle the training set each epoch.
+    shuffle: bool = True
+    #: Visit samples in the order DDP's DistributedSampler does, on one process (for DDP comparisons).
+    ddp_order: bool = False
+
+
+class ToyRegression(pl.LightningModule):
+    """A linear layer trained with SGD + momentum and a step LR schedule."""
+
+    def __init__(self, features: int, learning_rate: float) -> None:
+        super().__init__()
+        self.layer = nn.Linear(features, 1)
+        self.learning_rate = learning_rate
+
+    def training_step(self, batch, batch_index):
+        inputs, targets = batch
+        loss = nn.functional.mse_loss(self.layer(inputs), targets)
+        self.log("train/loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_index):
+        inputs, targets = batch
+        self.log("val/loss", nn.functional.mse_loss(self.layer(inputs), targets))
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=self.learning_rate, momentum=0.9)
+        return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.StepLR(optimizer, 2, 0.5)}
+
+
+class Delay(pl.Callback):
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, *args) -> None:
+        time.sleep(self.seconds)
+
+
+def make_data(samples: int, features: int) -> torch.utils.data.TensorDataset:
+    generator = torch.Generator().manual_seed(1234)
+    inputs = torch.randn(samples, features, generator=generator)
+    weights = torch.arange(1, features + 1, dtype=torch.float32).unsqueeze(1) / features
+    targets = inputs @ weights + 0.1 * torch.randn(samples, 1, generator=generator)
+    return torch.utils.data.TensorDataset(inputs, targets)
+
+
+app = App("toy", "Toy regression app for core tests.", ToyConfig, real_dataset="toy-real")
+
+
+@app.verb("train", "Train the toy model.", trains=True)
+def train(context: Context) -> None:
+    config = context.config
+    dataset = make_data(config.samples, config.features)
+    if config.ddp_order:
+        # Lightning shuffles DDP training data with DistributedSampler(seed=PL_GLOBAL_SEED); one
+        # replica of the same sampler visits the union of the ranks' batches in the same order.
+        sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=config.seed)
+        train_loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, sampler=sampler)
+    else:
+        train_loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=config.shuffle)
+    val_loader = torch.utils.data.DataLoader(dataset, batch_size=64)
+    module = ToyRegression(config.features, config.learning_rate)
+    trainer = build_trainer(config.trainer, context.run, callbacks=[Delay(config.step_delay)])
+    fit(trainer, module, context.run, train_dataloaders=train_loader, val_dataloaders=val_loader,
+        ckpt_path=context.resume_path)  # fmt: skip
+    atomic_save(module.state_dict(), context.run.path / f"weights_rank{trainer.global_rank}.pt")
+
+
+if __name__ == "__main__":
+    raise SystemExit(app.main())

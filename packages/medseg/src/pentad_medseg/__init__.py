@@ -1,0 +1,29 @@
+"""Pentad medseg: 2D medical image segmentation (DRIVE, image folders, NIfTI) with U-Nets and smp models.
+
+Public API::
+
+    from pentad_medseg import MODELS, DATASETS, LOSSES, load_dataset, sliding_window_inference
+    data = load_dataset("drive", "/data/drive")
+    model = MODELS.build("unet", in_channels=3, out_channels=1, depth=3, base_channels=16)
+"""
+
+from pentad_medseg import datasets, losses, models  # noqa: F401  (register entries)
+from pentad_medseg.datasets import SegImage, SegmentationData, load_dataset
+from pentad_medseg.inference import sliding_window_inference
+from pentad_medseg.metrics import dataset_metrics, image_metrics
+from pentad_medseg.registry import DATASETS, LOSSES, MODELS
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DATASETS",
+    "LOSSES",
+    "MODELS",
+    "SegImage",
+    "SegmentationData",
+    "__version__",
+    "dataset_metrics",
+    "image_metrics",
+    "load_dataset",
+    "sliding_window_inference",
+]

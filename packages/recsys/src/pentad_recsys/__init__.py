@@ -1,0 +1,3 @@
+"""Pentad recsys."""
+
+__version__ = "0.1.0"

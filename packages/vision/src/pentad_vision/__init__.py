@@ -1,0 +1,3 @@
+"""Pentad vision."""
+
+__version__ = "0.1.0"
