@@ -16,7 +16,12 @@ def run_toy(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedP
     """Run the toy app in a fresh interpreter."""
     environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
-        [sys.executable, str(TOY_APP), *args], capture_output=True, text=True, timeout=timeout, env=environment, **kwargs
+        [sys.executable, str(TOY_APP), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environment,
+        **kwargs,
     )
 
 

@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from pentad_core.bench import format_table, throughput, time_callable, trainer_parity
+from pentad_core.export import ParityError, check_onnx_parity, export_onnx
+
+
+class Toy(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU())
+        self.head = torch.nn.Linear(8, 4)
+
+    def forward(self, images):
+        return self.head(self.features(images).mean(dim=(2, 3)))
+
+
+def test_onnx_export_has_a_dynamic_batch_and_matches_pytorch(tmp_path):
+    torch.manual_seed(0)
+    model = Toy()
+    path = export_onnx(model, torch.randn(2, 3, 16, 16), tmp_path / "toy.onnx")
+    report = check_onnx_parity(model, path, torch.randn(7, 3, 16, 16))
+    assert report.passed and report.batch_size == 7 and report.max_abs_diff < 1e-5
+    assert report.as_metrics()["export/max_abs_diff"] == report.max_abs_diff
+
+
+def test_parity_check_fails_above_the_tolerance(tmp_path):
+    torch.manual_seed(0)
+    model = Toy()
+    path = export_onnx(model, torch.randn(2, 3, 16, 16), tmp_path / "toy.onnx")
+    with torch.no_grad():
+        model.head.bias.add_(0.5)  # the PyTorch model drifts away from the exported one
+    with pytest.raises(ParityError, match="max abs difference"):
+        check_onnx_parity(model, path, torch.randn(3, 3, 16, 16), tolerance=1e-3)
+    report = check_onnx_parity(model, path, torch.randn(3, 3, 16, 16), tolerance=1e-3, raise_on_failure=False)
+    assert not report.passed and report.max_abs_diff == pytest.approx(0.5, abs=1e-4)
+
+
+def test_timing_helpers():
+    calls = []
+    timing = time_callable(lambda: calls.append(1), warmup=2, repeats=3)
+    assert len(calls) == 5 and len(timing.samples) == 3
+    assert timing.minimum <= timing.median <= timing.maximum
+    assert throughput(100, 2.0) == 50.0 and throughput(1, 0) == 0.0
+    table = format_table([{"model": "a", "acc": 0.91234}])
+    assert table.splitlines()[0] == "| model | acc |" and "0.9123" in table
+
+
+def test_trainer_parity_benchmark_runs():
+    result = trainer_parity(samples=128, batch_size=32, epochs=1, repeats=1)
+    assert result["steps_per_run"] == 4
+    assert result["pentad_steps_per_s"] > 0 and result["hand_written_steps_per_s"] > 0
+    assert result["ratio"] == pytest.approx(result["pentad_steps_per_s"] / result["hand_written_steps_per_s"])

@@ -1,0 +1,86 @@
+"""The CLI contract of DEVELOPERS.md, checked on every app in apps/ by the same tests."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pentad_core.cli import CONTRACT_VERBS
+
+from .conftest import APPS, app_object, run_app
+
+pytestmark = pytest.mark.skipif(not APPS, reason="no app in apps/ yet")
+
+
+def error_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_help_exits_0_and_lists_every_contract_verb(app):
+    result = run_app(app)
+    assert result.returncode == 0, result.stderr
+    for verb in CONTRACT_VERBS:
+        assert verb in result.stdout, f"`{verb}` missing from apps/{app} help"
+    assert set(CONTRACT_VERBS) <= set(app_object(app).verbs)
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_demo_runs_offline_and_writes_a_complete_run_folder(app, tmp_path):
+    out = tmp_path / "demo"
+    result = run_app(app, "demo", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "config.yaml").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics and all("/" in key for key in metrics), metrics
+    assert any(key.startswith(("test/", "eval/")) for key in metrics), metrics
+    assert (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir())
+    assert list(out.rglob("events.out.tfevents.*")), "no TensorBoard log"
+    assert list(out.rglob("*.png")), "no plot"
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_unknown_option_is_one_line_and_exit_2(app):
+    result = run_app(app, "train", "--no-such-option")
+    assert result.returncode == 2
+    assert len(error_lines(result)) == 1 and "--no-such-option" in result.stderr
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_missing_data_folder_is_one_line_and_exit_2(app, tmp_path):
+    dataset = app_object(app).real_dataset
+    if dataset is None:
+        pytest.skip(f"apps/{app} reads no dataset from disk")
+    missing = tmp_path / "no-such-folder"
+    out = tmp_path / "run"
+    result = run_app(app, "train", "--dataset", dataset, "--data-dir", str(missing), "--epochs", "1", "--out", str(out))
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = error_lines(result)
+    assert len(lines) == 1 and str(missing) in lines[0], result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_corrupt_config_is_one_line_and_exit_2(app, tmp_path):
+    corrupt = tmp_path / "corrupt.yaml"
+    corrupt.write_text("trainer: {max_epochs: [1,\n  - oops")
+    result = run_app(app, "train", "--config", str(corrupt), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    lines = error_lines(result)
+    assert len(lines) == 1 and str(corrupt) in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_unknown_model_is_one_line_and_exit_2(app, tmp_path):
+    result = run_app(app, "train", "--model", "no-such-model", "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert len(error_lines(result)) == 1 and "no-such-model" in result.stderr
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_models_and_data_list(app):
+    for args in (["models"], ["data", "list"]):
+        result = run_app(app, *args)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip()
