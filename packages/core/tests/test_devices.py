@@ -82,3 +82,30 @@ def test_channels_last_is_opt_in():
     assert maybe_channels_last(model, False).weight.is_contiguous()
     converted = maybe_channels_last(model, True)
     assert converted.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_trainer_applies_channels_last_when_asked(tmp_path):
+    import pytorch_lightning as pl
+
+    from pentad_core.runs import RunDir
+    from pentad_core.training import TrainerConfig, build_trainer
+
+    class Module(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.network = torch.nn.Conv2d(3, 4, 3)
+
+        def training_step(self, batch, batch_index):
+            return self.network(batch[0]).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    module = Module()
+    config = TrainerConfig(
+        max_epochs=1, accelerator="cpu", devices="1", monitor="", progress_bar=False, channels_last=True
+    )
+    trainer = build_trainer(config, RunDir(tmp_path))
+    data = torch.utils.data.TensorDataset(torch.randn(4, 3, 8, 8))
+    trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=2))
+    assert module.network.weight.is_contiguous(memory_format=torch.channels_last)

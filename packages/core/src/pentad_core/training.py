@@ -19,12 +19,29 @@ from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from pentad_core.checkpoint import AtomicCheckpointIO, RNGStateCallback
-from pentad_core.devices import describe_hardware, select_accelerator, select_precision
+from pentad_core.devices import describe_hardware, maybe_channels_last, select_accelerator, select_precision
 from pentad_core.errors import ConfigError
 from pentad_core.logs import ResumableCSVLogger, TrimLogsOnResume
 from pentad_core.runs import RunDir
 
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp", "single_device")
+
+
+class ModelOptimisations(pl.Callback):
+    """Opt-in speed-ups applied once the module is on its device: channels-last memory format and
+    ``torch.compile`` of each network the LightningModule wraps (its direct children)."""
+
+    def __init__(self, channels_last: bool, compile: bool) -> None:
+        self.channels_last = channels_last
+        self.compile = compile
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Convert and compile in place (idempotent across fit/test)."""
+        maybe_channels_last(pl_module, self.channels_last)
+        if self.compile and not getattr(pl_module, "_pentad_compiled", False):
+            for child in pl_module.children():
+                child.compile()
+            pl_module._pentad_compiled = True
 
 
 @dataclass
@@ -130,6 +147,8 @@ def build_trainer(
     precision = select_precision(config.precision, accelerator, hardware)
     csv_logger = ResumableCSVLogger(save_dir=run.logs, name="", version="")
     all_callbacks: list[pl.Callback] = [RNGStateCallback(), TrimLogsOnResume(csv_logger)]
+    if config.channels_last or config.compile:
+        all_callbacks.append(ModelOptimisations(config.channels_last, config.compile))
     if enable_checkpointing:
         monitor = config.monitor or None
         all_callbacks.append(
