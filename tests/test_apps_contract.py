@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -34,8 +35,18 @@ def test_help_exits_0_and_lists_every_contract_verb(app):
     assert set(CONTRACT_VERBS) <= set(app_object(app).verbs)
 
 
+def best_checkpoint(run: Path) -> Path:
+    files = sorted(p for p in (run / "checkpoints").rglob("*") if p.is_file())
+    for prefix in ("best", "last"):
+        for path in files:
+            if path.name.startswith(prefix):
+                return path
+    assert files, f"no checkpoint in {run}"
+    return files[0]
+
+
 @pytest.mark.parametrize("app", APPS)
-def test_demo_runs_offline_and_writes_a_complete_run_folder(app, tmp_path):
+def test_demo_then_evaluate_and_export_its_checkpoint(app, tmp_path, capsys):
     out = tmp_path / "demo"
     result = run_app(app, "demo", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -46,6 +57,17 @@ def test_demo_runs_offline_and_writes_a_complete_run_folder(app, tmp_path):
     assert (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir())
     assert list(out.rglob("events.out.tfevents.*")), "no TensorBoard log"
     assert list(out.rglob("*.png")), "no plot"
+
+    # The demo's checkpoint goes through evaluate and export (ONNX with the parity check).
+    checkpoint = str(best_checkpoint(out))
+    evaluated = tmp_path / "evaluate"
+    code, _, lines = run_in_process(app, capsys, "evaluate", "--checkpoint", checkpoint, "--out", str(evaluated))
+    assert code == 0, lines
+    assert any(k.startswith(("test/", "eval/")) for k in json.loads((evaluated / "metrics.json").read_text()))
+    exported = tmp_path / "export"
+    code, _, lines = run_in_process(app, capsys, "export", "--checkpoint", checkpoint, "--out", str(exported))
+    assert code == 0, lines
+    assert list(exported.rglob("*.onnx")), "export wrote no ONNX file"
 
 
 @pytest.mark.parametrize("app", APPS)

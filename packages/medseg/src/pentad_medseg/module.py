@@ -1,0 +1,246 @@
+"""The LightningModule: patch training, full-image sliding-window validation/testing inside the FOV."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from pentad_core.errors import ConfigError
+from pentad_medseg.inference import sliding_window_inference
+from pentad_medseg.losses import build_loss
+from pentad_medseg.metrics import best_f1_threshold, dataset_metrics
+from pentad_medseg.registry import MODELS
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("none", "cosine")
+
+
+def build_network(
+    model: str, in_channels: int, classes: int, model_options: dict[str, Any] | None = None
+) -> torch.nn.Module:
+    """Build a registered network; binary tasks get one sigmoid logit, ``N``-class tasks ``N`` softmax logits."""
+    out_channels = 1 if classes == 2 else classes
+    return MODELS.build(model, in_channels=in_channels, out_channels=out_channels, **(model_options or {}))
+
+
+class SegmentationModule(pl.LightningModule):
+    """Trains a segmentation network on patches and evaluates it on whole images.
+
+    Batches: training ``(image (B, C, P, P) normalised, mask (B, P, P), fov (B, P, P))``; validation
+    and test ``(image (1, C, H, W) raw, mask (1, H, W), fov (1, H, W), index)`` — whole images are
+    normalised here with the stored training statistics, so a checkpoint predicts on raw images.
+
+    Logs ``train/loss``, ``val/{auc,dice,...}`` and ``test/{auc,dice,f1,iou,sensitivity,specificity,
+    accuracy,hd95,dice_per_image}`` (pooled over the split's FOV pixels; see :mod:`pentad_medseg.metrics`).
+
+    Args:
+        model: Registered model name.
+        in_channels: Image channels.
+        classes: Label values including background (2: binary).
+        model_options: Keyword arguments of the model factory (depth, base_channels, encoder, ...).
+        loss: Registered loss name.
+        loss_options: Keyword arguments of the loss.
+        optimizer: ``adam``, ``adamw`` or ``sgd``.
+        lr: Learning rate.
+        weight_decay: Weight decay.
+        scheduler: ``none`` or ``cosine`` (over ``max_epochs``).
+        max_epochs: For the cosine schedule.
+        mean: Per-channel normalisation mean from the training set.
+        std: Per-channel normalisation std from the training set.
+        window: Sliding-window side for whole-image inference.
+        overlap: Window overlap.
+        blending: ``gaussian`` or ``constant``.
+        tta: Flip test-time augmentation at test time.
+        threshold: Binary threshold; ``None`` picks the F1-optimal one on the validation images.
+        infer_batch_size: Windows per forward pass.
+        hd95: Compute the 95% Hausdorff distance at test time.
+        val_names: Names of validation images (for messages).
+        test_names: Names of test images (for the per-image CSV).
+    """
+
+    def __init__(
+        self,
+        model: str = "unet",
+        in_channels: int = 3,
+        classes: int = 2,
+        model_options: dict[str, Any] | None = None,
+        loss: str = "bce-dice",
+        loss_options: dict[str, Any] | None = None,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        scheduler: str = "none",
+        max_epochs: int = 10,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        window: int = 128,
+        overlap: float = 0.5,
+        blending: str = "gaussian",
+        tta: bool = False,
+        threshold: float | None = 0.5,
+        infer_batch_size: int = 16,
+        hd95: bool = True,
+    ) -> None:
+        super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}.")
+        if scheduler not in SCHEDULERS:
+            raise ConfigError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}.")
+        if threshold is not None and not 0 < threshold < 1:
+            raise ConfigError(f"threshold must be in (0, 1) or null (chosen on validation data), got {threshold}.")
+        # logger=False: the hyper-parameters live in the checkpoint and config.yaml, not in the CSV/TB logs.
+        self.save_hyperparameters(logger=False)
+        self.net = build_network(model, in_channels, classes, model_options)
+        self.loss_fn = build_loss(loss, **(loss_options or {}))
+        mean_t = torch.tensor(mean if mean is not None else [0.0] * in_channels, dtype=torch.float32)
+        std_t = torch.tensor(std if std is not None else [1.0] * in_channels, dtype=torch.float32)
+        self.register_buffer("norm_mean", mean_t.view(1, -1, 1, 1))
+        self.register_buffer("norm_std", std_t.view(1, -1, 1, 1))
+        # Chosen on validation data when threshold is None; kept in checkpoints with the weights.
+        self.register_buffer("threshold", torch.tensor(threshold if threshold is not None else 0.5))
+        self._outputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.test_rows: list[dict[str, Any]] = []
+        self.test_probabilities: list[np.ndarray] = []
+        self.train_seconds = 0.0
+        self.train_patches = 0
+        self._batch_start = 0.0
+
+    # -- inference -------------------------------------------------------------------------------
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, K, H, W)`` of normalised images ``(B, C, H, W)``."""
+        return self.net(images)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Apply the training-set channel statistics to raw images ``(B, C, H, W)``."""
+        return (images - self.norm_mean) / self.norm_std
+
+    @torch.no_grad()
+    def predict_probabilities(self, images: torch.Tensor, tta: bool | None = None) -> torch.Tensor:
+        """Probabilities ``(B, K, H, W)`` of raw whole images ``(B, C, H, W)`` by sliding window."""
+        hp = self.hparams
+        return sliding_window_inference(
+            self.net, self.normalize(images.to(self.device, torch.float32)), window=hp.window, overlap=hp.overlap,
+            batch_size=hp.infer_batch_size, blending=hp.blending, tta=hp.tta if tta is None else tta,
+        )  # fmt: skip
+
+    # -- training --------------------------------------------------------------------------------
+
+    def on_train_epoch_start(self) -> None:
+        loader = self.trainer.train_dataloader
+        dataset = getattr(loader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(self.current_epoch)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._batch_start = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.train_seconds += time.perf_counter() - self._batch_start
+        self.train_patches += int(batch[0].shape[0])
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        images, masks, fovs = batch
+        loss = self.loss_fn(self(images), masks, fovs)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at step {self.global_step}; lower the lr.")
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=images.shape[0])
+        return loss
+
+    # -- evaluation ------------------------------------------------------------------------------
+
+    def _collect(self, batch: tuple[torch.Tensor, ...], tta: bool) -> np.ndarray:
+        images, masks, fovs, _ = batch
+        probabilities = self.predict_probabilities(images, tta=tta).float().cpu().numpy()
+        for index in range(images.shape[0]):
+            self._outputs.append((probabilities[index], masks[index].cpu().numpy(), fovs[index].cpu().numpy()))
+        return probabilities
+
+    def on_validation_epoch_start(self) -> None:
+        self._outputs = []
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        self._collect(batch, tta=False)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._outputs or self.trainer.sanity_checking:
+            self._outputs = []
+            return
+        probabilities, masks, fovs = zip(*self._outputs)
+        if self.hparams.threshold is None and probabilities[0].shape[0] == 1:
+            scores = np.concatenate([p[0][f] for p, f in zip(probabilities, fovs)])
+            truth = np.concatenate([m[f] > 0 for m, f in zip(masks, fovs)])
+            self.threshold.fill_(best_f1_threshold(scores, truth))
+        summary, _ = dataset_metrics(
+            probabilities, masks, fovs, [str(i) for i in range(len(masks))], float(self.threshold), hd95=False
+        )
+        for key in ("auc", "dice", "iou", "sensitivity", "specificity", "accuracy", "threshold"):
+            value = summary[key]
+            self.log(f"val/{key}", value if math.isfinite(value) else 0.0, prog_bar=key in ("auc", "dice"))
+        self._outputs = []
+
+    def on_test_epoch_start(self) -> None:
+        self._outputs = []
+        self.test_rows = []
+        self.test_probabilities = []
+
+    def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        self._collect(batch, tta=bool(self.hparams.tta))
+
+    def on_test_epoch_end(self) -> None:
+        if not self._outputs:
+            return
+        probabilities, masks, fovs = zip(*self._outputs)
+        names = list(self.test_names) if hasattr(self, "test_names") else [str(i) for i in range(len(masks))]
+        summary, rows = dataset_metrics(
+            probabilities, masks, fovs, names[: len(masks)], float(self.threshold), hd95=bool(self.hparams.hd95)
+        )
+        for key, value in summary.items():
+            self.log(f"test/{key}", value if math.isfinite(value) else float("nan"))
+        self.test_rows = rows
+        self.test_probabilities = list(probabilities)
+        self._outputs = []
+
+    # -- optimisation ----------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        if hp.optimizer == "adam":
+            optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        elif hp.optimizer == "adamw":
+            optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(
+                self.parameters(), lr=hp.lr, momentum=0.99, nesterov=True, weight_decay=hp.weight_decay
+            )
+        if hp.scheduler == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, hp.max_epochs))
+        else:
+            scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+        # The name makes Lightning's LR monitor log "train/lr" (metrics keys are "<split>/<metric>").
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "name": "train/lr"}}
+
+
+def load_module(path: str, map_location: str = "cpu") -> SegmentationModule:
+    """Rebuild a :class:`SegmentationModule` from a Lightning checkpoint (loaded with ``weights_only=True``).
+
+    Raises:
+        CheckpointError: If the file is missing, corrupt, or does not fit the model it describes.
+    """
+    from pentad_core.checkpoint import load_checkpoint
+    from pentad_core.errors import CheckpointError
+
+    checkpoint = load_checkpoint(path, map_location)
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
+        raise CheckpointError(f"{path} is not a medseg training checkpoint (no state_dict/hyper_parameters).")
+    module = SegmentationModule(**checkpoint["hyper_parameters"])
+    try:
+        module.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise CheckpointError(f"checkpoint {path} does not fit its model: {str(error).splitlines()[0]}") from None
+    return module.eval()

@@ -1,0 +1,129 @@
+"""Writing predictions: probability maps, masks and overlays as PNG, volumes as NIfTI, and figures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pentad_core.files import atomic_write_bytes
+
+#: Overlay colours (RGB in [0, 1]).
+PREDICTION_COLOUR = (1.0, 0.15, 0.15)
+TRUTH_COLOUR = (0.1, 0.9, 0.2)
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_png(array: np.ndarray, path: Path) -> Path:
+    """Write a ``(H, W)`` or ``(H, W, 3)`` uint8 array as PNG, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, _png_bytes(np.ascontiguousarray(array)))
+    return path
+
+
+def display_image(image: np.ndarray) -> np.ndarray:
+    """``(C, H, W)`` raw image -> ``(H, W, 3)`` float in [0, 1] for display (min-max per image)."""
+    rgb = image[:3].transpose(1, 2, 0) if image.shape[0] >= 3 else np.repeat(image[:1].transpose(1, 2, 0), 3, axis=2)
+    low, high = np.percentile(rgb, 0.5), np.percentile(rgb, 99.5)
+    return np.clip((rgb - low) / max(high - low, 1e-8), 0, 1)
+
+
+def contour(mask: np.ndarray) -> np.ndarray:
+    """Boundary pixels of a boolean mask (pixels with a background 4-neighbour)."""
+    from scipy.ndimage import binary_erosion
+
+    mask = np.asarray(mask, bool)
+    return mask & ~binary_erosion(mask, border_value=0)
+
+
+def overlay(image: np.ndarray, prediction: np.ndarray, truth: np.ndarray | None = None) -> np.ndarray:
+    """``(H, W, 3)`` uint8: the image with the prediction's contour (red) and the truth's (green)."""
+    canvas = display_image(image).copy()
+    if truth is not None:
+        canvas[contour(truth > 0)] = TRUTH_COLOUR
+    canvas[contour(prediction > 0)] = PREDICTION_COLOUR
+    return (canvas * 255).round().astype(np.uint8)
+
+
+def labels_from_probabilities(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    """``(K, H, W)`` -> ``(H, W)`` labels."""
+    if probabilities.shape[0] == 1:
+        return (probabilities[0] > threshold).astype(np.int64)
+    return probabilities.argmax(axis=0).astype(np.int64)
+
+
+def save_prediction_pngs(
+    name: str,
+    image: np.ndarray,
+    probabilities: np.ndarray,
+    threshold: float,
+    out: Path,
+    truth: np.ndarray | None = None,
+    fov: np.ndarray | None = None,
+) -> dict[str, Path]:
+    """Write ``<name>_prob.png`` (foreground probability x 255), ``<name>_mask.png`` (0/255 binary, labels
+    otherwise) and ``<name>_overlay.png`` under ``out``."""
+    labels = labels_from_probabilities(probabilities, threshold)
+    if fov is not None:
+        labels = labels * fov
+    foreground = probabilities[0] if probabilities.shape[0] == 1 else 1 - probabilities[0]
+    mask_png = (labels * 255).astype(np.uint8) if probabilities.shape[0] == 1 else labels.astype(np.uint8)
+    return {
+        "prob": save_png((np.clip(foreground, 0, 1) * 255).round().astype(np.uint8), out / f"{name}_prob.png"),
+        "mask": save_png(mask_png, out / f"{name}_mask.png"),
+        "overlay": save_png(overlay(image, labels, truth), out / f"{name}_overlay.png"),
+    }
+
+
+def save_nifti(volume: np.ndarray, affine: np.ndarray, path: Path) -> Path:
+    """Write a volume with the input's affine as NIfTI (atomically)."""
+    import nibabel as nib
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = nib.Nifti1Image(volume, affine)
+    temporary = path.with_name(f".{path.name}.tmp{''.join(path.suffixes)}")
+    nib.save(image, str(temporary))
+    temporary.replace(path)
+    return path
+
+
+def plot_examples(
+    images: Sequence[np.ndarray],
+    truths: Sequence[np.ndarray | None],
+    probabilities: Sequence[np.ndarray],
+    names: Sequence[str],
+    threshold: float,
+    path: Path,
+) -> Path:
+    """A grid: image | ground truth | probability | overlay, one row per example."""
+    from pentad_core.plotting import new_figure, save_figure
+
+    rows = len(images)
+    figure, axes = new_figure(12, 3 * rows)
+    figure.clf()
+    axes = figure.subplots(rows, 4, squeeze=False)
+    for row, (image, truth, prob, name) in enumerate(zip(images, truths, probabilities, names)):
+        labels = labels_from_probabilities(prob, threshold)
+        foreground = prob[0] if prob.shape[0] == 1 else 1 - prob[0]
+        panels = [
+            (display_image(image), f"{name}"),
+            (truth if truth is not None else np.zeros_like(labels), "ground truth"),
+            (foreground, "probability"),
+            (overlay(image, labels, truth), "red: prediction, green: truth"),
+        ]
+        for column, (picture, title) in enumerate(panels):
+            axis = axes[row][column]
+            axis.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=max(1, picture.max()))
+            axis.set_title(title, fontsize=9)
+            axis.axis("off")
+    return save_figure(figure, path)

@@ -1,0 +1,96 @@
+"""Contract tests run over every registered model (a new registry entry is tested automatically)."""
+
+import io
+
+import pytest
+import torch
+
+from pentad_core.errors import ConfigError
+from pentad_medseg import MODELS
+
+#: Small settings so that the whole contract runs in seconds on a CPU.
+SMALL = {"unet": {"depth": 2, "base_channels": 8}}
+SMP_SMALL = {"encoder": "resnet18"}
+
+
+def build(name: str, in_channels: int = 3, out_channels: int = 1) -> torch.nn.Module:
+    options = SMALL.get(name, SMP_SMALL if name.startswith("smp-") else {})
+    return MODELS.build(name, in_channels=in_channels, out_channels=out_channels, **options)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize(
+    ("in_channels", "out_channels", "size"), [(3, 1, (64, 64)), (1, 3, (40, 56)), (2, 2, (33, 47))]
+)
+def test_output_shape_any_size(name, in_channels, out_channels, size):
+    model = build(name, in_channels, out_channels).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, in_channels, *size))
+    assert out.shape == (2, out_channels, *size)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_gradients_reach_every_parameter(name):
+    model = build(name).train()
+    out = model(torch.randn(2, 3, 64, 64))
+    out.square().mean().backward()
+    missing = [
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())
+    ]
+    assert not missing, f"no finite gradient for {missing[:5]}"
+    assert any(p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_state_dict_round_trip(name):
+    model = build(name).eval()
+    images = torch.randn(2, 3, 64, 64)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    torch.manual_seed(123)  # a differently initialised copy
+    copy = build(name).eval()
+    copy.load_state_dict(torch.load(buffer, weights_only=True))
+    with torch.no_grad():
+        assert torch.equal(model(images), copy(images))
+
+
+def test_unet_options():
+    for norm in ("batch", "instance", "none"):
+        for upsampling in ("transpose", "bilinear"):
+            model = MODELS.build("unet", in_channels=1, out_channels=2, depth=3, base_channels=4, norm=norm,
+                                 dropout=0.1, upsampling=upsampling).eval()  # fmt: skip
+            assert model(torch.randn(1, 1, 24, 24)).shape == (1, 2, 24, 24)
+    with pytest.raises(ConfigError, match="norm"):
+        MODELS.build("unet", norm="group")
+
+
+def test_unet_learns_a_simple_mask():
+    torch.manual_seed(0)
+    model = MODELS.build("unet", in_channels=1, out_channels=1, depth=2, base_channels=8)
+    images = torch.rand(8, 1, 32, 32)
+    target = (images > 0.5).float()
+    optimizer = torch.optim.Adam(model.parameters(), 1e-2)
+    losses = []
+    for _ in range(30):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(images), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_smp_unknown_encoder_and_offline_weights():
+    with pytest.raises(ConfigError, match="unknown smp encoder"):
+        MODELS.build("smp-unet", encoder="resnet-34")
+    with pytest.raises(ConfigError, match="unknown model"):
+        MODELS.build("smp-unet3d")

@@ -1,0 +1,121 @@
+"""Build, save and load stable-baselines3 agents from an :class:`RLConfig`."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.vec_env import VecEnv
+
+from pentad_core.errors import CheckpointError, ConfigError, missing_file
+from pentad_core.files import atomic_open
+from pentad_rl.config import RLConfig
+from pentad_rl.hyperparams import build_action_noise, build_hyperparams, build_policy_kwargs
+from pentad_rl.registry import ALGORITHMS
+
+
+def default_policy(algo: str, observation_space: spaces.Space) -> str:
+    """``CnnPolicy`` for image observations, ``MultiInputPolicy`` for dicts, else ``MlpPolicy``.
+
+    Recurrent PPO uses the ``...LstmPolicy`` variants.
+    """
+    if isinstance(observation_space, spaces.Dict):
+        base = "MultiInput"
+    elif is_image_space(observation_space, check_channels=False):
+        base = "Cnn"
+    else:
+        base = "Mlp"
+    return f"{base}LstmPolicy" if algo == "recurrent-ppo" else f"{base}Policy"
+
+
+def build_agent(
+    config: RLConfig,
+    env: VecEnv,
+    seed: int = 0,
+    tensorboard_log: str | None = None,
+    verbose: int = 0,
+) -> BaseAlgorithm:
+    """Create the agent of ``config.algo`` on ``env`` with the preset's hyperparameters.
+
+    Args:
+        config: Algorithm, policy, hyperparameters (schedules allowed), policy kwargs, action noise.
+        env: The vectorised training environment.
+        seed: Seeds the networks, the action sampling and the action-space RNG.
+        tensorboard_log: Folder for TensorBoard event files; ``None`` disables them.
+        verbose: SB3 verbosity (0 silent, 1 info).
+
+    Raises:
+        ConfigError: If a hyperparameter is unknown to the algorithm or the algorithm cannot handle the
+            environment's action space (e.g. DQN on continuous actions).
+    """
+    cls = ALGORITHMS.get(config.algo)
+    kwargs: dict[str, Any] = build_hyperparams(config.hyperparams)
+    if config.policy_kwargs:
+        kwargs["policy_kwargs"] = build_policy_kwargs(config.policy_kwargs)
+    noise = build_action_noise(config.noise_type or None, config.noise_std, env.action_space)
+    if noise is not None:
+        kwargs["action_noise"] = noise
+    policy = config.policy or default_policy(config.algo, env.observation_space)
+    try:
+        return cls(policy, env, seed=seed, device=config.device, tensorboard_log=tensorboard_log, verbose=verbose,
+                   **kwargs)
+    except TypeError as error:
+        raise ConfigError(f"hyperparams for {config.algo} are not accepted: {error}. Check the preset.") from None
+    except (AssertionError, ValueError, KeyError) as error:
+        raise ConfigError(f"--algo {config.algo} cannot train on --env {config.env}: {error}") from None
+
+
+def save_agent(model: BaseAlgorithm, path: str | Path, replay_buffer: bool = False) -> Path:
+    """Save ``model`` to ``path`` (a ``.zip``) atomically; optionally its replay buffer next to it.
+
+    The replay buffer goes to ``<stem>_replay_buffer.pkl`` (SB3's format) so that off-policy training
+    resumes with the experience it had.
+    """
+    path = Path(path)
+    with atomic_open(path, "wb") as handle:
+        model.save(handle)
+    if replay_buffer and isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None:
+        buffer = io.BytesIO()
+        model.save_replay_buffer(buffer)
+        with atomic_open(replay_buffer_path(path), "wb") as handle:
+            handle.write(buffer.getvalue())
+    return path
+
+
+def replay_buffer_path(model_path: str | Path) -> Path:
+    """Where :func:`save_agent` puts the replay buffer of the agent saved at ``model_path``."""
+    model_path = Path(model_path)
+    return model_path.with_name(f"{model_path.stem}_replay_buffer.pkl")
+
+
+def load_agent(
+    path: str | Path, algo: str, env: VecEnv | None = None, device: str = "cpu", **kwargs: Any
+) -> BaseAlgorithm:
+    """Load an agent saved by :func:`save_agent` (network weights are read with ``weights_only=True``).
+
+    Args:
+        path: The ``.zip`` file.
+        algo: Registry name of its algorithm.
+        env: Environment to continue training or evaluating on (checked against the saved spaces).
+        device: Torch device.
+        **kwargs: Passed to ``BaseAlgorithm.load`` (e.g. ``tensorboard_log``).
+
+    Raises:
+        DataError: If the file is missing.
+        CheckpointError: If it is not an agent of ``algo`` or does not fit ``env``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise missing_file(path, "agent checkpoint", "Train first or pass the path of a saved .zip.")
+    cls = ALGORITHMS.get(algo)
+    try:
+        return cls.load(path, env=env, device=device, **kwargs)
+    except ValueError as error:
+        raise CheckpointError(f"{path} does not fit --env: {error}") from None
+    except (KeyError, RuntimeError, OSError) as error:
+        raise CheckpointError(f"{path} is not a readable {algo} agent ({error}); pass the right --algo.") from None

@@ -1,0 +1,85 @@
+"""The RL run configuration: what a preset YAML in ``shared/configs/rl/`` holds.
+
+It extends pentad-core's :class:`~pentad_core.cli.RunConfig`: ``model`` is the algorithm name
+(``--algo``) and ``dataset`` the gymnasium environment id (``--env``). Keys follow RL Baselines3 Zoo's
+hyperparameter files, grouped: environment keys at the top level, constructor arguments of the
+algorithm under ``hyperparams``, network options under ``policy_kwargs``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pentad_core.cli import RunConfig
+from pentad_core.errors import ConfigError
+
+
+@dataclass
+class RLConfig(RunConfig):
+    """Everything needed to build environments and an agent, and to train it."""
+
+    #: Algorithm (--algo) from ``pentad_rl.registry.ALGORITHMS``: ppo, a2c, dqn, sac, td3, qrdqn, trpo, ...
+    model: str = "ppo"
+    #: Gymnasium environment id (--env): CartPole-v1, Pendulum-v1, pentad/ConnectFour-v0, ...
+    dataset: str = "CartPole-v1"
+    #: Keyword arguments for ``gymnasium.make`` (e.g. ``{difficulty: 2}`` for ConnectFour).
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: Policy class name (MlpPolicy, CnnPolicy, MlpLstmPolicy); empty picks one from the algorithm.
+    policy: str = ""
+    #: Number of parallel environments.
+    n_envs: int = 1
+    #: Vectorisation: ``dummy`` (one process, sequential) or ``subproc`` (one process per env).
+    vec_env: Literal["dummy", "subproc"] = "dummy"
+    #: Total environment steps to train for (summed over the parallel environments).
+    timesteps: int = 100_000
+    #: Constructor arguments of the algorithm; ``learning_rate``/``clip_range`` accept ``lin_<x>``.
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+    #: Network options (``net_arch``, ``activation_fn: relu|tanh``, ``ortho_init``, ...).
+    policy_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: Wrap the vectorised env in ``VecNormalize`` (running mean/std of observations and returns).
+    normalize: bool = False
+    #: Arguments of ``VecNormalize`` (e.g. ``{norm_reward: false}``).
+    normalize_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: Stack this many consecutive observations (pixels: 4); 0 disables stacking.
+    frame_stack: int = 0
+    #: Named wrappers applied to every env, in order: ``atari`` (SB3's AtariWrapper).
+    env_wrapper: list[str] = field(default_factory=list)
+    #: Exploration noise for TD3/DDPG/SAC: ``normal``, ``ornstein-uhlenbeck`` or empty.
+    noise_type: str = ""
+    #: Standard deviation of the exploration noise.
+    noise_std: float = 0.1
+    #: Evaluate (and keep the best model) every this many steps; 0 disables.
+    eval_freq: int = 10_000
+    #: Deterministic episodes per evaluation.
+    eval_episodes: int = 10
+    #: Save a checkpoint every this many steps (plus one at the end); 0 saves only at the end.
+    checkpoint_freq: int = 0
+    #: Two-player envs: the opponent becomes a frozen copy of the agent, refreshed periodically.
+    self_play: bool = False
+    #: Steps between refreshes of the self-play opponent.
+    self_play_freq: int = 10_000
+    #: Torch device of the networks (cpu is fastest for small MLP policies).
+    device: str = "cpu"
+    #: Where the preset's values come from (citation); informational.
+    source: str = ""
+
+    @property
+    def algo(self) -> str:
+        """The algorithm name (alias of ``model``)."""
+        return self.model
+
+    @property
+    def env(self) -> str:
+        """The gymnasium environment id (alias of ``dataset``)."""
+        return self.dataset
+
+    def __post_init__(self) -> None:
+        if self.n_envs < 1:
+            raise ConfigError(f"--n-envs must be at least 1, got {self.n_envs}.")
+        if self.timesteps < 1:
+            raise ConfigError(f"--timesteps must be positive, got {self.timesteps}.")
+        if self.frame_stack < 0:
+            raise ConfigError(f"frame_stack must be 0 or more, got {self.frame_stack}.")
+        if self.eval_episodes < 1:
+            raise ConfigError(f"eval_episodes must be at least 1, got {self.eval_episodes}.")

@@ -1,0 +1,88 @@
+"""Presets: tuned hyperparameters per (algorithm, environment) in ``shared/configs/rl/*.yaml``.
+
+A preset file holds the keys of :class:`~pentad_rl.config.RLConfig`. It is found by name,
+``<algo>-<env slug>.yaml`` (``ppo-cartpole-v1.yaml``, ``dqn-pentad-connectfour-v0.yaml``), so that
+``--algo ppo --env CartPole-v1`` picks up RL Zoo's tuned values by default.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pentad_core.cli import find_configs_dir
+from pentad_core.config import config_to_dict, load_yaml, resolve_config
+from pentad_core.errors import ConfigError
+from pentad_core.files import atomic_write_text
+from pentad_rl.config import RLConfig
+
+
+def presets_dir() -> Path | None:
+    """``shared/configs/rl`` (``$PENTAD_CONFIGS/rl``, else the one above the working directory or package)."""
+    return find_configs_dir("rl")
+
+
+def preset_name(algo: str, env: str) -> str:
+    """File stem of the preset for ``algo`` on ``env``: ``ppo`` + ``CartPole-v1`` -> ``ppo-cartpole-v1``."""
+    return f"{algo}-{re.sub(r'[^a-z0-9.-]+', '-', env.lower())}"
+
+
+def preset_path(algo: str, env: str) -> Path | None:
+    """The preset file for ``algo`` on ``env``, or ``None`` when there is none."""
+    folder = presets_dir()
+    if folder is None:
+        return None
+    path = folder / f"{preset_name(algo, env)}.yaml"
+    return path if path.is_file() else None
+
+
+def list_presets() -> list[str]:
+    """Names of all preset files (without ``.yaml``)."""
+    folder = presets_dir()
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder else []
+
+
+def load_preset_dict(name_or_path: str | Path) -> dict[str, Any]:
+    """The raw mapping of a preset given by name (``ppo-cartpole-v1``) or path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        folder = presets_dir()
+        path = (folder or Path(".")) / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"unknown preset {str(name_or_path)!r}. Known: {', '.join(list_presets())}.")
+    return load_yaml(path)
+
+
+def resolve_agent_config(
+    algo: str | None = None, env: str | None = None, overrides: dict[str, Any] | None = None
+) -> RLConfig:
+    """Defaults < the preset of (algo, env) if one exists < ``overrides``.
+
+    Args:
+        algo: Algorithm name; defaults to ``overrides["model"]`` or ``ppo``.
+        env: Environment id; defaults to ``overrides["dataset"]`` or ``CartPole-v1``.
+        overrides: Further keys of :class:`RLConfig` (e.g. ``{"timesteps": 20000}``), applied last.
+
+    Example:
+        >>> config = resolve_agent_config("ppo", "CartPole-v1", {"timesteps": 30_000})
+        >>> config.hyperparams["learning_rate"]
+        'lin_0.001'
+    """
+    overrides = dict(overrides or {})
+    algo = algo or overrides.get("model") or RLConfig.model
+    env = env or overrides.get("dataset") or RLConfig.dataset
+    path = preset_path(algo, env)
+    layers = [load_yaml(path)] if path is not None else []
+    return resolve_config(RLConfig, [*layers, {**overrides, "model": algo, "dataset": env}])
+
+
+def write_preset(config: RLConfig, path: str | Path, header: str = "") -> Path:
+    """Write ``config`` as a preset YAML (atomically), with an optional comment header."""
+    path = Path(path)
+    text = yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=False)
+    comment = "".join(f"# {line}\n" for line in header.splitlines())
+    atomic_write_text(path, comment + text)
+    return path

@@ -1,0 +1,87 @@
+"""Presets, schedules, hyperparameter conversion and environment construction errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch.nn as nn
+
+from pentad_core.errors import ConfigError
+from pentad_rl.agents import build_agent
+from pentad_rl.config import RLConfig
+from pentad_rl.environments import check_env_id, make_env
+from pentad_rl.hyperparams import LinearSchedule, build_hyperparams, build_policy_kwargs, parse_schedule
+from pentad_rl.presets import list_presets, load_preset_dict, preset_name, resolve_agent_config
+
+
+def test_linear_schedule_matches_rl_zoo():
+    schedule = parse_schedule("lin_0.001")
+    assert isinstance(schedule, LinearSchedule)
+    assert schedule(1.0) == pytest.approx(0.001) and schedule(0.25) == pytest.approx(0.00025)
+    assert schedule(0.0) == 0.0
+    assert parse_schedule("3e-4") == pytest.approx(3e-4) and parse_schedule(0.2) == 0.2
+    with pytest.raises(ConfigError, match="lin_0.001"):
+        parse_schedule("cosine_0.1")
+
+
+def test_hyperparams_and_policy_kwargs_conversion():
+    converted = build_hyperparams({"clip_range": "lin_0.2", "train_freq": [4, "step"], "gamma": 0.9})
+    assert converted["clip_range"](0.5) == pytest.approx(0.1)
+    assert converted["train_freq"] == (4, "step") and converted["gamma"] == 0.9
+    assert build_policy_kwargs({"activation_fn": "nn.ReLU", "net_arch": [8]})["activation_fn"] is nn.ReLU
+    with pytest.raises(ConfigError, match="activation_fn"):
+        build_policy_kwargs({"activation_fn": "swish9"})
+
+
+def test_preset_is_used_by_default_and_overrides_win():
+    config = resolve_agent_config("ppo", "CartPole-v1", {"timesteps": 1000, "hyperparams": {"n_epochs": 3}})
+    assert config.n_envs == 8 and config.hyperparams["learning_rate"] == "lin_0.001"
+    assert config.hyperparams["n_epochs"] == 3 and config.timesteps == 1000
+    assert "rl-baselines3-zoo" in config.source
+    bare = resolve_agent_config("a2c", "Pendulum-v1")
+    assert bare.hyperparams == {} and bare.n_envs == 1
+    assert preset_name("dqn", "pentad/ConnectFour-v0") == "dqn-pentad-connectfour-v0"
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_every_preset_builds_its_agent_or_names_the_missing_extra(name):
+    raw = load_preset_dict(name)
+    config = resolve_agent_config(raw.get("model"), raw.get("dataset"), {"n_envs": 1})
+    assert config.source, f"preset {name} must cite where its values come from"
+    try:
+        check_env_id(config.env)
+    except ConfigError as error:
+        assert "gymnasium[box2d]" in str(error) or "gymnasium[atari]" in str(error), error
+        return
+    env = make_env(config)
+    build_agent(config, env)
+    env.close()
+
+
+def test_environment_errors_name_the_fix():
+    with pytest.raises(ConfigError, match="CartPole-v1"):
+        check_env_id("CartPole-v7")
+    with pytest.raises(ConfigError, match=r"gymnasium\[atari\]"):
+        check_env_id("ALE/Breakout-v5")
+    with pytest.raises(ConfigError, match=r"gymnasium\[box2d\]"):
+        check_env_id("LunarLander-v3")
+    with pytest.raises(ConfigError, match="env_kwargs"):
+        make_env(RLConfig(dataset="CartPole-v1", env_kwargs={"no_such_argument": 1}))
+
+
+def test_vectorised_envs_dummy_and_subprocess_are_seeded():
+    observations = []
+    for vec_env in ("dummy", "subproc"):
+        env = make_env(RLConfig(dataset="CartPole-v1", n_envs=2, vec_env=vec_env), seed=3)
+        assert env.num_envs == 2
+        observations.append(env.reset())
+        env.close()
+    assert (observations[0] == observations[1]).all()
+
+
+def test_normalisation_and_frame_stacking_wrappers():
+    env = make_env(RLConfig(dataset="CartPole-v1", normalize=True, frame_stack=4))
+    assert env.observation_space.shape == (16,)
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    assert isinstance(env, VecNormalize)
+    env.close()

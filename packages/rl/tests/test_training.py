@@ -1,0 +1,165 @@
+"""Training end to end: learning on an easy task, evaluation, resume, recording, export, tuning."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from pentad_core.errors import CheckpointError, ConfigError
+from pentad_rl.agents import load_agent
+from pentad_rl.config import RLConfig
+from pentad_rl.environments import make_env
+from pentad_rl.evaluation import evaluate_agent
+from pentad_rl.export import export_policy
+from pentad_rl.presets import resolve_agent_config
+from pentad_rl.recording import record, write_animation
+from pentad_rl.training import train
+from pentad_rl.tuning import best_config, trials_table, tune
+
+
+def test_ppo_with_the_zoo_preset_learns_cartpole(tmp_path):
+    """A short run of the RL Zoo preset far exceeds a random policy (~22 steps per episode)."""
+    config = resolve_agent_config("ppo", "CartPole-v1", {"timesteps": 16_384, "eval_episodes": 5, "eval_freq": 0})
+    result = train(config, tmp_path, seed=0, tensorboard=False)
+    assert result.model.num_timesteps >= 16_384
+    assert result.evaluation.mean_return > 100, result.evaluation
+    assert (tmp_path / "checkpoints" / "last.zip").is_file()
+
+
+class FixedEpisodes(gym.Env):
+    """Episodes of exactly ``length`` steps with reward 1 per step; success when action 1 ends it."""
+
+    observation_space = spaces.Box(0, 1, (1,), np.float32)
+    action_space = spaces.Discrete(2)
+
+    def __init__(self, length: int = 5) -> None:
+        self.length, self.t = length, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        done = self.t >= self.length
+        return np.zeros(1, np.float32), 1.0, done, False, {"is_success": done and int(action) == 1}
+
+
+class ConstantAgent:
+    def __init__(self, action: int) -> None:
+        self.action = action
+
+    def predict(self, observation, state=None, episode_start=None, deterministic=True):
+        return np.full(len(observation), self.action), None
+
+
+@pytest.mark.parametrize(("n_envs", "action", "success"), [(1, 1, 1.0), (3, 0, 0.0)])
+def test_evaluation_statistics_on_a_hand_computed_env(n_envs, action, success):
+    from stable_baselines3.common.env_util import make_vec_env
+
+    env = make_vec_env(FixedEpisodes, n_envs=n_envs, seed=0)
+    result = evaluate_agent(ConstantAgent(action), env, n_episodes=6)
+    assert result.episodes == 6 and result.returns == [5.0] * 6 and result.lengths == [5] * 6
+    assert result.mean_return == 5.0 and result.std_return == 0.0 and result.mean_length == 5.0
+    assert result.success_rate == success
+    assert result.metrics()["eval/success_rate"] == success
+    with pytest.raises(ConfigError):
+        evaluate_agent(ConstantAgent(0), env, n_episodes=0)
+
+
+def test_resume_continues_the_step_count_of_an_on_policy_run(tmp_path):
+    config = RLConfig(dataset="CartPole-v1", n_envs=2, timesteps=256, eval_freq=0, eval_episodes=1,
+                      hyperparams={"n_steps": 32, "batch_size": 64}, policy_kwargs={"net_arch": [16]})
+    first = train(config, tmp_path, tensorboard=False)
+    assert first.model.num_timesteps == 256
+    config.timesteps = 512
+    resumed = train(config, tmp_path, resume="last", tensorboard=False)
+    assert resumed.model.num_timesteps == 512 and resumed.steps_trained == 256
+    with pytest.raises(ConfigError, match="already"):
+        train(config, tmp_path, resume="last", tensorboard=False)
+    with pytest.raises(CheckpointError):
+        train(config, tmp_path / "elsewhere", resume="last", tensorboard=False)
+
+
+def test_resume_restores_the_replay_buffer_of_an_off_policy_run(tmp_path):
+    config = RLConfig(model="dqn", dataset="CartPole-v1", timesteps=300, eval_freq=0, eval_episodes=1,
+                      hyperparams={"learning_starts": 50, "buffer_size": 2000, "train_freq": 4},
+                      policy_kwargs={"net_arch": [16]})
+    first = train(config, tmp_path, tensorboard=False)
+    saved = first.model.replay_buffer
+    assert saved.size() == 300
+    config.timesteps = 500
+    resumed = train(config, tmp_path, resume="last", tensorboard=False)
+    buffer = resumed.model.replay_buffer
+    assert resumed.model.num_timesteps == 500 and buffer.size() == 500
+    np.testing.assert_array_equal(buffer.observations[:300], saved.observations[:300])
+    np.testing.assert_array_equal(buffer.actions[:300], saved.actions[:300])
+
+
+def test_checkpoints_best_model_and_learning_curve(tmp_path):
+    config = RLConfig(dataset="CartPole-v1", n_envs=2, timesteps=256, eval_freq=128, eval_episodes=2,
+                      checkpoint_freq=128, hyperparams={"n_steps": 32, "batch_size": 64},
+                      policy_kwargs={"net_arch": [16]})
+    result = train(config, tmp_path, tensorboard=True)
+    names = {p.name for p in (tmp_path / "checkpoints").iterdir()}
+    assert {"last.zip", "best.zip", "step_128.zip"} <= names
+    assert [point["timesteps"] for point in result.curve] == [128.0, 256.0]
+    assert list(tmp_path.rglob("events.out.tfevents.*"))
+
+
+def test_record_gif_and_onnx_export_of_a_normalised_agent(tmp_path):
+    config = RLConfig(model="sac", dataset="Pendulum-v1", timesteps=64, eval_freq=0, eval_episodes=1,
+                      normalize=True, hyperparams={"learning_starts": 16, "buffer_size": 500},
+                      policy_kwargs={"net_arch": [16]})
+    result = train(config, tmp_path, tensorboard=False)
+    path, _returns = record(result.model, config, tmp_path / "agent.gif", max_frames=20,
+                           normalization=tmp_path / "checkpoints" / "last_vecnormalize.npz")
+    frames = iio.imread(path, index=None)
+    assert frames.ndim == 4 and frames.shape[0] == 20 and frames.shape[-1] == 3
+    env = make_env(config, n_envs=1, training=False)
+    from pentad_rl.environments import load_normalization
+
+    load_normalization(env, tmp_path / "checkpoints" / "last_vecnormalize.npz")
+    model = load_agent(tmp_path / "checkpoints" / "last.zip", "sac")
+    metrics = export_policy(model, tmp_path / "policy.onnx", env, batch=32)
+    assert metrics["export/action_agreement"] == 1.0 and metrics["export/max_abs_diff"] <= 1e-4
+
+
+def test_recording_rejects_unsupported_formats(tmp_path):
+    frame = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(ConfigError, match="gif"):
+        write_animation([frame], tmp_path / "clip.avi")
+    try:
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="imageio-ffmpeg"):
+            write_animation([frame], tmp_path / "clip.mp4")
+
+
+def test_self_play_refreshes_the_opponent_and_is_evaluated_against_the_heuristic(tmp_path):
+    config = RLConfig(dataset="pentad/ConnectFour-v0", n_envs=2, timesteps=256, eval_freq=0, eval_episodes=4,
+                      self_play=True, self_play_freq=128, env_kwargs={"difficulty": 0},
+                      hyperparams={"n_steps": 32, "batch_size": 64}, policy_kwargs={"net_arch": [16]})
+    result = train(config, tmp_path, tensorboard=False)
+    assert (tmp_path / "selfplay_opponent.zip").is_file()
+    assert result.evaluation.success_rate is not None
+    with pytest.raises(ConfigError, match="two-player"):
+        train(RLConfig(dataset="CartPole-v1", self_play=True, timesteps=64), tmp_path / "cp", tensorboard=False)
+
+
+def test_tune_runs_trials_and_writes_a_loadable_preset(tmp_path):
+    config = RLConfig(dataset="CartPole-v1", n_envs=2, timesteps=256, eval_episodes=2,
+                      policy_kwargs={"net_arch": [16]})
+    study = tune(config, n_trials=2, n_evaluations=2, seed=0, workdir=tmp_path)
+    rows = trials_table(study)
+    assert len(rows) == 2 and {"trial", "state", "mean_return", "learning_rate"} <= set(rows[0])
+    best = best_config(config, study)
+    assert best.hyperparams["learning_rate"] == study.best_trial.params["learning_rate"]
+    from pentad_rl.presets import load_preset_dict, write_preset
+
+    written = write_preset(best, tmp_path / "ppo-cartpole-v1.yaml", header="tuned")
+    assert load_preset_dict(written)["hyperparams"] == best.hyperparams

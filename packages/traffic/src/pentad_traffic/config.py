@@ -1,0 +1,82 @@
+"""The traffic run configuration (recipes in ``shared/configs/traffic/<dataset>.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pentad_core.cli import RunConfig
+from pentad_core.errors import ConfigError
+from pentad_core.training import TrainerConfig
+
+from pentad_traffic.protocols import Protocol, get_protocol
+
+
+def _trainer_defaults() -> TrainerConfig:
+    # The T-GCN protocol has no validation split: train a fixed number of epochs, keep the last.
+    return TrainerConfig(max_epochs=30, monitor="", gradient_clip_val=5.0, log_every_n_steps=10)
+
+
+@dataclass
+class TrafficConfig(RunConfig):
+    """Settings of a traffic run: data, protocol, model, optimisation, outputs."""
+
+    #: Registered model name (see the `models` verb), e.g. tgcn, stgcn, graph-wavenet, gcn, gru, var, persistence.
+    model: str = "tgcn"
+    #: Registered dataset name: los-loop, metr-la, pems-bay, csv or synthetic.
+    dataset: str = "synthetic"
+    #: Windows per batch.
+    batch_size: int = 32
+    #: Dataset loader options, e.g. num_nodes/num_days/seed (synthetic), speeds/adjacency/distances (csv).
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    #: Evaluation protocol: tgcn (80/20, max-scaling, horizons 3/6/9/12) or dcrnn (70/10/20, z-score, 3/6/12).
+    protocol: str = "tgcn"
+    #: Input steps per window.
+    input_len: int = 12
+    #: Predicted steps per window.
+    output_len: int = 12
+    #: Reported horizons in steps (empty: the protocol's).
+    horizons: list[int] = field(default_factory=list)
+    #: Add the time of day as an input feature.
+    time_of_day: bool = False
+    #: Add the day of week as an input feature.
+    day_of_week: bool = False
+    #: Model constructor options, e.g. hidden (tgcn, gru), channels (stgcn, graph-wavenet), lags/ridge (var).
+    model_options: dict[str, Any] = field(default_factory=dict)
+    #: Training loss in mph, masked where the truth is missing: mse, mae or huber.
+    loss: str = "mse"
+    #: Adam learning rate (cosine schedule over trainer.max_epochs).
+    lr: float = 3e-3
+    #: Adam weight decay.
+    weight_decay: float = 0.0
+    #: Models trained side by side by `benchmark`, each with its per-model options below.
+    benchmark_models: list[str] = field(
+        default_factory=lambda: ["persistence", "historical-average", "var", "gru", "gcn", "tgcn", "a3tgcn",
+                                 "stgcn", "graph-wavenet"]
+    )
+    #: Per-model overrides for `benchmark`: {model: {epochs, lr, loss, model_options}}.
+    benchmark_overrides: dict[str, Any] = field(default_factory=dict)
+    #: Sensors (column indices) drawn in plots/prediction_vs_truth.png.
+    plot_sensors: list[int] = field(default_factory=lambda: [0, 1])
+    #: Horizon (steps ahead) drawn in plots/prediction_vs_truth.png.
+    plot_horizon: int = 3
+    #: Lightning trainer settings (no validation split under the T-GCN protocol: the last epoch is kept).
+    trainer: TrainerConfig = field(default_factory=_trainer_defaults)
+
+    def __post_init__(self) -> None:
+        get_protocol(self.protocol)
+        if self.input_len < 1 or self.output_len < 1:
+            raise ConfigError("input_len and output_len must be at least 1.")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}.")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}.")
+
+    def build_protocol(self) -> Protocol:
+        """The protocol with this run's window lengths, horizons and time features."""
+        base = get_protocol(self.protocol)
+        horizons = tuple(self.horizons) or tuple(h for h in base.horizons if h <= self.output_len)
+        if not horizons:
+            horizons = (self.output_len,)
+        return base.replace(input_len=self.input_len, output_len=self.output_len, horizons=horizons,
+                            time_of_day=self.time_of_day, day_of_week=self.day_of_week)

@@ -1,0 +1,48 @@
+"""GCN: a two-layer graph convolutional network on each sensor's window of past speeds."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pentad_traffic.models.base import Forecaster, as_adjacency, graph_mix, symmetric_normalized
+
+
+class GCNForecaster(Forecaster):
+    """Spatial-only baseline (the T-GCN paper's GCN): node features are the ``L x F`` input window,
+    mixed over the road graph by two graph convolutions ``Â X W`` (Kipf & Welling), then mapped to
+    the ``H`` future steps. A linear skip from the sensor's own window and from its neighbours'
+    averaged window keeps the linear autoregression inside the model. Speeds enter as changes
+    relative to the last observation (better conditioned than raw, strongly correlated lags).
+
+    Args:
+        num_nodes: Sensors ``N``.
+        input_len: Input steps ``L``.
+        horizon: Predicted steps ``H``.
+        in_features: Input channels ``F``.
+        adjacency: ``(N, N)`` road graph weights.
+        hidden: Width of the graph convolutions.
+        residual: Forecast the change from the last observed speed.
+    """
+
+    def __init__(self, num_nodes: int, input_len: int, horizon: int, in_features: int = 1, adjacency=None,
+                 hidden: int = 64, residual: bool = True) -> None:
+        super().__init__(num_nodes, input_len, horizon, in_features)
+        self.residual = residual
+        self.register_buffer("support", symmetric_normalized(as_adjacency(adjacency, num_nodes)))
+        width = input_len * in_features
+        self.conv1 = nn.Linear(width, hidden)
+        self.conv2 = nn.Linear(hidden, hidden)
+        self.head = nn.Linear(hidden, horizon)
+        self.skip = nn.Linear(2 * width, horizon)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, L, N, F)`` -> ``(B, H, N)``."""
+        self.check_input(x)
+        relative = torch.cat([x[..., :1] - x[:, -1:, :, :1], x[..., 1:]], dim=-1)
+        nodes = relative.permute(0, 2, 1, 3).flatten(2)  # (B, N, L*F)
+        hidden = torch.relu(graph_mix(self.support, self.conv1(nodes)))
+        hidden = torch.relu(graph_mix(self.support, self.conv2(hidden)))
+        linear = self.skip(torch.cat([nodes, graph_mix(self.support, nodes)], dim=-1))
+        out = (self.head(hidden) + linear).transpose(1, 2)
+        return out + x[:, -1:, :, 0] if self.residual else out

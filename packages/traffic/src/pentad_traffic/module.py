@@ -1,0 +1,150 @@
+"""The LightningModule that trains and evaluates any registered forecaster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pentad_core.errors import ConfigError
+
+from pentad_traffic.metrics import horizon_metrics, null_mask
+from pentad_traffic.models import build_model
+from pentad_traffic.protocols import PreparedData, Protocol, Scaler
+
+LOSSES = ("mse", "mae", "huber")
+
+
+class ForecastModule(pl.LightningModule):
+    """Trains a forecaster on scaled inputs with a loss in original units (mph), masked where the
+    truth is missing, and scores the test windows per horizon.
+
+    Logs ``train/loss``, ``val/loss``, ``val/mae``, ``val/rmse``, and at test time
+    ``test/h<k>/<metric>`` for every protocol horizon plus ``test/<metric>`` over all steps.
+
+    Args:
+        model: Registered model name.
+        num_nodes: Sensors ``N``.
+        adjacency: ``(N, N)`` road graph (not stored in hyper-parameters; the weights carry it).
+        protocol: The evaluation protocol (input/output length, horizons, masking, metrics).
+        scaler_center: Scaler offset fitted on the training data.
+        scaler_scale: Scaler divisor fitted on the training data.
+        model_options: Extra constructor options of the model.
+        loss: ``mse``, ``mae`` or ``huber`` (delta 1 mph).
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        epochs: Epochs of the cosine learning-rate schedule.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        num_nodes: int,
+        adjacency: Any,
+        protocol: Protocol,
+        scaler_center: float,
+        scaler_scale: float,
+        model_options: dict[str, Any] | None = None,
+        loss: str = "mse",
+        lr: float = 3e-3,
+        weight_decay: float = 0.0,
+        epochs: int = 10,
+    ) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise ConfigError(f"loss {loss!r} is not one of {', '.join(LOSSES)}.")
+        self.save_hyperparameters(ignore=["adjacency", "protocol"], logger=False)
+        self.protocol = protocol
+        self.scaler = Scaler(scaler_center, scaler_scale)
+        self.network = build_model(
+            model,
+            num_nodes=num_nodes,
+            input_len=protocol.input_len,
+            horizon=protocol.output_len,
+            in_features=protocol.in_features,
+            adjacency=np.asarray(adjacency, dtype=np.float32),
+            **(model_options or {}),
+        )
+        self._test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.test_predictions: torch.Tensor | None = None
+
+    @classmethod
+    def for_data(cls, model: str, prepared: PreparedData, **options: Any) -> ForecastModule:
+        """Build a module for a prepared dataset."""
+        return cls(model, prepared.data.num_nodes, prepared.data.adjacency, prepared.protocol,
+                   prepared.scaler.center, prepared.scaler.scale, **options)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Forecast in original units: ``(B, L, N, F)`` -> ``(B, H, N)``."""
+        return self.scaler.inverse(self.network(x))
+
+    def _loss(self, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+        mask = null_mask(true, self.protocol.null_value)
+        error = (pred - torch.nan_to_num(true))[mask]
+        kind = self.hparams.loss
+        if kind == "mse":
+            return error.pow(2).mean()
+        if kind == "mae":
+            return error.abs().mean()
+        return torch.nn.functional.huber_loss(error, torch.zeros_like(error), delta=1.0)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> torch.Tensor | None:
+        """One optimisation step (nothing for models without gradient training)."""
+        if not self.network.trainable or self.network.closed_form:
+            return None
+        x, y = batch
+        loss = self._loss(self(x), y)
+        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(x))
+        return loss
+
+    def on_fit_start(self) -> None:
+        """Fit closed-form models (VAR) by least squares on the whole training set."""
+        if self.network.closed_form:
+            dataset = self.trainer.train_dataloader.dataset
+            x, y = dataset.tensors()
+            self.network.fit(x.to(self.device), self.scaler.transform(y.to(self.device)))
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
+        """Validation loss and errors in mph."""
+        x, y = batch
+        pred = self(x)
+        mask = null_mask(y, self.protocol.null_value)
+        error = (pred - torch.nan_to_num(y))[mask]
+        self.log("val/loss", self._loss(pred, y), prog_bar=True, batch_size=len(x))
+        self.log("val/mae", error.abs().mean(), batch_size=len(x))
+        self.log("val/rmse", error.pow(2).mean().sqrt(), batch_size=len(x))
+
+    def on_test_epoch_start(self) -> None:  # noqa: D102
+        self._test_outputs = []
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
+        """Collect forecasts; metrics are computed over the whole test set at the end."""
+        x, y = batch
+        self._test_outputs.append((self(x).detach().cpu(), y.cpu()))
+
+    def on_test_epoch_end(self) -> None:
+        """Log ``test/h<k>/<metric>`` and ``test/<metric>`` (all steps)."""
+        pred = torch.cat([p for p, _ in self._test_outputs])
+        true = torch.cat([t for _, t in self._test_outputs])
+        self.test_predictions = pred
+        for key, value in self.score(pred, true).items():
+            self.log(f"test/{key}", value)
+
+    def score(self, pred: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
+        """Per-horizon metrics and, under key ``<metric>``, the metrics over every predicted step."""
+        protocol = self.protocol
+        scores = horizon_metrics(pred, true, protocol.horizons, protocol.metrics, protocol.reduction,
+                                 protocol.null_value)
+        overall = horizon_metrics(pred, true, (protocol.output_len,), protocol.metrics, "cumulative",
+                                  protocol.null_value)
+        scores.update({key.split("/", 1)[1]: value for key, value in overall.items()})
+        return scores
+
+    def configure_optimizers(self):  # noqa: D102
+        parameters = [p for p in self.parameters() if p.requires_grad]
+        if not parameters or not self.network.trainable or self.network.closed_form:
+            return None
+        optimizer = torch.optim.Adam(parameters, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.hparams.epochs))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}

@@ -1,0 +1,128 @@
+"""Tables, CSV files and plots of a traffic run."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from pentad_core.files import atomic_write_bytes
+from pentad_core.plotting import new_figure, save_figure
+
+from pentad_traffic.metrics import mae, null_mask, rmse
+from pentad_traffic.protocols import PreparedData
+
+
+def horizon_rows(metrics: dict[str, float], horizons: tuple[int, ...], names: tuple[str, ...], prefix: str = "test",
+                 minutes_per_step: float = 5.0) -> list[dict[str, object]]:
+    """One row per horizon from ``<prefix>/h<k>/<metric>`` keys, plus an ``all`` row."""
+    rows = []
+    for horizon in horizons:
+        row: dict[str, object] = {"horizon": horizon, "minutes": round(horizon * minutes_per_step)}
+        row.update({name: metrics.get(f"{prefix}/h{horizon}/{name}", float("nan")) for name in names})
+        rows.append(row)
+    if any(f"{prefix}/{name}" in metrics for name in names):
+        row = {"horizon": "all", "minutes": ""}
+        row.update({name: metrics.get(f"{prefix}/{name}", float("nan")) for name in names})
+        rows.append(row)
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict[str, object]]) -> Path:
+    """Write dict rows as CSV (atomically)."""
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+    return path
+
+
+def write_forecasts(path: Path, prepared: PreparedData, starts: np.ndarray, pred: torch.Tensor,
+                    true: torch.Tensor) -> Path:
+    """CSV with one row per (window, step ahead): series step, horizon, forecast per sensor, truth per sensor."""
+    ids = prepared.data.sensor_ids
+    rows = []
+    input_len = prepared.protocol.input_len
+    for window, start in enumerate(starts):
+        for step in range(pred.shape[1]):
+            row: dict[str, object] = {"input_start": int(start), "step": int(start + input_len + step),
+                                      "horizon": step + 1}
+            if prepared.data.timestamps is not None and start + input_len + step < prepared.data.num_steps:
+                row["time"] = str(prepared.data.timestamps[start + input_len + step])
+            row.update({f"pred_{sensor}": float(pred[window, step, i]) for i, sensor in enumerate(ids)})
+            row.update({f"true_{sensor}": float(true[window, step, i]) for i, sensor in enumerate(ids)})
+            rows.append(row)
+    return write_csv(path, rows)
+
+
+def plot_prediction_vs_truth(path: Path, prepared: PreparedData, starts: np.ndarray, pred: torch.Tensor,
+                             true: torch.Tensor, sensors: list[int], horizon: int) -> Path:
+    """Truth and the ``horizon``-step-ahead forecast over the test period, one panel per sensor."""
+    sensors = [s for s in sensors if 0 <= s < prepared.data.num_nodes] or [0]
+    horizon = min(max(1, horizon), pred.shape[1])
+    figure, axes = new_figure(9.0, 2.4 * len(sensors))
+    figure.clf()
+    steps = starts + prepared.protocol.input_len + horizon - 1
+    keep = steps < prepared.data.num_steps
+    for panel, sensor in enumerate(sensors, start=1):
+        axis = figure.add_subplot(len(sensors), 1, panel)
+        axis.plot(steps[keep], true[keep, horizon - 1, sensor].numpy(), color="black", lw=1.0, label="truth")
+        axis.plot(steps[keep], pred[keep, horizon - 1, sensor].numpy(), color="tab:red", lw=1.0,
+                  label=f"forecast {horizon} steps ahead")
+        axis.set_ylabel("speed")
+        axis.set_title(f"sensor {prepared.data.sensor_ids[sensor]}", fontsize=9)
+        axis.grid(alpha=0.3)
+        if panel == 1:
+            axis.legend(fontsize=8, loc="lower left")
+    axis.set_xlabel("time step")
+    return save_figure(figure, path)
+
+
+def error_by_horizon(pred: torch.Tensor, true: torch.Tensor, null_value: float | None) -> dict[str, list[float]]:
+    """RMSE and MAE of each single step ahead ``1..H``."""
+    curves: dict[str, list[float]] = {"rmse": [], "mae": []}
+    for step in range(pred.shape[1]):
+        p, t = pred[:, step], true[:, step]
+        mask = null_mask(t, null_value)
+        curves["rmse"].append(rmse(p, t, mask))
+        curves["mae"].append(mae(p, t, mask))
+    return curves
+
+
+def plot_error_by_horizon(path: Path, curves: dict[str, list[float]], minutes_per_step: float = 5.0) -> Path:
+    """RMSE and MAE against minutes ahead."""
+    figure, axis = new_figure(6.0, 4.0)
+    for name, values in curves.items():
+        minutes = [minutes_per_step * (i + 1) for i in range(len(values))]
+        axis.plot(minutes, values, marker="o", label=name.upper())
+    axis.set_xlabel("minutes ahead")
+    axis.set_ylabel("error (speed units)")
+    axis.set_title("test error by horizon")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    return save_figure(figure, path)
+
+
+def plot_error_by_time_of_day(path: Path, prepared: PreparedData, starts: np.ndarray, pred: torch.Tensor,
+                              true: torch.Tensor, horizon: int) -> Path:
+    """MAE of the ``horizon``-step-ahead forecast by hour of the day of the forecast target."""
+    horizon = min(max(1, horizon), pred.shape[1])
+    steps = starts + prepared.protocol.input_len + horizon - 1
+    keep = steps < prepared.data.num_steps
+    hours = np.floor(prepared.data.time_of_day()[steps[keep]] * 24).astype(int)
+    errors = (pred[keep, horizon - 1] - true[keep, horizon - 1]).abs()
+    mask = null_mask(true[keep, horizon - 1], prepared.protocol.null_value)
+    values = [float(errors[torch.as_tensor(hours == h)][mask[torch.as_tensor(hours == h)]].mean())
+              if (hours == h).any() else float("nan") for h in range(24)]
+    figure, axis = new_figure(7.0, 3.5)
+    axis.bar(range(24), values, color="tab:blue")
+    axis.set_xlabel("hour of day")
+    axis.set_ylabel("MAE")
+    axis.set_title(f"test MAE by time of day ({horizon} steps ahead)")
+    axis.grid(alpha=0.3, axis="y")
+    return save_figure(figure, path)

@@ -1,0 +1,98 @@
+"""Contract tests run over every registered model (a new model is picked up automatically)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from pentad_traffic import MODELS, build_model
+
+
+def make(name: str, num_nodes: int, input_len: int, horizon: int, in_features: int = 1):
+    rng = np.random.default_rng(0)
+    adjacency = (rng.random((num_nodes, num_nodes)) < 0.4).astype(np.float32) * rng.random((num_nodes, num_nodes))
+    torch.manual_seed(0)
+    return build_model(name, num_nodes=num_nodes, input_len=input_len, horizon=horizon,
+                       in_features=in_features, adjacency=adjacency.astype(np.float32))
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize(("num_nodes", "input_len", "horizon", "in_features"),
+                         [(5, 12, 12, 1), (1, 6, 3, 3), (9, 4, 1, 2)])
+def test_output_shape_and_finiteness(name: str, num_nodes: int, input_len: int, horizon: int, in_features: int):
+    model = make(name, num_nodes, input_len, horizon, in_features).eval()
+    x = torch.rand(3, input_len, num_nodes, in_features)
+    out = model(x)
+    assert out.shape == (3, horizon, num_nodes)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_gradients_reach_every_parameter(name: str):
+    model = make(name, 6, 12, 4, 2).train()
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if not model.trainable:
+        assert not parameters
+        return
+    x = torch.rand(4, 12, 6, 2)
+    loss = (model(x) - torch.rand(4, 4, 6)).pow(2).mean()
+    loss.backward()
+    for parameter_name, parameter in model.named_parameters():
+        assert parameter.grad is not None, parameter_name
+        assert torch.isfinite(parameter.grad).all(), parameter_name
+        assert parameter.grad.abs().sum() > 0, parameter_name
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_state_dict_round_trip_gives_identical_outputs(name: str):
+    model = make(name, 7, 12, 6).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.01)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = make(name, 7, 12, 6).eval()
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    x = torch.rand(2, 12, 7, 1)
+    assert torch.equal(model(x), fresh(x))
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_wrong_input_shape_is_rejected(name: str):
+    model = make(name, 5, 12, 3)
+    with pytest.raises(ValueError, match="expects"):
+        model(torch.rand(2, 12, 4, 1))
+
+
+def test_baselines_compute_what_they_promise():
+    x = torch.arange(2 * 4 * 3, dtype=torch.float32).view(2, 4, 3, 1)
+    persistence = build_model("persistence", num_nodes=3, input_len=4, horizon=2)
+    assert torch.equal(persistence(x), x[:, -1:, :, 0].expand(-1, 2, -1))
+    average = build_model("historical-average", num_nodes=3, input_len=4, horizon=2)
+    assert torch.allclose(average(x)[:, 0], x[..., 0].mean(1))
+
+
+def test_var_least_squares_recovers_a_linear_system():
+    # Targets are an exact linear function of the last two steps; the fitted VAR must reproduce it.
+    torch.manual_seed(0)
+    x = torch.rand(300, 2, 3, 1)
+    transition = torch.tensor([[0.9, 0.1, 0.0], [0.0, 0.8, 0.2], [0.1, 0.0, 0.9]])
+    y = (x[:, -1, :, 0] @ transition.T + 0.3 * x[:, 0, :, 0] + 0.5)[:, None]  # (S, 1, 3)
+    model = build_model("var", num_nodes=3, input_len=2, horizon=1, lags=2, ridge=1e-9).fit(x, y)
+    assert torch.allclose(model(x), y, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["gcn", "tgcn", "stgcn", "a3tgcn", "graph-wavenet"])
+def test_graph_models_use_the_graph(name: str):
+    # Changing one sensor's history must change its neighbour's forecast.
+    adjacency = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=np.float32)
+    torch.manual_seed(0)
+    model = build_model(name, num_nodes=3, input_len=12, horizon=2, adjacency=adjacency).eval()
+    x = torch.rand(1, 12, 3, 1)
+    changed = x.clone()
+    changed[:, :, 0] += 1.0
+    assert not torch.allclose(model(x)[:, :, 1], model(changed)[:, :, 1])

@@ -1,0 +1,123 @@
+"""torchvision's model families by name (``resnet18``, ``vgg11_bn``, ``mobilenet_v3_small``, ...).
+
+Built from scratch by default. ``weights="DEFAULT"`` (or an enum member name such as
+``"IMAGENET1K_V1"``) loads torchvision's published weights through its weight enums; without a
+network connection and without a cached copy that fails with a clear message.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+
+import torch
+import torchvision
+from torch import nn
+
+from pentad_core.errors import ConfigError, DownloadError
+from pentad_vision.registry import register_model
+
+#: name -> smallest square input side that survives the network's down-sampling.
+TORCHVISION_FAMILIES: dict[str, int] = {
+    "resnet18": 8,
+    "resnet34": 8,
+    "resnet50": 8,
+    "vgg11_bn": 32,
+    "alexnet": 63,
+    "googlenet": 16,
+    "mobilenet_v3_small": 8,
+}
+
+
+class ChannelAdapter(nn.Module):
+    """Feeds ``in_channels`` images to a 3-channel network: grey is repeated, others mixed by a 1x1 conv."""
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.mix = nn.Conv2d(in_channels, 3, 1) if in_channels not in (1, 3) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mix is not None:
+            return self.mix(x)
+        return x.expand(-1, 3, -1, -1) if self.in_channels == 1 else x
+
+
+def last_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
+    """The last ``nn.Linear`` of ``model`` as ``(parent module, attribute name, layer)``."""
+    found = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            found = name, module
+    if found is None:
+        raise ConfigError(f"{type(model).__name__} has no linear classification head to replace.")
+    name, layer = found
+    parent_name, _, attribute = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    return parent, attribute, layer
+
+
+def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
+    """Replace the last linear layer by a fresh one with ``num_classes`` outputs (in place)."""
+    parent, attribute, layer = last_linear(model)
+    new = nn.Linear(layer.in_features, num_classes, bias=layer.bias is not None)
+    if isinstance(parent, nn.Sequential):
+        parent[int(attribute)] = new
+    else:
+        setattr(parent, attribute, new)
+    return model
+
+
+class TorchvisionClassifier(nn.Module):
+    """A torchvision classification network behind a :class:`ChannelAdapter`.
+
+    Shapes:
+        input ``(B, in_channels, H, W)`` -> logits ``(B, num_classes)``.
+    """
+
+    def __init__(self, name: str, num_classes: int = 10, in_channels: int = 3, weights: str | None = None) -> None:
+        super().__init__()
+        self.adapter = ChannelAdapter(in_channels)
+        extra = {"aux_logits": False, "init_weights": True} if name == "googlenet" else {}
+        if weights is None:
+            self.net = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **extra)
+        else:
+            self.net = _published(name, weights, extra)
+            if num_classes != last_linear(self.net)[2].out_features:
+                replace_head(self.net, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.adapter(x))
+
+
+def _published(name: str, weights: str, extra: dict) -> nn.Module:
+    try:
+        enum = torchvision.models.get_model_weights(name)
+        member = enum.DEFAULT if weights.upper() == "DEFAULT" else enum[weights]
+    except (KeyError, ValueError):
+        raise ConfigError(
+            f"torchvision has no weights {weights!r} for {name}.", "Use DEFAULT or an enum name."
+        ) from None
+    if name == "googlenet":
+        extra = {}  # the published GoogLeNet expects its own aux/transform settings
+    try:
+        return torchvision.models.get_model(name, weights=member, **extra)
+    except (urllib.error.URLError, OSError, RuntimeError) as error:
+        raise DownloadError(
+            f"cannot load torchvision weights {member} for {name} ({type(error).__name__}: {error}).",
+            "You are probably offline: put the file into ~/.cache/torch/hub/checkpoints/ or drop the weights option.",
+        ) from None
+
+
+def _register(name: str, min_size: int) -> None:
+    def factory(
+        num_classes: int = 10, in_channels: int = 3, image_size: int = 224, weights: str | None = None
+    ) -> TorchvisionClassifier:
+        return TorchvisionClassifier(name, num_classes, in_channels, weights)
+
+    factory.__doc__ = f"torchvision {name} (from scratch, or published weights via weights=...)."
+    factory.__name__ = name
+    register_model(name, min_input_size=min_size, family="torchvision")(factory)
+
+
+for _name, _size in TORCHVISION_FAMILIES.items():
+    _register(_name, _size)

@@ -1,0 +1,314 @@
+"""The LightningModule and DataModule of image classification."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pentad_vision.config import AugmentConfig, OptimConfig
+from pentad_vision.data.base import ImageData, make_loader
+from pentad_vision.ema import ModelEMA
+from pentad_vision.metrics import ClassificationMeter
+from pentad_vision.models import build_model
+from pentad_vision.optim import build_optimizer, build_scheduler
+from pentad_vision.transforms import MixBatch, TrivialAugment, build_batch_augment
+
+
+class Normalized(nn.Module):
+    """``model((x - mean) / std)``: the network as users see it, taking images in ``[0, 1]``.
+
+    Attacks, Grad-CAM, prediction and ONNX export all work on this wrapper, so none of them needs
+    to know a dataset's statistics.
+
+    Shapes:
+        input ``(B, C, H, W)`` in ``[0, 1]`` -> logits ``(B, classes)``.
+    """
+
+    def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """``uint8`` images to ``float32`` in ``[0, 1]`` (floats pass through)."""
+    return images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
+
+
+class ImageClassifier(pl.LightningModule):
+    """Trains any registered model on an :class:`~pentad_vision.data.ImageData`.
+
+    Logs ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``val/top5`` and the same under
+    ``test/``. Every constructor argument is a plain value, saved in the checkpoint, so
+    :meth:`load` rebuilds the module from the checkpoint alone.
+
+    Args:
+        model: Registered model name.
+        num_classes: Number of classes.
+        in_channels: Image channels.
+        image_size: Image side.
+        mean: Per-channel mean of the training images (``[0, 1]`` units).
+        std: Per-channel standard deviation.
+        classes: Class names (stored for prediction).
+        optim: :class:`~pentad_vision.config.OptimConfig` fields.
+        augment: :class:`~pentad_vision.config.AugmentConfig` fields.
+        model_kwargs: Extra arguments of the model factory.
+        freeze_backbone_epochs: Train only the classification head for this many epochs (fine-tuning).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        num_classes: int,
+        in_channels: int = 3,
+        image_size: int = 32,
+        mean: tuple[float, ...] = (0.5, 0.5, 0.5),
+        std: tuple[float, ...] = (0.25, 0.25, 0.25),
+        classes: list[str] | None = None,
+        optim: dict[str, Any] | None = None,
+        augment: dict[str, Any] | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        freeze_backbone_epochs: int = 0,
+    ) -> None:
+        super().__init__()
+        self.optim = OptimConfig(**(optim or {}))
+        self.augment = AugmentConfig(**(augment or {}))
+        self.classes = list(classes) if classes else [str(i) for i in range(num_classes)]
+        mean, std = tuple(mean), tuple(std)
+        self.save_hyperparameters(
+            {
+                "model": model,
+                "num_classes": num_classes,
+                "in_channels": in_channels,
+                "image_size": image_size,
+                "mean": list(mean),
+                "std": list(std),
+                "classes": self.classes,
+                "optim": dataclasses.asdict(self.optim),
+                "augment": dataclasses.asdict(self.augment),
+                "model_kwargs": dict(model_kwargs or {}),
+                "freeze_backbone_epochs": freeze_backbone_epochs,
+            },
+            logger=False,  # config.yaml records the settings; core's CSV writer has no log_hparams
+        )
+        backbone = build_model(model, num_classes, in_channels, image_size, **(model_kwargs or {}))
+        self.net = Normalized(backbone, mean, std)
+        self._trainable = {id(p) for p in backbone.parameters() if p.requires_grad}  # some stay frozen by design
+        self.ema = ModelEMA(self.net, self.optim.ema_decay) if self.optim.ema_decay > 0 else None
+        self.batch_augment = build_batch_augment(
+            self.augment.crop_padding, self.augment.crop_mode, self.augment.flip, self.augment.cutout
+        )
+        self.mix = MixBatch(num_classes, self.augment.mixup_alpha, self.augment.cutmix_alpha)
+        self.meters: dict[str, ClassificationMeter] = {}
+        self.whitened = False
+
+    # ----------------------------------------------------------------- inference
+    @property
+    def eval_net(self) -> nn.Module:
+        """The network used for evaluation: the EMA weights when enabled."""
+        return self.ema.module if self.ema is not None else self.net
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, classes)`` of images ``(B, C, H, W)`` (``uint8`` or ``[0, 1]`` floats), with TTA if set."""
+        x = to_unit(images)
+        net = self.eval_net
+        logits = net(x)
+        if self.augment.tta_flip:
+            logits = 0.5 * (logits + net(x.flip(-1)))
+        return logits
+
+    # ----------------------------------------------------------------- training
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if stage == "fit" and datamodule is not None:
+            self.init_from_data(datamodule.data)
+
+    def init_from_data(self, data: ImageData) -> None:
+        """Data-dependent initialisation (the whitening stem of ``cifar-fast``); done once."""
+        backbone = self.net.model
+        if hasattr(backbone, "init_whitening") and not self.whitened:
+            sample = to_unit(data.train.images[:5000])
+            backbone.init_whitening((sample - self.net.mean) / self.net.std)
+            if self.ema is not None:
+                self.ema.module.load_state_dict(self.net.state_dict())
+            self.whitened = True
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> torch.Tensor:
+        images, labels = batch
+        x = to_unit(images)
+        if len(self.batch_augment):
+            x = self.batch_augment(x)
+        smoothing = self.optim.label_smoothing
+        if self.mix.enabled:
+            x, target = self.mix(x, labels)
+            logits = self.net(x)
+            loss = F.cross_entropy(logits, target, label_smoothing=smoothing)
+        else:
+            logits = self.net(x)
+            loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(labels))
+        accuracy = (logits.detach().argmax(1) == labels).float().mean()
+        self.log("train/acc", accuracy, on_step=False, on_epoch=True, batch_size=len(labels))
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        frozen_epochs = self.hparams.get("freeze_backbone_epochs", 0)
+        if frozen_epochs <= 0:
+            return
+        from pentad_vision.models.torchvision_models import last_linear
+
+        head = {id(p) for p in last_linear(self.net.model)[2].parameters()}
+        train_backbone = self.current_epoch >= frozen_epochs
+        for parameter in self.net.model.parameters():
+            if id(parameter) not in head and id(parameter) in self._trainable:
+                parameter.requires_grad_(train_backbone)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_index: int) -> None:
+        if self.ema is not None:
+            self.ema.update(self.net)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = build_optimizer(
+            self.net,
+            self.optim.name,
+            self.optim.lr,
+            self.optim.weight_decay,
+            self.optim.momentum,
+            self.optim.nesterov,
+        )
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        epochs = max(int(self.trainer.max_epochs or 1), 1)
+        warmup = int(round(self.optim.warmup_epochs * total / epochs))
+        scheduler = build_scheduler(optimizer, total, self.optim.schedule, warmup, self.optim.final_lr_factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ----------------------------------------------------------------- evaluation
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> None:
+        images, labels = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits, labels)
+        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, batch_size=len(labels))
+        meter = self.meters.setdefault(split, ClassificationMeter(self.hparams.num_classes))
+        meter.update(logits, labels)
+
+    def _eval_epoch_end(self, split: str) -> None:
+        meter = self.meters.pop(split, None)
+        if meter is None or meter.count == 0:
+            return
+        values = meter.compute()
+        self.log(f"{split}/acc", values["acc"], prog_bar=True)
+        self.log(f"{split}/top5", values["top5"])
+        self.log(f"{split}/balanced_acc", values["balanced_acc"])
+        self.last_meters = getattr(self, "last_meters", {})
+        self.last_meters[split] = meter
+
+    def validation_step(self, batch, batch_index: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch, batch_index: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    # ----------------------------------------------------------------- loading
+    def load_pretrained(self, checkpoint: dict[str, Any]) -> list[str]:
+        """Start from the network of another run's checkpoint (fine-tuning).
+
+        Tensors whose shape differs (the head, when the class count changes) keep their fresh
+        initialisation.
+
+        Returns:
+            The names of the tensors that were not taken from the checkpoint.
+
+        Raises:
+            CheckpointError: When the checkpoint holds another model.
+        """
+        from pentad_core.errors import CheckpointError
+
+        hparams = checkpoint.get("hyper_parameters", {})
+        if hparams.get("model") != self.hparams.model:
+            raise CheckpointError(
+                f"--pretrained holds a {hparams.get('model')!r} network, not {self.hparams.model!r}.",
+                "Use the same --model as the pretrained run.",
+            )
+        own = self.net.state_dict()
+        prefix = "net."
+        taken, fresh = {}, []
+        for key, value in own.items():
+            source = checkpoint["state_dict"].get(prefix + key)
+            if key in ("mean", "std"):
+                fresh.append(key)  # the new dataset's statistics
+            elif source is not None and source.shape == value.shape:
+                taken[key] = source
+            else:
+                fresh.append(key)
+        own.update(taken)
+        self.net.load_state_dict(own)
+        if self.ema is not None:
+            self.ema.module.load_state_dict(self.net.state_dict())
+        self.whitened = True
+        return fresh
+
+    @classmethod
+    def from_checkpoint_dict(cls, checkpoint: dict[str, Any]) -> ImageClassifier:
+        """Rebuild a module from a loaded Lightning checkpoint dict (``hyper_parameters`` + ``state_dict``)."""
+        hparams = dict(checkpoint["hyper_parameters"])
+        module = cls(**hparams)
+        module.load_state_dict(checkpoint["state_dict"])
+        module.whitened = True
+        return module.eval()
+
+
+class VisionDataModule(pl.LightningDataModule):
+    """Loaders over an :class:`ImageData`; TrivialAugment (if set) runs on the training images only.
+
+    Args:
+        data: The dataset.
+        batch_size: Training batch size (evaluation uses twice as many images per batch).
+        num_workers: DataLoader worker processes.
+        seed: Seed of the shuffling.
+        trivial_augment: Apply TrivialAugmentWide to each training image.
+        eval_batch_size: Evaluation batch size (default ``2 * batch_size``).
+    """
+
+    def __init__(
+        self,
+        data: ImageData,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        seed: int = 0,
+        trivial_augment: bool = False,
+        eval_batch_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.data = data
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or 2 * batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        if trivial_augment:
+            self.data.train.transform = TrivialAugment()
+
+    def train_dataloader(self):
+        return make_loader(self.data.train, self.batch_size, shuffle=True, seed=self.seed, num_workers=self.num_workers)
+
+    def val_dataloader(self):
+        if self.data.val is None:
+            return []
+        return make_loader(self.data.val, self.eval_batch_size, shuffle=False, num_workers=self.num_workers)
+
+    def test_dataloader(self):
+        return make_loader(self.data.test, self.eval_batch_size, shuffle=False, num_workers=self.num_workers)

@@ -1,0 +1,71 @@
+"""The app's verbs, end to end in one process on a tiny synthetic run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from pentad_vision.cli import app
+
+TINY = ["--set", "synthetic_train=96", "--set", "synthetic_test=32", "--set", "synthetic_size=16",
+        "--set", "model_options={hidden: 16}", "--set", "trainer.progress_bar=false", "--epochs", "1"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "train"
+    code = app.main(["train", "--dataset", "synthetic", "--out", str(out), *TINY])
+    assert code == 0
+    return out
+
+
+def test_train_writes_a_complete_run(trained):
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert {"test/acc", "test/top5", "fit/images_per_second"} <= set(metrics)
+    assert (trained / "checkpoints" / "last.ckpt").is_file()
+    assert (trained / "plots" / "confusion_matrix.png").is_file()
+    assert list(trained.rglob("events.out.tfevents.*"))
+
+
+def test_evaluate_with_attack_predict_export_explain_compress(trained, tmp_path, capsys):
+    checkpoint = str(trained / "checkpoints" / "last.ckpt")
+    common = ["--checkpoint", checkpoint, *TINY[:-2]]
+    out = tmp_path / "eval"
+    assert app.main(["evaluate", *common, "--out", str(out), "--attack", "fgsm", "--eps", "8/255"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["test/fgsm_acc"] <= metrics["test/acc"] + 1e-9
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        Image.new("RGB", (40, 30), (i * 80, 20, 200)).save(images / f"{i}.png")
+    out = tmp_path / "predict"
+    capsys.readouterr()
+    assert app.main(["predict", str(images), "--top-k", "2", "--format", "json", *common, "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert len(printed) == 3 and len(printed[0]["predictions"]) == 2
+    assert (out / "predictions.csv").read_text().count("\n") == 1 + 3 * 2
+
+    out = tmp_path / "export"
+    assert app.main(["export", *common, "--out", str(out)]) == 0
+    assert (out / "model.onnx").is_file()
+
+    out = tmp_path / "explain"
+    assert app.main(["explain", str(images), *common, "--out", str(out)]) == 0
+    assert (out / "plots" / "gradcam.png").is_file()
+
+    out = tmp_path / "compress"
+    assert app.main(["compress", "--method", "prune", "--amount", "0.3", *common, "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["compress/compressed_sparsity"] == pytest.approx(0.3, abs=0.01)
+
+
+def test_user_errors_are_one_line_with_exit_2(tmp_path, capsys):
+    capsys.readouterr()
+    code = app.main(["evaluate", "--checkpoint", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "x")])
+    assert code == 2 and "missing.ckpt" in capsys.readouterr().err
+    code = app.main(["train", "--dataset", "mnist10k", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "y")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "nowhere" in err[0]

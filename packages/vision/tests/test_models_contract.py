@@ -1,0 +1,118 @@
+"""Contract tests run over every registered model (a new entry is picked up automatically)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from pentad_core.errors import ConfigError
+from pentad_vision.models import MODEL_INFO, MODELS, build_model, count_parameters
+
+
+def _sizes(name: str) -> list[int]:
+    smallest = MODEL_INFO[name].min_input_size
+    return sorted({max(smallest, 28), max(smallest, 32) + 8})
+
+
+@pytest.fixture(scope="module", params=MODELS.names())
+def built(request):
+    name = request.param
+    torch.manual_seed(0)
+    size = _sizes(name)[0]
+    return name, size, build_model(name, num_classes=7, in_channels=3, image_size=size)
+
+
+def test_every_model_has_info_and_description():
+    for name in MODELS.names():
+        assert name in MODEL_INFO
+        assert MODELS.describe(name), f"{name} has no description"
+
+
+def test_forward_shapes_no_nan_and_gradients_reach_every_parameter(built):
+    name, size, model = built
+    model.train()
+    x = torch.randn(2, 3, size, size)
+    logits = model(x)
+    assert logits.shape == (2, 7)
+    assert torch.isfinite(logits).all()
+    logits.logsumexp(1).sum().backward()  # every logit contributes, so every parameter gets a gradient
+    missing = [
+        n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)
+    ]
+    assert not missing, f"{name}: no gradient for {missing[:5]}"
+    model.zero_grad(set_to_none=True)
+
+
+def test_other_sizes_and_grey_input():
+    for name in MODELS.names():
+        if MODEL_INFO[name].family == "torchvision" and name != "resnet18":
+            continue  # the same adapter code; keep the suite fast
+        for size in _sizes(name):
+            model = build_model(name, num_classes=3, in_channels=1, image_size=size).eval()
+            with torch.no_grad():
+                assert model(torch.rand(1, 1, size, size)).shape == (1, 3), (name, size)
+
+
+def test_state_dict_round_trip_gives_identical_outputs(built):
+    name, size, model = built
+    model.eval()
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        expected = model(x)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    with torch.no_grad():  # scramble the weights in place (cheaper than building a second copy)
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.normal_()
+        assert not torch.equal(model(x), expected)
+    buffer.seek(0)
+    model.load_state_dict(torch.load(buffer, weights_only=True))
+    with torch.no_grad():
+        assert torch.equal(model(x), expected)
+    assert count_parameters(model) > 0
+
+
+def test_unknown_model_and_too_small_images_raise_config_error():
+    with pytest.raises(ConfigError, match="unknown model"):
+        build_model("resnet-does-not-exist", num_classes=10)
+    with pytest.raises(ConfigError, match="at least 63x63"):
+        build_model("alexnet", num_classes=10, image_size=32)
+
+
+def test_seed_convnet_flatten_size_follows_input_size():
+    for channels, (h, w) in ((1, (28, 28)), (3, (32, 32)), (3, (40, 24)), (1, (5, 7))):
+        model = MODELS.build("seed-convnet", num_classes=10, in_channels=channels, image_size=(h, w))
+        assert model.flatten_size == 128 * (h // 4) * (w // 4)
+        assert model(torch.rand(2, channels, h, w)).shape == (2, 10)
+    model = build_model("seed-convnet", num_classes=10, in_channels=1, image_size=28)
+    with pytest.raises(ValueError, match="build it with the image size"):
+        model(torch.rand(1, 1, 32, 32))
+
+
+def test_cifar_fast_whitening_decorrelates_patches():
+    model = build_model("cifar-fast", num_classes=10)
+    torch.manual_seed(0)
+    images = torch.randn(64, 3, 16, 16)
+    images[:, 1] = 0.9 * images[:, 0] + 0.1 * images[:, 1]  # strongly correlated channels
+    model.init_whitening(images, eps=1e-6)
+    out = torch.nn.functional.conv2d(images, model.whiten.weight[:12])
+    covariance = torch.cov(out.permute(1, 0, 2, 3).reshape(12, -1))
+    assert torch.allclose(covariance, torch.eye(12), atol=0.05)
+
+
+def test_published_weights_fail_clearly_offline(monkeypatch, tmp_path):
+    from pentad_core.errors import DownloadError
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no cached weights
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(DownloadError, match="offline"):
+        build_model("resnet18", num_classes=10, weights="DEFAULT")
+    with pytest.raises(ConfigError, match="no weights"):
+        build_model("resnet18", num_classes=10, weights="NOT_A_WEIGHT")
