@@ -74,6 +74,8 @@ def test_config_precedence_and_run_folder(tmp_path, capsys):
     assert written["learning_rate"] == 0.02  # --set beats --config
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["fit/epochs"] == 1 and "val/loss" in metrics
+    assert all("/" in key for key in metrics), metrics
+    assert (out / "logs" / "hparams.yaml").is_file()
     environment = json.loads((out / "environment.json").read_text())
     assert "torch" in environment["packages"] and environment["hardware"]["cpu_count"] >= 1
     assert (out / "checkpoints" / "last.ckpt").exists() and (out / "checkpoints" / "best.ckpt").exists()

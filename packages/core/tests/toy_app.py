@@ -41,6 +41,7 @@ class ToyRegression(pl.LightningModule):
 
     def __init__(self, features: int, learning_rate: float) -> None:
         super().__init__()
+        self.save_hyperparameters()  # logged by TensorBoard and CSV loggers, stored in checkpoints
         self.layer = nn.Linear(features, 1)
         self.learning_rate = learning_rate
 

@@ -27,8 +27,9 @@ def small_config(algo: str) -> RLConfig:
     elif is_off_policy(algo):
         hyperparams = {"learning_starts": 16, "buffer_size": 1000, "batch_size": 16}
     policy_kwargs = {"net_arch": [16]} if algo not in ("recurrent-ppo",) else {"lstm_hidden_size": 8}
-    return RLConfig(model=algo, dataset=env, n_envs=2, timesteps=64, hyperparams=hyperparams,
-                    policy_kwargs=policy_kwargs)
+    return RLConfig(
+        model=algo, dataset=env, n_envs=2, timesteps=64, hyperparams=hyperparams, policy_kwargs=policy_kwargs
+    )
 
 
 def test_registry_entries_are_sb3_algorithms():

@@ -72,8 +72,15 @@ def test_evaluation_statistics_on_a_hand_computed_env(n_envs, action, success):
 
 
 def test_resume_continues_the_step_count_of_an_on_policy_run(tmp_path):
-    config = RLConfig(dataset="CartPole-v1", n_envs=2, timesteps=256, eval_freq=0, eval_episodes=1,
-                      hyperparams={"n_steps": 32, "batch_size": 64}, policy_kwargs={"net_arch": [16]})
+    config = RLConfig(
+        dataset="CartPole-v1",
+        n_envs=2,
+        timesteps=256,
+        eval_freq=0,
+        eval_episodes=1,
+        hyperparams={"n_steps": 32, "batch_size": 64},
+        policy_kwargs={"net_arch": [16]},
+    )
     first = train(config, tmp_path, tensorboard=False)
     assert first.model.num_timesteps == 256
     config.timesteps = 512
@@ -86,9 +93,15 @@ def test_resume_continues_the_step_count_of_an_on_policy_run(tmp_path):
 
 
 def test_resume_restores_the_replay_buffer_of_an_off_policy_run(tmp_path):
-    config = RLConfig(model="dqn", dataset="CartPole-v1", timesteps=300, eval_freq=0, eval_episodes=1,
-                      hyperparams={"learning_starts": 50, "buffer_size": 2000, "train_freq": 4},
-                      policy_kwargs={"net_arch": [16]})
+    config = RLConfig(
+        model="dqn",
+        dataset="CartPole-v1",
+        timesteps=300,
+        eval_freq=0,
+        eval_episodes=1,
+        hyperparams={"learning_starts": 50, "buffer_size": 2000, "train_freq": 4},
+        policy_kwargs={"net_arch": [16]},
+    )
     first = train(config, tmp_path, tensorboard=False)
     saved = first.model.replay_buffer
     assert saved.size() == 300
@@ -101,9 +114,16 @@ def test_resume_restores_the_replay_buffer_of_an_off_policy_run(tmp_path):
 
 
 def test_checkpoints_best_model_and_learning_curve(tmp_path):
-    config = RLConfig(dataset="CartPole-v1", n_envs=2, timesteps=256, eval_freq=128, eval_episodes=2,
-                      checkpoint_freq=128, hyperparams={"n_steps": 32, "batch_size": 64},
-                      policy_kwargs={"net_arch": [16]})
+    config = RLConfig(
+        dataset="CartPole-v1",
+        n_envs=2,
+        timesteps=256,
+        eval_freq=128,
+        eval_episodes=2,
+        checkpoint_freq=128,
+        hyperparams={"n_steps": 32, "batch_size": 64},
+        policy_kwargs={"net_arch": [16]},
+    )
     result = train(config, tmp_path, tensorboard=True)
     names = {p.name for p in (tmp_path / "checkpoints").iterdir()}
     assert {"last.zip", "best.zip", "step_128.zip"} <= names
@@ -112,12 +132,24 @@ def test_checkpoints_best_model_and_learning_curve(tmp_path):
 
 
 def test_record_gif_and_onnx_export_of_a_normalised_agent(tmp_path):
-    config = RLConfig(model="sac", dataset="Pendulum-v1", timesteps=64, eval_freq=0, eval_episodes=1,
-                      normalize=True, hyperparams={"learning_starts": 16, "buffer_size": 500},
-                      policy_kwargs={"net_arch": [16]})
+    config = RLConfig(
+        model="sac",
+        dataset="Pendulum-v1",
+        timesteps=64,
+        eval_freq=0,
+        eval_episodes=1,
+        normalize=True,
+        hyperparams={"learning_starts": 16, "buffer_size": 500},
+        policy_kwargs={"net_arch": [16]},
+    )
     result = train(config, tmp_path, tensorboard=False)
-    path, _returns = record(result.model, config, tmp_path / "agent.gif", max_frames=20,
-                           normalization=tmp_path / "checkpoints" / "last_vecnormalize.npz")
+    path, _returns = record(
+        result.model,
+        config,
+        tmp_path / "agent.gif",
+        max_frames=20,
+        normalization=tmp_path / "checkpoints" / "last_vecnormalize.npz",
+    )
     frames = iio.imread(path, index=None)
     assert frames.ndim == 4 and frames.shape[0] == 20 and frames.shape[-1] == 3
     env = make_env(config, n_envs=1, training=False)
@@ -141,9 +173,18 @@ def test_recording_rejects_unsupported_formats(tmp_path):
 
 
 def test_self_play_refreshes_the_opponent_and_is_evaluated_against_the_heuristic(tmp_path):
-    config = RLConfig(dataset="pentad/ConnectFour-v0", n_envs=2, timesteps=256, eval_freq=0, eval_episodes=4,
-                      self_play=True, self_play_freq=128, env_kwargs={"difficulty": 0},
-                      hyperparams={"n_steps": 32, "batch_size": 64}, policy_kwargs={"net_arch": [16]})
+    config = RLConfig(
+        dataset="pentad/ConnectFour-v0",
+        n_envs=2,
+        timesteps=256,
+        eval_freq=0,
+        eval_episodes=4,
+        self_play=True,
+        self_play_freq=128,
+        env_kwargs={"difficulty": 0},
+        hyperparams={"n_steps": 32, "batch_size": 64},
+        policy_kwargs={"net_arch": [16]},
+    )
     result = train(config, tmp_path, tensorboard=False)
     assert (tmp_path / "selfplay_opponent.zip").is_file()
     assert result.evaluation.success_rate is not None
@@ -152,8 +193,7 @@ def test_self_play_refreshes_the_opponent_and_is_evaluated_against_the_heuristic
 
 
 def test_tune_runs_trials_and_writes_a_loadable_preset(tmp_path):
-    config = RLConfig(dataset="CartPole-v1", n_envs=2, timesteps=256, eval_episodes=2,
-                      policy_kwargs={"net_arch": [16]})
+    config = RLConfig(dataset="CartPole-v1", n_envs=2, timesteps=256, eval_episodes=2, policy_kwargs={"net_arch": [16]})
     study = tune(config, n_trials=2, n_evaluations=2, seed=0, workdir=tmp_path)
     rows = trials_table(study)
     assert len(rows) == 2 and {"trial", "state", "mean_return", "learning_rate"} <= set(rows[0])

@@ -9,8 +9,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from pentad_core.errors import DataError
+import torch
 
+from pentad_core.errors import DataError
 from pentad_traffic.data import generate_synthetic, load_csv, load_dataset, load_dcrnn
 from pentad_traffic.data.readers import gaussian_kernel_adjacency, read_adj_pickle
 
@@ -161,3 +162,21 @@ def test_los_loop_loads_and_persistence_matches_the_published_protocol() -> None
     assert scores["h3/rmse"] == pytest.approx(5.539, abs=1e-3)
     assert scores["h3/mae"] == pytest.approx(3.155, abs=1e-3)
     assert scores["h12/rmse"] == pytest.approx(8.446, abs=1e-3)
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(not os.environ.get("PENTAD_DATA"), reason="PENTAD_DATA is unset")
+def test_los_loop_var_beats_persistence_at_every_horizon() -> None:
+    import pentad_traffic as pt
+    from pentad_traffic.metrics import horizon_metrics
+
+    prepared = pt.prepare(load_dataset("los-loop"), pt.TGCN_PROTOCOL)
+    model = pt.build_model("var", num_nodes=207, input_len=12, horizon=12)
+    model.fit(*[t if i == 0 else prepared.scaler.transform(t) for i, t in enumerate(prepared.train.tensors())])
+    x, y = prepared.test.tensors()
+    persistence = pt.build_model("persistence", num_nodes=207, input_len=12, horizon=12)
+    with torch.no_grad():
+        var = horizon_metrics(prepared.scaler.inverse(model(x)), y, (3, 6, 9, 12), ("rmse",))
+        naive = horizon_metrics(prepared.scaler.inverse(persistence(x)), y, (3, 6, 9, 12), ("rmse",))
+    for key in var:
+        assert var[key] < naive[key], key

@@ -96,3 +96,15 @@ def test_graph_models_use_the_graph(name: str):
     changed = x.clone()
     changed[:, :, 0] += 1.0
     assert not torch.allclose(model(x)[:, :, 1], model(changed)[:, :, 1])
+
+
+def test_joint_gru_uses_other_sensors_and_node_wise_gru_does_not():
+    x = torch.rand(1, 12, 3, 1)
+    changed = x.clone()
+    changed[:, :, 0] += 1.0
+    for joint in (True, False):
+        torch.manual_seed(0)
+        model = build_model("gru", num_nodes=3, input_len=12, horizon=2, joint=joint).eval()
+        assert model(x).shape == (1, 2, 3)
+        moved = not torch.allclose(model(x)[:, :, 1], model(changed)[:, :, 1])
+        assert moved == joint

@@ -66,6 +66,8 @@ def test_user_errors_are_one_line_with_exit_2(tmp_path, capsys):
     capsys.readouterr()
     code = app.main(["evaluate", "--checkpoint", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "x")])
     assert code == 2 and "missing.ckpt" in capsys.readouterr().err
-    code = app.main(["train", "--dataset", "mnist10k", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "y")])
+    code = app.main(
+        ["train", "--dataset", "mnist10k", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "y")]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "nowhere" in err[0]

@@ -194,6 +194,7 @@ def test_bad_labels_are_rejected():
 def test_real_mnist10k_matches_the_anchor_protocol():
     data = load_dataset("mnist10k", Path(REAL) / "mnist")
     assert (len(data.train), len(data.test)) == (8000, 2000)
-    raw = gzip.open(Path(REAL) / "mnist" / "raw" / "t10k-labels-idx1-ubyte.gz").read()[8:]
+    with gzip.open(Path(REAL) / "mnist" / "raw" / "t10k-labels-idx1-ubyte.gz") as handle:
+        raw = handle.read()[8:]
     labels = np.frombuffer(raw, np.uint8)
     assert data.test.class_counts() == [int(n - round(0.8 * n)) for n in np.bincount(labels)]

@@ -56,7 +56,7 @@ def test_other_sizes_and_grey_input():
 
 
 def test_state_dict_round_trip_gives_identical_outputs(built):
-    name, size, model = built
+    _name, size, model = built
     model.eval()
     x = torch.randn(2, 3, size, size)
     with torch.no_grad():

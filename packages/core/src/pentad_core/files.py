@@ -76,9 +76,7 @@ def atomic_write_with(path: str | Path, writer: Callable[[IO[bytes]], None]) -> 
 
 
 def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
+    if hasattr(value, "tolist"):  # NumPy arrays and scalars, torch tensors: plain numbers or lists
         return value.tolist()
     if isinstance(value, Path):
         return str(value)

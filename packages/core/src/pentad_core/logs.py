@@ -15,11 +15,11 @@ import warnings
 from typing import Any
 
 import pytorch_lightning as pl
-from lightning_fabric.loggers.csv_logs import _ExperimentWriter
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
 
-class _AppendingWriter(_ExperimentWriter):
+class _AppendingWriter(ExperimentWriter):
     """Lightning's CSV writer, but an existing ``metrics.csv`` is continued, not deleted."""
 
     def _check_log_dir_exists(self) -> None:

@@ -258,6 +258,8 @@ def fit(
         weights_only=True,
     )
     metrics = _plain_metrics(dict(trainer.callback_metrics))
+    # Keys read "<split>/<metric>"; the LR monitor's "lr-<optimizer>" is a training quantity.
+    metrics = {(key if "/" in key else f"train/{key}"): value for key, value in metrics.items()}
     metrics = {key: value for key, value in metrics.items() if not key.startswith("test/")}
     metrics["fit/epochs"] = float(trainer.current_epoch)
     metrics["fit/steps"] = float(trainer.global_step)

@@ -179,6 +179,8 @@ def predict(context: Context) -> None:
 
 def _predict_volume(module: SegmentationModule, path: Path, out: Path, threshold: float) -> None:
     slices = nifti_slices(path, None, module.hparams.classes)
+    if module.hparams.in_channels != 1:
+        raise DataError(f"{path} is a single-channel volume; the model expects {module.hparams.in_channels} channels.")
     first = slices[0].meta
     probabilities = np.zeros((*first["volume_shape"], 1 if module.hparams.classes == 2 else module.hparams.classes),
                              np.float32)  # fmt: skip
@@ -208,9 +210,10 @@ def export(context: Context) -> None:
     channels = module.hparams.in_channels
     path = context.run.path / "model.onnx"
     export_onnx(network, torch.rand(1, channels, size, size), path, input_names=["image"], output_names=["logits"],
-                extra_dynamic_axes={"image": {2: "height", 3: "width"}, "logits": {2: "height", 3: "width"}})  # fmt: skip
+                extra_dynamic_axes={"image": {2: "height", 3: "width"},
+                                    "logits": {2: "height", 3: "width"}})  # fmt: skip
     report = check_onnx_parity(network, path, torch.rand(2, channels, size, size))
-    context.run.write_metrics({f"export/{k}": v for k, v in report.as_metrics().items()})
+    context.run.write_metrics(report.as_metrics())
     context.print(f"wrote {path} (max abs difference to PyTorch {report.max_abs_diff:.2e})")
 
 

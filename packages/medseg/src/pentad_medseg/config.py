@@ -26,7 +26,7 @@ class MedsegConfig(RunConfig):
     batch_size: int = 32
     #: Label values including background (2 = binary; N for label masks 0..N-1).
     classes: int = 2
-    #: Dataset options, e.g. val_fraction/test_fraction (folder, nifti), val_images (drive), kind/image_size (synthetic).
+    #: Dataset options: val_fraction/test_fraction (folder, nifti), val_images (drive), kind/image_size (synthetic).
     dataset_options: dict[str, Any] = field(default_factory=dict)
     #: Model options, e.g. depth, base_channels, norm (batch|instance|none), dropout, upsampling (transpose|bilinear).
     model_options: dict[str, Any] = field(default_factory=dict)

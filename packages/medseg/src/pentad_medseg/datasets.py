@@ -10,7 +10,6 @@ Every problem with the files raises :class:`~pentad_core.errors.DataError` namin
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -556,8 +555,3 @@ def list_images(directory: Path) -> list[Path]:
     if not files:
         raise DataError(f"no images or NIfTI volumes in {directory}.")
     return files
-
-
-def natural_key(text: str) -> list:
-    """Sort key that orders ``img2`` before ``img10``."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]

@@ -223,7 +223,10 @@ class SegmentationModule(pl.LightningModule):
         else:
             scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
         # The name makes Lightning's LR monitor log "train/lr" (metrics keys are "<split>/<metric>").
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "name": "train/lr"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "name": "train/lr"},
+        }
 
 
 def load_module(path: str, map_location: str = "cpu") -> SegmentationModule:

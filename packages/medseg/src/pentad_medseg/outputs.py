@@ -12,6 +12,7 @@ from pentad_core.files import atomic_write_bytes
 #: Overlay colours (RGB in [0, 1]).
 PREDICTION_COLOUR = (1.0, 0.15, 0.15)
 TRUTH_COLOUR = (0.1, 0.9, 0.2)
+BOTH_COLOUR = (1.0, 0.9, 0.1)
 
 
 def _png_bytes(array: np.ndarray) -> bytes:
@@ -47,11 +48,14 @@ def contour(mask: np.ndarray) -> np.ndarray:
 
 
 def overlay(image: np.ndarray, prediction: np.ndarray, truth: np.ndarray | None = None) -> np.ndarray:
-    """``(H, W, 3)`` uint8: the image with the prediction's contour (red) and the truth's (green)."""
+    """``(H, W, 3)`` uint8: the image with the prediction's contour (red), the truth's (green), both (yellow)."""
     canvas = display_image(image).copy()
+    predicted = contour(prediction > 0)
+    canvas[predicted] = PREDICTION_COLOUR
     if truth is not None:
-        canvas[contour(truth > 0)] = TRUTH_COLOUR
-    canvas[contour(prediction > 0)] = PREDICTION_COLOUR
+        true = contour(truth > 0)
+        canvas[true & ~predicted] = TRUTH_COLOUR
+        canvas[true & predicted] = BOTH_COLOUR
     return (canvas * 255).round().astype(np.uint8)
 
 
@@ -74,9 +78,9 @@ def save_prediction_pngs(
     """Write ``<name>_prob.png`` (foreground probability x 255), ``<name>_mask.png`` (0/255 binary, labels
     otherwise) and ``<name>_overlay.png`` under ``out``."""
     labels = labels_from_probabilities(probabilities, threshold)
-    if fov is not None:
-        labels = labels * fov
     foreground = probabilities[0] if probabilities.shape[0] == 1 else 1 - probabilities[0]
+    if fov is not None:  # outside the field of view the model was never trained: show nothing there
+        labels, foreground = labels * fov, foreground * fov
     mask_png = (labels * 255).astype(np.uint8) if probabilities.shape[0] == 1 else labels.astype(np.uint8)
     return {
         "prob": save_png((np.clip(foreground, 0, 1) * 255).round().astype(np.uint8), out / f"{name}_prob.png"),
@@ -104,8 +108,9 @@ def plot_examples(
     names: Sequence[str],
     threshold: float,
     path: Path,
+    fovs: Sequence[np.ndarray] | None = None,
 ) -> Path:
-    """A grid: image | ground truth | probability | overlay, one row per example."""
+    """A grid: image | ground truth | probability | overlay, one row per example (masked to the FOVs)."""
     from pentad_core.plotting import new_figure, save_figure
 
     rows = len(images)
@@ -115,11 +120,13 @@ def plot_examples(
     for row, (image, truth, prob, name) in enumerate(zip(images, truths, probabilities, names)):
         labels = labels_from_probabilities(prob, threshold)
         foreground = prob[0] if prob.shape[0] == 1 else 1 - prob[0]
+        if fovs is not None:
+            labels, foreground = labels * fovs[row], foreground * fovs[row]
         panels = [
             (display_image(image), f"{name}"),
             (truth if truth is not None else np.zeros_like(labels), "ground truth"),
             (foreground, "probability"),
-            (overlay(image, labels, truth), "red: prediction, green: truth"),
+            (overlay(image, labels, truth), "red: prediction, green: truth, yellow: both"),
         ]
         for column, (picture, title) in enumerate(panels):
             axis = axes[row][column]

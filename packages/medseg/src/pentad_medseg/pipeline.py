@@ -166,7 +166,7 @@ def plot_run(
     if count:
         plot_examples(
             [i.image for i in images[:count]], [i.mask for i in images[:count]], probabilities[:count],
-            [i.name for i in images[:count]], threshold, run.plot_path("predictions"),
+            [i.name for i in images[:count]], threshold, run.plot_path("predictions"), [i.fov for i in images[:count]],
         )  # fmt: skip
 
 

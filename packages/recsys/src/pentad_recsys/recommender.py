@@ -79,6 +79,7 @@ class Recommender:
         item_titles: Title per internal item, or ``None``.
         seen_users: Internal users of the known (training) interactions.
         seen_items: Internal items of the known interactions.
+        seen_ratings: Ratings of the known interactions (replayed by incremental updates).
         dataset: Name of the training dataset.
     """
 
@@ -96,6 +97,7 @@ class Recommender:
         seen_users: np.ndarray | None = None,
         seen_items: np.ndarray | None = None,
         dataset: str = "",
+        seen_ratings: np.ndarray | None = None,
     ) -> None:
         self.model, self.model_name, self.model_kwargs = model, model_name, dict(model_kwargs)
         self.task, self.user_map, self.item_map = task, user_map, item_map
@@ -103,6 +105,9 @@ class Recommender:
         self.seen_users = np.zeros(0, np.int64) if seen_users is None else np.asarray(seen_users, np.int64)
         self.seen_items = np.zeros(0, np.int64) if seen_items is None else np.asarray(seen_items, np.int64)
         self.dataset = dataset
+        self.seen_ratings = (
+            np.ones(len(self.seen_users), np.float32) if seen_ratings is None else np.asarray(seen_ratings, np.float32)
+        )
 
     @classmethod
     def for_training(
@@ -129,6 +134,7 @@ class Recommender:
             train.users,
             train.items,
             dataset or train.source,
+            train.ratings,
         )
 
     # ----------------------------------------------------------------------------- scoring
@@ -228,6 +234,7 @@ class Recommender:
             "seen_users": torch.as_tensor(self.seen_users),
             "seen_items": torch.as_tensor(self.seen_items),
             "dataset": self.dataset,
+            "seen_ratings": torch.as_tensor(self.seen_ratings),
         }
 
     @classmethod
@@ -259,6 +266,7 @@ class Recommender:
             state["seen_users"].numpy(),
             state["seen_items"].numpy(),
             state.get("dataset", ""),
+            state["seen_ratings"].numpy() if "seen_ratings" in state else None,
         )
 
     def save(self, path: str | Path) -> Path:
@@ -272,7 +280,12 @@ class Recommender:
         Raises:
             CheckpointError: Missing, unreadable or foreign file.
         """
-        state = load_checkpoint(path)
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError:
+            raise
+        except Exception as error:  # a non-checkpoint file can make the unpickler fail in many ways
+            raise CheckpointError(f"{path} is not a checkpoint ({type(error).__name__}); give a .ckpt file.") from None
         if isinstance(state, dict) and "recommender" in state:
             state = state["recommender"]
         return cls.from_state(state)

@@ -62,8 +62,9 @@ def build_agent(
         kwargs["action_noise"] = noise
     policy = config.policy or default_policy(config.algo, env.observation_space)
     try:
-        return cls(policy, env, seed=seed, device=config.device, tensorboard_log=tensorboard_log, verbose=verbose,
-                   **kwargs)
+        return cls(
+            policy, env, seed=seed, device=config.device, tensorboard_log=tensorboard_log, verbose=verbose, **kwargs
+        )
     except TypeError as error:
         raise ConfigError(f"hyperparams for {config.algo} are not accepted: {error}. Check the preset.") from None
     except (AssertionError, ValueError, KeyError) as error:

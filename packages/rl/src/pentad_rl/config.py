@@ -23,6 +23,8 @@ class RLConfig(RunConfig):
     model: str = "ppo"
     #: Gymnasium environment id (--env): CartPole-v1, Pendulum-v1, pentad/ConnectFour-v0, ...
     dataset: str = "CartPole-v1"
+    #: Torch CPU threads: 1 is fastest for SB3's small networks (and does not fight over shared cores).
+    threads: int | None = 1
     #: Keyword arguments for ``gymnasium.make`` (e.g. ``{difficulty: 2}`` for ConnectFour).
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     #: Policy class name (MlpPolicy, CnnPolicy, MlpLstmPolicy); empty picks one from the algorithm.

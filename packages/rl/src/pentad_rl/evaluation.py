@@ -46,9 +46,7 @@ class EvalResult:
         return asdict(self)
 
 
-def evaluate_agent(
-    model: BaseAlgorithm, env: VecEnv, n_episodes: int = 10, deterministic: bool = True
-) -> EvalResult:
+def evaluate_agent(model: BaseAlgorithm, env: VecEnv, n_episodes: int = 10, deterministic: bool = True) -> EvalResult:
     """Play ``n_episodes`` episodes and summarise returns, lengths and success.
 
     Returns are the environment's raw rewards as recorded by gymnasium's Monitor wrapper, so reward
@@ -78,8 +76,9 @@ def evaluate_agent(
     running_return = np.zeros(n_envs)
     running_length = np.zeros(n_envs, dtype=int)
     while (counts < targets).any():
-        actions, state = model.predict(observations, state=state, episode_start=episode_starts,
-                                       deterministic=deterministic)
+        actions, state = model.predict(
+            observations, state=state, episode_start=episode_starts, deterministic=deterministic
+        )
         observations, rewards, dones, infos = env.step(actions)
         running_return += rewards
         running_length += 1

@@ -54,8 +54,9 @@ class OnnxablePolicy(nn.Module):
         self.policy.set_training_mode(False)
         self.normalize = obs_mean is not None
         self.register_buffer("obs_mean", torch.as_tensor(obs_mean if self.normalize else 0.0, dtype=torch.float32))
-        self.register_buffer("obs_std", torch.as_tensor(
-            np.sqrt(obs_var + epsilon) if self.normalize else 1.0, dtype=torch.float32))
+        self.register_buffer(
+            "obs_std", torch.as_tensor(np.sqrt(obs_var + epsilon) if self.normalize else 1.0, dtype=torch.float32)
+        )
         self.clip_obs = float(clip_obs)
         action_space = model.action_space
         self.continuous = isinstance(action_space, spaces.Box)
@@ -79,8 +80,9 @@ def onnxable_policy(model: BaseAlgorithm, env: VecEnv | None = None) -> Onnxable
     """Wrap ``model`` (and the observation statistics of ``env`` if it is normalised) for export."""
     normalizer = unwrap_vec_normalize(env) if env is not None else None
     if normalizer is not None and normalizer.norm_obs:
-        return OnnxablePolicy(model, normalizer.obs_rms.mean, normalizer.obs_rms.var, normalizer.clip_obs,
-                              normalizer.epsilon)
+        return OnnxablePolicy(
+            model, normalizer.obs_rms.mean, normalizer.obs_rms.var, normalizer.clip_obs, normalizer.epsilon
+        )
     return OnnxablePolicy(model)
 
 
@@ -152,11 +154,11 @@ def export_policy(
     onnx_actions = session.run(None, {"observation": observations})[0]
     expected = np.asarray(predict_actions(model, observations, env)).reshape(onnx_actions.shape)
     if isinstance(model.action_space, spaces.Box):
-        agreement = float(np.mean(np.all(np.abs(onnx_actions - expected) <= 1e-4,
-                                          axis=tuple(range(1, expected.ndim)))))
+        agreement = float(np.mean(np.all(np.abs(onnx_actions - expected) <= 1e-4, axis=tuple(range(1, expected.ndim)))))
     else:
         agreement = float(np.mean(onnx_actions == expected))
     if agreement < 1.0:
-        raise ParityError(f"ONNX policy {path} chose different actions than the agent on {1 - agreement:.1%} "
-                          "of the parity batch.")
+        raise ParityError(
+            f"ONNX policy {path} chose different actions than the agent on {1 - agreement:.1%} of the parity batch."
+        )
     return {**report.as_metrics(), "export/action_agreement": agreement, "export/batch": float(len(observations))}

@@ -37,13 +37,23 @@ def plot_learning_curve(
     episodes = read_monitor(monitor_folder)
     figure, axes = new_figure(7.0, 4.2)
     if len(episodes["returns"]):
-        axes.plot(episodes["timesteps"], episodes["returns"], alpha=0.25, color="tab:blue", label="training episodes")
+        if len(episodes["returns"]) <= 1000:  # beyond that the raw episodes only paint a band
+            axes.plot(
+                episodes["timesteps"], episodes["returns"], alpha=0.25, color="tab:blue", label="training episodes"
+            )
         window = max(1, len(episodes["returns"]) // 20)
         smooth = np.convolve(episodes["returns"], np.ones(window) / window, mode="valid")
-        axes.plot(episodes["timesteps"][window - 1 :], smooth, color="tab:blue", label=f"mean of {window}")
+        axes.plot(
+            episodes["timesteps"][window - 1 :], smooth, color="tab:blue", label=f"training, mean of {window} episodes"
+        )
     if curve:
-        axes.plot([p["timesteps"] for p in curve], [p["mean_return"] for p in curve], "o-", color="tab:red",
-                  label="evaluation (deterministic)")
+        axes.plot(
+            [p["timesteps"] for p in curve],
+            [p["mean_return"] for p in curve],
+            "o-",
+            color="tab:red",
+            label="evaluation (deterministic)",
+        )
     axes.set_xlabel("environment steps")
     axes.set_ylabel("episode return")
     axes.set_title(title)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,8 @@ def collect_frames(
     Returns:
         ``(frames, returns)``: ``uint8`` images of shape (H, W, 3) and one raw return per finished episode.
     """
+    if not os.environ.get("DISPLAY"):
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen without complaints
     env = make_env(config, n_envs=1, seed=seed, render_mode="rgb_array", training=False)
     if config.normalize and normalization is not None:
         load_normalization(env, normalization)

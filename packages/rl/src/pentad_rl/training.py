@@ -22,7 +22,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from pentad_core.devices import seed_everything
+from pentad_core.devices import seed_everything, set_threads
 from pentad_core.errors import CheckpointError, ConfigError
 from pentad_rl.agents import build_agent, load_agent, replay_buffer_path
 from pentad_rl.callbacks import CheckpointEveryN, CurveEvalCallback, SaveBest, SelfPlayCallback
@@ -117,6 +117,7 @@ def train(
     checkpoints = out / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
+    set_threads(config.threads)
     train_config = copy.deepcopy(config)
     if config.self_play:
         if not supports_self_play(config.env):

@@ -157,8 +157,9 @@ def tune(
         trial.set_user_attr("hyperparams", hyperparams)
         reporter = TrialEvalCallback(trial, eval_freq)
         try:
-            result = train(trial_config, root / f"trial_{trial.number}", seed=seed, callbacks=[reporter],
-                           tensorboard=False)
+            result = train(
+                trial_config, root / f"trial_{trial.number}", seed=seed, callbacks=[reporter], tensorboard=False
+            )
         except (ConfigError, ValueError, AssertionError) as error:
             trial.set_user_attr("error", str(error))
             raise optuna.TrialPruned() from None

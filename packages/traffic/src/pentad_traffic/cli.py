@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from pentad_core.bench import format_table, print_table
 from pentad_core.cli import App, Context
 from pentad_core.data import RemoteFile
@@ -19,7 +20,6 @@ from pentad_core.errors import ConfigError
 from pentad_core.files import atomic_write_bytes
 from pentad_core.runs import RunDir
 from pentad_core.training import TrainerConfig
-
 from pentad_traffic import outputs
 from pentad_traffic.config import TrafficConfig
 from pentad_traffic.data import load_dataset
@@ -108,7 +108,7 @@ def _train(context: Context) -> tuple[ForecastModule, PreparedData, dict[str, fl
     return module, prepared, metrics
 
 
-@app.verb("train", "Train a model on a dataset (recipe shared/configs/traffic/<dataset>.yaml), then test it per horizon.",
+@app.verb("train", "Train a model on a dataset (recipe shared/configs/traffic/<dataset>.yaml), then test it.",
           trains=True)
 def train(context: Context) -> None:
     """Train, test, plot."""
@@ -175,7 +175,7 @@ class _Exportable(torch.nn.Module):
         return self.module(x)
 
 
-@app.verb("export", "Export a checkpoint to ONNX (input (B, L, N, F) scaled, output (B, H, N) speeds) with a parity check.",
+@app.verb("export", "Export a checkpoint to ONNX (scaled (B, L, N, F) in, (B, H, N) speeds out), check parity.",
           needs_checkpoint=True)
 def export(context: Context) -> None:
     """ONNX export plus an onnxruntime parity check on test windows."""
@@ -212,15 +212,19 @@ def benchmark(context: Context) -> None:
         override = dict(config.benchmark_overrides.get(name, {}))
         epochs = int(override.pop("epochs", config.trainer.max_epochs))
         trainer_config = TrainerConfig(**{**config.trainer.__dict__, "max_epochs": epochs})
-        module = build_module(config, prepared, model=name, epochs=epochs,
-                              **{k: v for k, v in override.items() if k in ("lr", "loss", "weight_decay",
-                                                                              "model_options")})
+        unknown = set(override) - {"lr", "loss", "weight_decay", "model_options"}
+        if unknown:
+            raise ConfigError(f"benchmark_overrides.{name} has unknown keys {sorted(unknown)}; use epochs, lr, "
+                              "loss, weight_decay, model_options.")
+        override.setdefault("model_options", {})  # the recipe's model_options belong to `model` only
+        module = build_module(config, prepared, model=name, epochs=epochs, **override)
         run = RunDir(context.run.path / "models" / name)
         start = time.perf_counter()
         torch.manual_seed(config.seed)
         module, metrics = train_model(config, prepared, run, module=module, trainer_config=trainer_config)
         seconds = time.perf_counter() - start
-        results[name] = {**metrics, "seconds": seconds, "epochs": epochs}
+        learned = module.network.trainable and not module.network.closed_form
+        results[name] = {**metrics, "seconds": seconds, "epochs": epochs if learned else 0}
         for key, value in metrics.items():
             if key.startswith("test/"):
                 all_metrics[f"test/{name}/{key[5:]}"] = value
@@ -239,10 +243,10 @@ def benchmark(context: Context) -> None:
             row[f"{label} MAE"] = metrics.get(f"test/h{horizon}/mae", float("nan"))
         if "accuracy" in protocol.metrics:
             row["accuracy (all)"] = metrics.get("test/accuracy", float("nan"))
-        row["epochs"] = metrics["epochs"] if MODELS.get(name) and module is not None else ""
+        row["epochs"] = metrics["epochs"]
         row["train s"] = round(metrics["seconds"], 1)
         rows.append(row)
-    table = format_table(rows, digits=3)
+    table = format_table([{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows])
     atomic_write_bytes(context.run.path / "benchmark.md", (table + "\n").encode("utf-8"))
     outputs.write_csv(context.run.path / "benchmark.csv", rows)
     print_table(rows, title=f"{prepared.data.name}, {protocol.name} protocol (RMSE / MAE per horizon)")

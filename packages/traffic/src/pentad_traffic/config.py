@@ -8,7 +8,6 @@ from typing import Any
 from pentad_core.cli import RunConfig
 from pentad_core.errors import ConfigError
 from pentad_core.training import TrainerConfig
-
 from pentad_traffic.protocols import Protocol, get_protocol
 
 

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pentad_core.errors import ConfigError
 
+from pentad_core.errors import ConfigError
 from pentad_traffic.metrics import horizon_metrics, null_mask
 from pentad_traffic.models import build_model
 from pentad_traffic.protocols import PreparedData, Protocol, Scaler
@@ -98,12 +98,9 @@ class ForecastModule(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(x))
         return loss
 
-    def on_fit_start(self) -> None:
-        """Fit closed-form models (VAR) by least squares on the whole training set."""
-        if self.network.closed_form:
-            dataset = self.trainer.train_dataloader.dataset
-            x, y = dataset.tensors()
-            self.network.fit(x.to(self.device), self.scaler.transform(y.to(self.device)))
+    def fit_closed_form(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Fit a closed-form model (VAR) by least squares: ``x`` scaled inputs, ``y`` speeds in mph."""
+        self.network.fit(x.to(self.device), self.scaler.transform(y.to(self.device)))
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
         """Validation loss and errors in mph."""
@@ -115,7 +112,7 @@ class ForecastModule(pl.LightningModule):
         self.log("val/mae", error.abs().mean(), batch_size=len(x))
         self.log("val/rmse", error.pow(2).mean().sqrt(), batch_size=len(x))
 
-    def on_test_epoch_start(self) -> None:  # noqa: D102
+    def on_test_epoch_start(self) -> None:
         self._test_outputs = []
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
@@ -141,7 +138,7 @@ class ForecastModule(pl.LightningModule):
         scores.update({key.split("/", 1)[1]: value for key, value in overall.items()})
         return scores
 
-    def configure_optimizers(self):  # noqa: D102
+    def configure_optimizers(self):
         parameters = [p for p in self.parameters() if p.requires_grad]
         if not parameters or not self.network.trainable or self.network.closed_form:
             return None

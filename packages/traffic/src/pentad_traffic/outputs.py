@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from pentad_core.files import atomic_write_bytes
 from pentad_core.plotting import new_figure, save_figure
-
 from pentad_traffic.metrics import mae, null_mask, rmse
 from pentad_traffic.protocols import PreparedData
 
@@ -65,7 +65,7 @@ def plot_prediction_vs_truth(path: Path, prepared: PreparedData, starts: np.ndar
     """Truth and the ``horizon``-step-ahead forecast over the test period, one panel per sensor."""
     sensors = [s for s in sensors if 0 <= s < prepared.data.num_nodes] or [0]
     horizon = min(max(1, horizon), pred.shape[1])
-    figure, axes = new_figure(9.0, 2.4 * len(sensors))
+    figure, _ = new_figure(9.0, 2.4 * len(sensors))
     figure.clf()
     steps = starts + prepared.protocol.input_len + horizon - 1
     keep = steps < prepared.data.num_steps

@@ -10,17 +10,18 @@ The CLI verbs are thin wrappers around these functions, so the package works wit
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
+
 from pentad_core.checkpoint import load_checkpoint
 from pentad_core.errors import CheckpointError
 from pentad_core.runs import RunDir
 from pentad_core.training import build_trainer, fit, test
-from torch.utils.data import DataLoader
-
 from pentad_traffic.config import TrafficConfig
 from pentad_traffic.data import load_dataset
 from pentad_traffic.module import ForecastModule
@@ -70,13 +71,20 @@ def train_model(config: TrafficConfig, prepared: PreparedData, run: RunDir, *, m
     if not module.network.trainable or module.network.closed_form:
         trainer_config = type(trainer_config)(**{**trainer_config.__dict__, "max_epochs": 1, "monitor": "",
                                                  "early_stopping_patience": 0})
+    if module.network.closed_form and resume is None:
+        module.fit_closed_form(*prepared.train.tensors())
     data = loaders(prepared, config.batch_size, config.num_workers)
     trainer = build_trainer(trainer_config, run, limit_val_batches=None if data["val"] else 0)
     start = time.perf_counter()
-    metrics = fit(trainer, module, run, train_dataloaders=data["train"], val_dataloaders=data["val"],
-                  ckpt_path=resume)
-    metrics["fit/seconds"] = time.perf_counter() - start
-    metrics.update(test(trainer, module, run, dataloaders=data["test"], ckpt_path="best"))
+    with warnings.catch_warnings():
+        # Expected for baselines (no optimiser) and for the T-GCN protocol (no validation split).
+        for message in (".*configure_optimizers.*returned `None`", ".*training_step.*returned `None`",
+                        ".*empty generator.*", ".*validation_step.*no `val_dataloader`.*"):
+            warnings.filterwarnings("ignore", message=message)
+        metrics = fit(trainer, module, run, train_dataloaders=data["train"], val_dataloaders=data["val"],
+                      ckpt_path=resume)
+        metrics["fit/seconds"] = time.perf_counter() - start
+        metrics.update(test(trainer, module, run, dataloaders=data["test"], ckpt_path="best"))
     run.write_metrics(metrics)
     return module, metrics
 

@@ -1,3 +1,13 @@
-"""Pentad vision."""
+"""Pentad vision: image classification on pentad-core.
+
+Public API (import the submodules; importing ``pentad_vision.models`` / ``pentad_vision.data``
+registers the networks and datasets):
+
+* ``pentad_vision.data.load_dataset(name, root, **options)`` -> ``ImageData`` (uint8 splits, classes, stats)
+* ``pentad_vision.models.build_model(name, num_classes, in_channels, image_size)``
+* ``pentad_vision.module.ImageClassifier`` / ``VisionDataModule`` (Lightning)
+* ``pentad_vision.evaluation``, ``attacks``, ``gradcam``, ``compress``, ``metrics``, ``transforms``
+* ``pentad_vision.cli.main`` (``apps/vision``)
+"""
 
 __version__ = "0.1.0"

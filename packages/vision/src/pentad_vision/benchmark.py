@@ -18,7 +18,14 @@ import torch.nn.functional as F
 from pentad_vision.data.base import ImageData
 from pentad_vision.models import build_model
 
-PARITY_OPTIM = {"name": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0, "schedule": "constant"}
+PARITY_OPTIM = {
+    "name": "sgd",
+    "lr": 0.01,
+    "momentum": 0.9,
+    "nesterov": False,
+    "weight_decay": 0.0,
+    "schedule": "constant",
+}
 PARITY_BATCH = 64
 
 

@@ -173,7 +173,7 @@ def plot_grid(
     count = len(captions)
     columns = min(8, max(count, 1))
     rows = max(1, (count + columns - 1) // columns)
-    figure, axes = new_figure(1.7 * columns, 1.9 * rows + 0.4)
+    figure, _axes = new_figure(1.7 * columns, 1.9 * rows + 0.4)
     figure.clf()
     for index in range(count):
         ax = figure.add_subplot(rows, columns, index + 1)

@@ -187,7 +187,7 @@ class ImageClassifier(pl.LightningModule):
         )
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         epochs = max(int(self.trainer.max_epochs or 1), 1)
-        warmup = int(round(self.optim.warmup_epochs * total / epochs))
+        warmup = round(self.optim.warmup_epochs * total / epochs)
         scheduler = build_scheduler(optimizer, total, self.optim.schedule, warmup, self.optim.final_lr_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -67,17 +67,29 @@ class RecModel(nn.Module):
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def score_all(self, users: torch.Tensor, chunk: int = 512) -> torch.Tensor:
-        """Scores of every item for each user: ``[B] -> [B, num_items]``."""
-        rows = []
+    def score_all(self, users: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+        """Scores of every item for each user: ``[B] -> [B, num_items]``.
+
+        The default evaluates ``forward`` on all pairs, ``chunk`` pairs at a time; models with a
+        cheaper form (a dot product) override it.
+        """
+        per_step = max(1, chunk // max(1, self.num_items))
         all_items = torch.arange(self.num_items, device=users.device)
-        for user in users:
-            parts = []
-            for start in range(0, self.num_items, chunk * 8):
-                items = all_items[start : start + chunk * 8]
-                parts.append(self(user.expand(len(items)), items))
-            rows.append(torch.cat(parts))
-        return torch.stack(rows) if rows else torch.zeros(0, self.num_items)
+        rows = []
+        for start in range(0, len(users), per_step):
+            block = users[start : start + per_step]
+            pair_users = block[:, None].expand(-1, self.num_items).reshape(-1)
+            pair_items = all_items.repeat(len(block))
+            rows.append(self(pair_users, pair_items).view(len(block), self.num_items))
+        return torch.cat(rows) if rows else torch.zeros(0, self.num_items)
+
+    def serving_module(self) -> nn.Module:
+        """A module with the same ``forward`` outputs for inference and ONNX export.
+
+        Models whose forward pass recomputes something input-independent (graph propagation,
+        whole-matrix reconstruction) return a frozen equivalent; the default is the model itself.
+        """
+        return self
 
     def item_embeddings(self) -> torch.Tensor | None:
         """``[num_items, D]`` item vectors for similarity and export, or ``None``."""
@@ -127,3 +139,35 @@ class RecModel(nn.Module):
                 pad = torch.zeros((rows - buffer.shape[0], *buffer.shape[1:]), dtype=buffer.dtype)
                 setattr(self, name, torch.cat([buffer, pad]))
         self.num_users, self.num_items = max(self.num_users, num_users), max(self.num_items, num_items)
+
+
+class FrozenTable(nn.Module):
+    """Serving form of a model whose scores were precomputed: ``table[users, items]``.
+
+    Args:
+        table: ``[num_users, num_items]`` scores.
+    """
+
+    def __init__(self, table: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("table", table.detach().clone())
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.table[users, items]
+
+
+class FrozenDot(nn.Module):
+    """Serving form of a dot-product model: ``u_emb[u] . i_emb[i] + u_bias[u] + i_bias[i]``."""
+
+    def __init__(
+        self, users: torch.Tensor, items: torch.Tensor, user_bias: torch.Tensor, item_bias: torch.Tensor
+    ) -> None:
+        super().__init__()
+        self.register_buffer("users", users.detach().clone())
+        self.register_buffer("items", items.detach().clone())
+        self.register_buffer("user_bias", user_bias.detach().reshape(-1).clone())
+        self.register_buffer("item_bias", item_bias.detach().reshape(-1).clone())
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        dot = (self.users[users] * self.items[items]).sum(dim=-1)
+        return dot + self.user_bias[users] + self.item_bias[items]

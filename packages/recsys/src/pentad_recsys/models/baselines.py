@@ -10,7 +10,7 @@ from pentad_recsys.models.base import RecModel
 from pentad_recsys.registry import MODELS
 
 
-@MODELS.register("popularity")
+@MODELS.register("popularity", description="most popular items (ranking) / shrunk item mean (rating); no training")
 class Popularity(RecModel):
     """Most-popular baseline: ranks items by training count; rates by the shrunk item mean.
 
@@ -49,7 +49,7 @@ class Popularity(RecModel):
         return row.expand(len(users), -1).clone()
 
 
-@MODELS.register("itemknn")
+@MODELS.register("itemknn", description="item-based k-nearest neighbours, cosine similarity with shrinkage")
 class ItemKNN(RecModel):
     """Item-based k-nearest neighbours with cosine similarity (Sarwar et al., WWW 2001).
 

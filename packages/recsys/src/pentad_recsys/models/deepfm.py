@@ -11,7 +11,9 @@ from pentad_recsys.models.layers import FieldModel, bi_interaction, mlp
 from pentad_recsys.registry import MODELS
 
 
-@MODELS.register("deepfm")
+@MODELS.register(
+    "deepfm", description="DeepFM: FM + MLP over shared field embeddings (Guo et al. 2017), with side features"
+)
 class DeepFM(FieldModel):
     """``y = FM(fields) + MLP(concat(fields))``.
 

@@ -8,7 +8,7 @@ from pentad_recsys.models.layers import FieldModel, bi_interaction
 from pentad_recsys.registry import MODELS
 
 
-@MODELS.register("fm")
+@MODELS.register("fm", description="factorisation machine over user, item and side features (Rendle 2010)")
 class FactorizationMachine(FieldModel):
     """``y = sum_f w_f + sum_{f<g} <v_f, v_g>`` over the fields of :class:`FieldModel`.
 

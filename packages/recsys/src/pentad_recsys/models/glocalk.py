@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pentad_recsys.data.interactions import Interactions
-from pentad_recsys.models.base import RecModel
+from pentad_recsys.models.base import FrozenTable, RecModel
 from pentad_recsys.registry import MODELS
 
 
@@ -60,7 +60,9 @@ class KernelLayer(nn.Module):
         return y, 0.5 * kernel.square().sum(), 0.5 * self.weight.square().sum()
 
 
-@MODELS.register("glocal-k")
+@MODELS.register(
+    "glocal-k", description="GLocal-K: kernelised item autoencoder + global kernel (Han et al. 2021), ratings only"
+)
 class GLocalK(RecModel):
     """Kernelised item autoencoder with a global convolution kernel (rating task only).
 
@@ -166,6 +168,11 @@ class GLocalK(RecModel):
     def score_all(self, users: torch.Tensor, chunk: int = 512) -> torch.Tensor:
         """``[B] -> [B, num_items]``."""
         return self.reconstruct().T[users]
+
+    @torch.no_grad()
+    def serving_module(self) -> nn.Module:
+        """The reconstructed rating matrix as a ``[num_users, num_items]`` lookup table."""
+        return FrozenTable(self.reconstruct().T)
 
     def item_embeddings(self) -> torch.Tensor:
         with torch.no_grad():

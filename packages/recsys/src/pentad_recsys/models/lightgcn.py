@@ -7,11 +7,11 @@ import torch
 from torch import nn
 
 from pentad_recsys.data.interactions import Interactions
-from pentad_recsys.models.base import RecModel, item_table, user_table
+from pentad_recsys.models.base import FrozenDot, RecModel, item_table, user_table
 from pentad_recsys.registry import MODELS
 
 
-@MODELS.register("lightgcn")
+@MODELS.register("lightgcn", description="LightGCN: linear graph propagation of id embeddings (He et al. 2020)")
 class LightGCN(RecModel):
     """Final embedding = mean over ``layers + 1`` propagation steps of ``D^-1/2 A D^-1/2``.
 
@@ -53,13 +53,34 @@ class LightGCN(RecModel):
         self.edge_dst = torch.as_tensor(dst, dtype=torch.long)
         self.edge_weight = torch.as_tensor(weight, dtype=torch.float32)
 
+    @torch.no_grad()
+    def grow(self, num_users: int, num_items: int) -> None:
+        """Grow the tables and shift the item node ids of the stored graph past the new users."""
+        extra_users = max(0, num_users - self.num_users)
+        old_users = self.num_users
+        self.edge_src = torch.where(self.edge_src >= old_users, self.edge_src + extra_users, self.edge_src)
+        self.edge_dst = torch.where(self.edge_dst >= old_users, self.edge_dst + extra_users, self.edge_dst)
+        super().grow(num_users, num_items)
+
+    def _adjacency(self) -> torch.Tensor:
+        """The normalised adjacency as a sparse COO matrix, cached until the graph changes."""
+        key = (self.edge_src.data_ptr(), self.edge_src.numel(), self.num_users + self.num_items)
+        if getattr(self, "_adjacency_key", None) != key:
+            n = self.num_users + self.num_items
+            indices = torch.stack([self.edge_dst, self.edge_src])
+            self._adjacency_cache = torch.sparse_coo_tensor(
+                indices, self.edge_weight, (n, n), check_invariants=False
+            ).coalesce()
+            self._adjacency_key = key
+        return self._adjacency_cache
+
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Final user ``[U, D]`` and item ``[I, D]`` embeddings."""
         current = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
+        adjacency = self._adjacency()
         total = current
         for _ in range(self.layers):
-            messages = current[self.edge_src] * self.edge_weight[:, None]
-            current = torch.zeros_like(current).index_add(0, self.edge_dst, messages)
+            current = torch.sparse.mm(adjacency, current)
             total = total + current
         final = total / (self.layers + 1)
         return final[: self.num_users], final[self.num_users :]
@@ -74,6 +95,12 @@ class LightGCN(RecModel):
         """``[B] -> [B, num_items]``."""
         user_final, item_final = self.propagate()
         return user_final[users] @ item_final.T + self.user_bias(users) + self.item_bias.weight.T
+
+    @torch.no_grad()
+    def serving_module(self) -> nn.Module:
+        """Propagated embeddings frozen into a dot-product module (no graph ops at serving time)."""
+        users, items = self.propagate()
+        return FrozenDot(users, items, self.user_bias.weight, self.item_bias.weight)
 
     def item_embeddings(self) -> torch.Tensor:
         return self.propagate()[1]

@@ -12,7 +12,7 @@ from pentad_recsys.models.layers import mlp
 from pentad_recsys.registry import MODELS
 
 
-@MODELS.register("neumf")
+@MODELS.register("neumf", description="NeuMF: GMF + MLP (He et al. 2017)")
 class NeuMF(RecModel):
     """``y = h^T [p_u * q_i ; MLP([p'_u ; q'_i])]``.
 
@@ -46,12 +46,6 @@ class NeuMF(RecModel):
         gmf = self.gmf_user(users) * self.gmf_item(items)
         deep = self.mlp(torch.cat([self.mlp_user(users), self.mlp_item(items)], dim=-1))
         return self.head(torch.cat([gmf, deep], dim=-1)).squeeze(-1)
-
-    def score_all(self, users: torch.Tensor, chunk: int = 512) -> torch.Tensor:
-        """``[B] -> [B, num_items]`` in one batched pass per user."""
-        items = torch.arange(self.num_items, device=users.device)
-        rows = [self(user.expand(self.num_items), items) for user in users]
-        return torch.stack(rows) if rows else torch.zeros(0, self.num_items)
 
     def item_embeddings(self) -> torch.Tensor:
         return torch.cat([self.gmf_item.weight, self.mlp_item.weight], dim=1)

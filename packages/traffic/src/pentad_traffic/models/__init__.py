@@ -12,15 +12,19 @@ from pentad_traffic.models.stgcn import STGCN
 from pentad_traffic.models.tgcn import TGCN
 from pentad_traffic.registry import MODELS
 
-MODELS.register("persistence", Persistence)
-MODELS.register("historical-average", HistoricalAverage)
-MODELS.register("var", VectorAutoregression)
-MODELS.register("gru", GRUForecaster)
-MODELS.register("gcn", GCNForecaster)
-MODELS.register("tgcn", TGCN)
-MODELS.register("a3tgcn", A3TGCN)
-MODELS.register("stgcn", STGCN)
-MODELS.register("graph-wavenet", GraphWaveNet)
+MODELS.register("persistence", Persistence, description="Last observed speed repeated (naive baseline).")
+MODELS.register("historical-average", HistoricalAverage, description="Mean of the input window (T-GCN's HA).")
+MODELS.register("var", VectorAutoregression, description="Vector autoregression on all sensors, ridge least squares.")
+MODELS.register("gru", GRUForecaster, description="GRU shared by all sensors, no graph (T-GCN's GRU baseline).")
+MODELS.register("gcn", GCNForecaster, description="Two-layer GCN on each sensor's input window plus a linear path.")
+MODELS.register("tgcn", TGCN, description="T-GCN (Zhao et al. 2019): GRU with graph-convolution gates.")
+MODELS.register("a3tgcn", A3TGCN, description="A3T-GCN (Bai et al. 2021): T-GCN with attention over time.")
+MODELS.register("stgcn", STGCN, description="STGCN (Yu et al. 2018): gated temporal convs around graph convs.")
+MODELS.register(
+    "graph-wavenet",
+    GraphWaveNet,
+    description="Graph WaveNet (Wu et al. 2019): dilated convs, diffusion + adaptive graph.",
+)
 
 #: Models trained by gradient descent (the ones the benchmark's targets apply to).
 LEARNED_MODELS = ("gru", "gcn", "tgcn", "a3tgcn", "stgcn", "graph-wavenet")

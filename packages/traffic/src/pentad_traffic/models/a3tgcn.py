@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pentad_traffic.models.base import Forecaster, as_adjacency, symmetric_normalized
+from pentad_traffic.models.base import (
+    AutoregressiveHighway,
+    Forecaster,
+    as_adjacency,
+    symmetric_normalized,
+    with_relative_speed,
+)
 from pentad_traffic.models.tgcn import TGCNCell
 
 
@@ -22,26 +28,31 @@ class A3TGCN(Forecaster):
         hidden: Hidden units per node.
         attention: Width of the attention scoring layer.
         residual: Forecast the change from the last observed speed.
+        highway: Add a linear autoregression on each sensor's own window (LSTNet's highway).
     """
 
     def __init__(self, num_nodes: int, input_len: int, horizon: int, in_features: int = 1, adjacency=None,
-                 hidden: int = 64, attention: int = 32, residual: bool = True) -> None:
+                 hidden: int = 64, attention: int = 32, residual: bool = True,
+                 highway: bool = True) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
         self.residual = residual
-        self.cell = TGCNCell(in_features, hidden, symmetric_normalized(as_adjacency(adjacency, num_nodes)))
+        self.highway = AutoregressiveHighway(input_len, horizon) if highway else None
+        self.cell = TGCNCell(in_features + 1, hidden, symmetric_normalized(as_adjacency(adjacency, num_nodes)))
         self.score = nn.Sequential(nn.Linear(hidden, attention), nn.Tanh(), nn.Linear(attention, 1))
         self.head = nn.Linear(2 * hidden, horizon)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, L, N, F)`` -> ``(B, H, N)``."""
         self.check_input(x)
+        relative = with_relative_speed(x)
         state = x.new_zeros(x.shape[0], self.num_nodes, self.cell.hidden)
         states = []
         for step in range(self.input_len):
-            state = self.cell(x[:, step], state)
+            state = self.cell(relative[:, step], state)
             states.append(state)
         stacked = torch.stack(states, 1)  # (B, L, N, hidden)
         weights = torch.softmax(self.score(stacked), dim=1)  # attention over the L steps
         context = (weights * stacked).sum(1)
         out = self.head(torch.cat([context, state], -1)).transpose(1, 2)
+        out = out + self.highway(x) if self.highway is not None else out
         return out + x[:, -1:, :, 0] if self.residual else out

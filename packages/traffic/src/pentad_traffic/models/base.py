@@ -49,6 +49,37 @@ class Forecaster(nn.Module):
             raise ValueError(f"{type(self).__name__} expects (B, {shape}), got {tuple(x.shape)}")
 
 
+def with_relative_speed(x: torch.Tensor) -> torch.Tensor:
+    """Prepend the change of speed relative to the last observation as an extra channel.
+
+    ``(B, L, N, F)`` -> ``(B, L, N, F + 1)``. Raw lags of a slowly varying speed are strongly
+    correlated; their differences to the last value are what a residual forecaster adds up, and
+    they make optimisation much better conditioned.
+    """
+    return torch.cat([x[..., :1] - x[:, -1:, :, :1], x], dim=-1)
+
+
+class AutoregressiveHighway(nn.Module):
+    """Linear autoregression on each sensor's own input window, added to a network's output (the
+    "highway" of LSTNet, Lai et al. 2018): it gives every learned model a linear forecaster to
+    build on, so the network learns the non-linear and spatial part.
+
+    Args:
+        input_len: Input steps ``L``.
+        horizon: Predicted steps ``H``.
+    """
+
+    def __init__(self, input_len: int, horizon: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(2 * input_len, horizon)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, L, N, F)`` -> ``(B, H, N)`` from the speed channel (as is and relative to the last step)."""
+        speed = x[..., 0]
+        window = torch.cat([speed - speed[:, -1:], speed], dim=1)  # (B, 2L, N)
+        return self.linear(window.transpose(1, 2)).transpose(1, 2)
+
+
 def as_adjacency(adjacency, num_nodes: int, required: bool = True) -> torch.Tensor:
     """Validate an adjacency and return it as a float32 tensor ``(N, N)``.
 

@@ -5,15 +5,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pentad_traffic.models.base import Forecaster, as_adjacency, graph_mix, symmetric_normalized
+from pentad_traffic.models.base import (
+    Forecaster,
+    as_adjacency,
+    graph_mix,
+    symmetric_normalized,
+    with_relative_speed,
+)
 
 
 class GCNForecaster(Forecaster):
     """Spatial-only baseline (the T-GCN paper's GCN): node features are the ``L x F`` input window,
     mixed over the road graph by two graph convolutions ``Â X W`` (Kipf & Welling), then mapped to
     the ``H`` future steps. A linear skip from the sensor's own window and from its neighbours'
-    averaged window keeps the linear autoregression inside the model. Speeds enter as changes
-    relative to the last observation (better conditioned than raw, strongly correlated lags).
+    averaged window keeps the linear autoregression inside the model. Speeds enter both as they are
+    and as changes relative to the last observation (see :func:`with_relative_speed`).
 
     Args:
         num_nodes: Sensors ``N``.
@@ -30,7 +36,7 @@ class GCNForecaster(Forecaster):
         super().__init__(num_nodes, input_len, horizon, in_features)
         self.residual = residual
         self.register_buffer("support", symmetric_normalized(as_adjacency(adjacency, num_nodes)))
-        width = input_len * in_features
+        width = input_len * (in_features + 1)
         self.conv1 = nn.Linear(width, hidden)
         self.conv2 = nn.Linear(hidden, hidden)
         self.head = nn.Linear(hidden, horizon)
@@ -39,8 +45,7 @@ class GCNForecaster(Forecaster):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, L, N, F)`` -> ``(B, H, N)``."""
         self.check_input(x)
-        relative = torch.cat([x[..., :1] - x[:, -1:, :, :1], x[..., 1:]], dim=-1)
-        nodes = relative.permute(0, 2, 1, 3).flatten(2)  # (B, N, L*F)
+        nodes = with_relative_speed(x).permute(0, 2, 1, 3).flatten(2)  # (B, N, L*(F+1))
         hidden = torch.relu(graph_mix(self.support, self.conv1(nodes)))
         hidden = torch.relu(graph_mix(self.support, self.conv2(hidden)))
         linear = self.skip(torch.cat([nodes, graph_mix(self.support, nodes)], dim=-1))

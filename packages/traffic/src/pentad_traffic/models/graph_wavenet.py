@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pentad_traffic.models.base import Forecaster, as_adjacency, random_walk
+from pentad_traffic.models.base import AutoregressiveHighway, Forecaster, as_adjacency, random_walk, with_relative_speed
 
 
 class DiffusionConv(nn.Module):
@@ -56,17 +56,22 @@ class GraphWaveNet(Forecaster):
         order: Diffusion order of the graph convolutions.
         dropout: Dropout in the graph convolutions.
         residual: Forecast the change from the last observed speed.
+        highway: Add a linear autoregression on each sensor's own window (LSTNet's highway).
     """
 
     def __init__(self, num_nodes: int, input_len: int, horizon: int, in_features: int = 1, adjacency=None,
                  channels: int = 32, skip_channels: int = 64, end_channels: int = 128, blocks: int = 4,
                  layers_per_block: int = 2, embedding: int = 10, order: int = 2, dropout: float = 0.3,
-                 residual: bool = True) -> None:
+                 residual: bool = True,
+                 highway: bool = True) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
         self.residual = residual
+        self.highway = AutoregressiveHighway(input_len, horizon) if highway else None
         if adjacency is not None:
             graph = as_adjacency(adjacency, num_nodes)
-            self.register_buffer("supports", torch.stack([random_walk(graph), random_walk(graph.T)]))
+            # Forward and backward diffusion; on a symmetric graph they coincide, so keep one.
+            directions = [graph] if torch.equal(graph, graph.T) else [graph, graph.T]
+            self.register_buffer("supports", torch.stack([random_walk(m) for m in directions]))
         else:
             self.register_buffer("supports", torch.zeros(0, num_nodes, num_nodes))
         self.source_embedding = nn.Parameter(torch.randn(num_nodes, embedding) * 0.1)
@@ -74,7 +79,7 @@ class GraphWaveNet(Forecaster):
         self.dilations = [2**layer for _ in range(blocks) for layer in range(layers_per_block)]
         self.receptive_field = 1 + sum(self.dilations)
         num_supports = self.supports.shape[0] + 1
-        self.start = nn.Conv2d(in_features, channels, 1)
+        self.start = nn.Conv2d(in_features + 1, channels, 1)
         self.filters = nn.ModuleList(nn.Conv2d(channels, channels, (1, 2), dilation=d) for d in self.dilations)
         self.gates = nn.ModuleList(nn.Conv2d(channels, channels, (1, 2), dilation=d) for d in self.dilations)
         self.skips = nn.ModuleList(nn.Conv2d(channels, skip_channels, 1) for _ in self.dilations)
@@ -93,7 +98,7 @@ class GraphWaveNet(Forecaster):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, L, N, F)`` -> ``(B, H, N)``."""
         self.check_input(x)
-        hidden = x.permute(0, 3, 2, 1)  # (B, F, N, L)
+        hidden = with_relative_speed(x).permute(0, 3, 2, 1)  # (B, F + 1, N, L)
         if self.input_len < self.receptive_field:
             hidden = F.pad(hidden, (self.receptive_field - self.input_len, 0))
         hidden = self.start(hidden)
@@ -109,4 +114,5 @@ class GraphWaveNet(Forecaster):
             hidden = self.graph_convs[i](gated, supports) + shortcut[..., dilation:]
             hidden = self.norms[i](hidden)
         out = self.end2(torch.relu(self.end1(torch.relu(skip))))[..., 0]  # (B, H, N)
+        out = out + self.highway(x) if self.highway is not None else out
         return out + x[:, -1:, :, 0] if self.residual else out

@@ -7,7 +7,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pentad_traffic.models.base import Forecaster, as_adjacency, symmetric_normalized
+from pentad_traffic.models.base import (
+    AutoregressiveHighway,
+    Forecaster,
+    as_adjacency,
+    symmetric_normalized,
+    with_relative_speed,
+)
 
 
 class GatedTemporalConv(nn.Module):
@@ -77,16 +83,19 @@ class STGCN(Forecaster):
         kernel: Temporal kernel size.
         dropout: Dropout after each block.
         residual: Forecast the change from the last observed speed.
+        highway: Add a linear autoregression on each sensor's own window (LSTNet's highway).
     """
 
     def __init__(self, num_nodes: int, input_len: int, horizon: int, in_features: int = 1, adjacency=None,
                  channels: int = 64, graph_channels: int = 16, blocks: int = 2, kernel: int = 3,
-                 dropout: float = 0.1, residual: bool = True) -> None:
+                 dropout: float = 0.1, residual: bool = True,
+                 highway: bool = True) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
         self.residual = residual
+        self.highway = AutoregressiveHighway(input_len, horizon) if highway else None
         support = symmetric_normalized(as_adjacency(adjacency, num_nodes))
         self.blocks = nn.ModuleList(
-            STConvBlock(in_features if i == 0 else channels, channels, graph_channels, kernel, support, dropout)
+            STConvBlock(in_features + 1 if i == 0 else channels, channels, graph_channels, kernel, support, dropout)
             for i in range(blocks)
         )
         self.output = nn.Sequential(nn.Linear(channels * input_len, channels), nn.ReLU(),
@@ -95,8 +104,9 @@ class STGCN(Forecaster):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, L, N, F)`` -> ``(B, H, N)``."""
         self.check_input(x)
-        hidden = x.permute(0, 3, 2, 1)  # (B, F, N, L)
+        hidden = with_relative_speed(x).permute(0, 3, 2, 1)  # (B, F + 1, N, L)
         for block in self.blocks:
             hidden = block(hidden)
         out = self.output(hidden.permute(0, 2, 1, 3).flatten(2)).transpose(1, 2)  # (B, H, N)
+        out = out + self.highway(x) if self.highway is not None else out
         return out + x[:, -1:, :, 0] if self.residual else out

@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pentad_traffic.models.base import Forecaster, as_adjacency, graph_mix, symmetric_normalized
+from pentad_traffic.models.base import (
+    AutoregressiveHighway,
+    Forecaster,
+    as_adjacency,
+    graph_mix,
+    symmetric_normalized,
+    with_relative_speed,
+)
 
 
 class TGCNCell(nn.Module):
@@ -44,18 +51,22 @@ class TGCN(Forecaster):
         adjacency: ``(N, N)`` road graph weights.
         hidden: Hidden units per node (T-GCN uses 64 on Los-loop).
         residual: Forecast the change from the last observed speed.
+        highway: Add a linear autoregression on each sensor's own window (LSTNet's highway).
     """
 
     def __init__(self, num_nodes: int, input_len: int, horizon: int, in_features: int = 1, adjacency=None,
-                 hidden: int = 64, residual: bool = True) -> None:
+                 hidden: int = 64, residual: bool = True,
+                 highway: bool = True) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
         self.residual = residual
+        self.highway = AutoregressiveHighway(input_len, horizon) if highway else None
         support = symmetric_normalized(as_adjacency(adjacency, num_nodes))
-        self.cell = TGCNCell(in_features, hidden, support)
+        self.cell = TGCNCell(in_features + 1, hidden, support)
         self.head = nn.Linear(hidden, horizon)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Hidden states of every step: ``(B, L, N, F)`` -> ``(B, L, N, hidden)``."""
+        x = with_relative_speed(x)
         state = x.new_zeros(x.shape[0], self.num_nodes, self.cell.hidden)
         states = []
         for step in range(self.input_len):
@@ -67,4 +78,5 @@ class TGCN(Forecaster):
         """``(B, L, N, F)`` -> ``(B, H, N)``."""
         self.check_input(x)
         out = self.head(self.encode(x)[:, -1]).transpose(1, 2)
+        out = out + self.highway(x) if self.highway is not None else out
         return out + x[:, -1:, :, 0] if self.residual else out

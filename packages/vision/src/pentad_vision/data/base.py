@@ -125,7 +125,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     second: list[int] = []
     for label in np.unique(labels):
         index = rng.permutation(np.where(labels == label)[0])
-        k = int(round(fraction * len(index)))
+        k = round(fraction * len(index))
         first += index[:k].tolist()
         second += index[k:].tolist()
     return np.asarray(first, dtype=np.int64), np.asarray(second, dtype=np.int64)

@@ -166,7 +166,7 @@ def load_imagefolder(
     cache_dir: str | Path | None = None,
     name: str = "imagefolder",
 ) -> ImageData:
-    """Your own images: ``<dir>/<split>/<class>/*`` or ``<dir>/<class>/*`` split by ratio.
+    """Your own images: <dir>/<split>/<class>/* or <dir>/<class>/* split by ratio.
 
     Args:
         root: The folder.
@@ -241,7 +241,7 @@ def extract_archive(archive: Path, destination: Path) -> Path:
 def load_cifar10_jpeg(
     root: str | Path, *, val_fraction: float = 0.1, seed: int = 0, skip_bad: bool = False
 ) -> ImageData:
-    """CIFAR-10 re-encoded as JPEG (``cifar10-jpeg.tar.gz``, extracted to the cache), read as an image folder."""
+    """CIFAR-10 re-encoded as JPEG (cifar10-jpeg.tar.gz, extracted to the cache), read as an image folder."""
     root = Path(root)
     if (root / "train").is_dir():
         folder = root

@@ -61,7 +61,11 @@ def read_idx(path: str | Path, expected_magic: int) -> np.ndarray:
     """
     path = Path(path)
     try:
-        raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+        if path.suffix == ".gz":
+            with gzip.open(path) as handle:
+                raw = handle.read()
+        else:
+            raw = path.read_bytes()
     except (OSError, EOFError) as error:
         raise DataError(f"idx file {path} cannot be read ({error}).", "Delete it and download it again.") from None
     if len(raw) < 8:

@@ -1,0 +1,161 @@
+"""Lightning module and data loaders: training through pentad_core's trainer factory.
+
+Every step calls :func:`pentad_recsys.training.batch_loss` (or the model's full-batch loss), so the
+Lightning path and the plain loop used by the benchmarks optimise exactly the same objective.
+Validation and test evaluate the whole held-out set once per epoch (one dummy batch), because
+ranking metrics need every user's full score row, not per-batch averages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from pentad_recsys.data.interactions import Interactions
+from pentad_recsys.data.sampling import NegativeSampler
+from pentad_recsys.metrics import evaluate_ranking
+from pentad_recsys.recommender import Recommender
+from pentad_recsys.training import TrainSettings, batch_loss, evaluate_rating, iterate_batches, needs_negatives
+
+
+class EpochBatches(IterableDataset):
+    """One epoch of pre-built batches (negatives re-sampled each epoch); a single dummy batch for
+    full-batch models."""
+
+    def __init__(self, recommender: Recommender, train: Interactions, settings: TrainSettings) -> None:
+        self.recommender, self.train, self.settings = recommender, train, settings
+        self.rng = np.random.default_rng(settings.seed)
+        model = recommender.model
+        self.sampler = NegativeSampler(train, model.num_items, settings.seed) if needs_negatives(recommender) else None
+
+    def __iter__(self):
+        if self.recommender.model.full_batch:
+            yield (torch.zeros(1),)
+            return
+        yield from iterate_batches(self.train, self.recommender.task, self.settings, self.sampler, self.rng)
+
+
+class _Once(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.zeros(1)
+
+
+def once_loader() -> DataLoader:
+    """A loader with one dummy batch (validation/test evaluate the whole set in one step)."""
+    return DataLoader(_Once(), batch_size=1)
+
+
+def evaluate(
+    recommender: Recommender,
+    train: Interactions,
+    held_out: Interactions,
+    ks: tuple[int, ...] = (10,),
+    sampled_negatives: int = 99,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Rating metrics (``rmse``, ``mae``) or ranking metrics (full, and ``sampled_*``) on ``held_out``."""
+    if recommender.task == "rating":
+        return evaluate_rating(recommender, held_out)
+    metrics = evaluate_ranking(recommender.score_all, train, held_out, ks=ks, protocol="full")
+    if sampled_negatives > 0:
+        sampled = evaluate_ranking(
+            recommender.score_all,
+            train,
+            held_out,
+            ks=ks,
+            protocol="sampled",
+            num_negatives=sampled_negatives,
+            seed=seed,
+        )
+        metrics.update({f"sampled_{k}": v for k, v in sampled.items()})
+    return metrics
+
+
+class RecsysModule(pl.LightningModule):
+    """Trains a :class:`Recommender`'s model; logs ``train/loss``, ``val/<metric>``, ``test/<metric>``.
+
+    Args:
+        recommender: Built with :meth:`Recommender.for_training`.
+        train: Training interactions.
+        val: Validation interactions, or ``None``.
+        test: Test interactions, or ``None``.
+        settings: Optimisation settings.
+        ks: Ranking cut-offs.
+        sampled_negatives: Negatives of the sampled ranking protocol (0 disables it).
+    """
+
+    def __init__(
+        self,
+        recommender: Recommender,
+        train: Interactions,
+        val: Interactions | None,
+        test: Interactions | None,
+        settings: TrainSettings,
+        ks: tuple[int, ...] = (10,),
+        sampled_negatives: int = 99,
+    ) -> None:
+        super().__init__()
+        self.recommender, self.model = recommender, recommender.model
+        self.train_data, self.val_data, self.test_data = train, val, test
+        self.settings, self.ks, self.sampled_negatives = settings, tuple(ks), sampled_negatives
+        self.automatic_optimization = True
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(EpochBatches(self.recommender, self.train_data, self.settings), batch_size=None)
+
+    def val_dataloader(self) -> DataLoader:
+        return once_loader()
+
+    def test_dataloader(self) -> DataLoader:
+        return once_loader()
+
+    def on_train_epoch_start(self) -> None:
+        finetune = int(getattr(self.model, "finetune_epochs", 0))
+        if finetune and self.current_epoch == self.settings.epochs:
+            self.model.start_global_stage()
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_index: int) -> torch.Tensor:
+        self.model.train()
+        loss = (
+            self.model.full_batch_loss()
+            if self.model.full_batch
+            else batch_loss(self.recommender, batch, self.settings)
+        )
+        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(batch[0]))
+        return loss
+
+    def _evaluate(self, prefix: str, held_out: Interactions | None) -> None:
+        if held_out is None:
+            return
+        metrics = evaluate(self.recommender, self.train_data, held_out, self.ks, self.sampled_negatives, seed=0)
+        for name, value in metrics.items():
+            self.log(f"{prefix}/{name}", value, prog_bar=name in ("rmse", f"ndcg@{self.ks[0]}"), batch_size=1)
+        self.model.train()
+
+    def validation_step(self, batch: Any, batch_index: int) -> None:
+        self._evaluate("val", self.val_data)
+
+    def test_step(self, batch: Any, batch_index: int) -> None:
+        self._evaluate("test", self.test_data)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        if self.model.full_batch:
+            return torch.optim.LBFGS(
+                self.model.parameters(),
+                lr=1.0,
+                max_iter=self.settings.lbfgs_iterations,
+                history_size=10,
+                line_search_fn="strong_wolfe",
+            )
+        return torch.optim.Adam(self.model.parameters(), lr=self.settings.lr)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the serving state (id maps, titles, global mean) travels inside every Lightning checkpoint
+        checkpoint["recommender"] = self.recommender.state()

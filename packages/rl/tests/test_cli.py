@@ -1,0 +1,193 @@
+"""The apps/rl verbs end to end, in-process (the subprocess contract is in tests/test_apps_contract.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pentad_rl.cli import app, main
+
+TINY = [
+    "--set",
+    "hyperparams={n_steps: 32, batch_size: 64}",
+    "--set",
+    "policy_kwargs={net_arch: [16]}",
+    "--set",
+    "eval_freq=0",
+    "--set",
+    "eval_episodes=2",
+]
+
+
+def metrics(folder):
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def test_every_contract_verb_and_the_extra_verbs_exist():
+    assert {
+        "demo",
+        "train",
+        "evaluate",
+        "predict",
+        "export",
+        "benchmark",
+        "data",
+        "models",
+        "record",
+        "play",
+        "tune",
+    } <= set(app.verbs)
+
+
+def test_train_evaluate_predict_export_record_and_resume(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["--algo", "ppo", "--env", "pentad/ConnectFour-v0", "--n-envs", "2", "--timesteps", "128", *TINY]
+    assert main(["train", *args, "--out", str(run)]) == 0
+    assert metrics(run)["train/timesteps"] == 128
+    assert (run / "plots" / "learning_curve.png").is_file() and (run / "config.yaml").is_file()
+    assert main(["train", *args, "--out", str(run)]) == 2  # refuses to clobber the run
+    assert main(["train", *args[: -len(TINY)], *TINY, "--timesteps", "256", "--out", str(run), "--resume", "last"]) == 0
+    assert metrics(run)["train/timesteps"] == 256
+
+    checkpoint = str(run / "checkpoints" / "last.zip")
+    evaluation = tmp_path / "evaluation"
+    assert main(["evaluate", "--checkpoint", checkpoint, "--episodes", "3", "--out", str(evaluation)]) == 0
+    scores = metrics(evaluation)
+    assert {f"eval/difficulty{level}/success_rate" for level in range(4)} <= set(scores)
+    assert 0.0 <= scores["eval/success_rate"] <= 1.0
+
+    observations = np.zeros((5, 2, 6, 7), np.float32)
+    np.save(tmp_path / "observations.npy", observations)
+    prediction = tmp_path / "prediction"
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                checkpoint,
+                "--observations",
+                str(tmp_path / "observations.npy"),
+                "--out",
+                str(prediction),
+            ]
+        )
+        == 0
+    )
+    actions = np.load(prediction / "predictions.npy")
+    assert actions.shape == (5,) and ((actions >= 0) & (actions < 7)).all()
+    np.save(tmp_path / "wrong.npy", np.zeros((5, 3), np.float32))
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                checkpoint,
+                "--observations",
+                str(tmp_path / "wrong.npy"),
+                "--out",
+                str(tmp_path / "p2"),
+            ]
+        )
+        == 2
+    )
+
+    exported = tmp_path / "export"
+    assert main(["export", "--checkpoint", checkpoint, "--out", str(exported)]) == 0
+    assert (exported / "policy.onnx").is_file() and metrics(exported)["export/action_agreement"] == 1.0
+
+    recorded = tmp_path / "record"
+    assert main(["record", "--checkpoint", checkpoint, "--max-frames", "10", "--out", str(recorded)]) == 0
+    assert (recorded / "agent.gif").stat().st_size > 0
+    assert main(["play", "--checkpoint", checkpoint, "--render", "ansi"]) == 0
+    assert "0 1 2 3 4 5 6" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--algo", "ppx"], "ppo"),
+        (["--env", "CartPole-v7"], "CartPole-v1"),
+        (["--env", "ALE/Breakout-v5"], "gymnasium[atari]"),
+        (["--algo", "dqn", "--env", "Pendulum-v1"], "dqn"),
+        (["--epochs", "3"], "--timesteps"),
+        (["--set", "n_env=4"], "n_envs"),
+    ],
+)
+def test_user_mistakes_are_one_line_errors(arguments, message, tmp_path, capsys):
+    assert main(["train", *arguments, "--timesteps", "64", "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and message in error
+
+
+def test_play_without_a_display_says_what_to_do(tmp_path, capsys, monkeypatch):
+    from pentad_rl.agents import build_agent, save_agent
+    from pentad_rl.config import RLConfig
+    from pentad_rl.environments import make_env
+
+    config = RLConfig(policy_kwargs={"net_arch": [8]})
+    checkpoint = save_agent(build_agent(config, make_env(config)), tmp_path / "agent.zip")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["play", "--checkpoint", str(checkpoint), "--render", "human"]) == 2
+    assert "--render ansi" in capsys.readouterr().err
+
+
+def test_benchmark_compares_with_plain_sb3(tmp_path):
+    out = tmp_path / "bench"
+    assert (
+        main(
+            [
+                "benchmark",
+                "--algo",
+                "ppo",
+                "--env",
+                "CartPole-v1",
+                "--n-envs",
+                "2",
+                "--timesteps",
+                "128",
+                *TINY,
+                "--seeds",
+                "0",
+                "--episodes",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    summary = metrics(out)
+    assert {"bench/pentad_mean_return", "bench/sb3_mean_return", "bench/time_ratio"} <= set(summary)
+    assert summary["bench/time_ratio"] > 0
+
+
+def test_tune_writes_the_trials_table_and_the_best_preset(tmp_path):
+    out = tmp_path / "tune"
+    arguments = [
+        "tune",
+        "--algo",
+        "ppo",
+        "--env",
+        "CartPole-v1",
+        "--n-envs",
+        "2",
+        "--timesteps",
+        "256",
+        "--set",
+        "policy_kwargs={net_arch: [16]}",
+        "--set",
+        "eval_episodes=2",
+    ]
+    assert main([*arguments, "--trials", "2", "--evaluations", "2", "--out", str(out)]) == 0
+    rows = json.loads((out / "tune.json").read_text())
+    assert len(rows) == 2 and (out / "tune.md").is_file()
+    import yaml
+
+    from pentad_rl.presets import resolve_agent_config
+
+    preset = yaml.safe_load((out / "preset.yaml").read_text())
+    assert preset["model"] == "ppo" and "learning_rate" in preset["hyperparams"]
+    assert resolve_agent_config(overrides=preset).hyperparams == preset["hyperparams"]
