@@ -76,3 +76,11 @@ def test_resolve_resume(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     atomic_save({}, tmp_path / "checkpoints" / "last.ckpt")
     assert resolve_resume("last", tmp_path) == tmp_path / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04garbage", bytes(range(256)) * 4])
+def test_foreign_files_are_checkpoint_errors(tmp_path, content):
+    path = tmp_path / "foreign.ckpt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="cannot be loaded"):
+        load_checkpoint(path)

@@ -9,8 +9,16 @@ import pytest
 
 from pentad_traffic.cli import main
 
-TINY = ["--set", "dataset_options.num_nodes=5", "--set", "dataset_options.num_days=3", "--epochs", "1",
-        "--set", "model_options.hidden=8"]
+TINY = [
+    "--set",
+    "dataset_options.num_nodes=5",
+    "--set",
+    "dataset_options.num_days=3",
+    "--epochs",
+    "1",
+    "--set",
+    "model_options.hidden=8",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +48,19 @@ def test_evaluate_reproduces_the_test_metrics(trained: Path, tmp_path: Path) -> 
 
 def test_predict_writes_forecasts_for_the_requested_window(trained: Path, tmp_path: Path) -> None:
     out = tmp_path / "pred"
-    code = main(["predict", "--checkpoint", str(trained / "checkpoints" / "last.ckpt"), "--out", str(out),
-                 "--start", "10", "--windows", "2"])
+    code = main(
+        [
+            "predict",
+            "--checkpoint",
+            str(trained / "checkpoints" / "last.ckpt"),
+            "--out",
+            str(out),
+            "--start",
+            "10",
+            "--windows",
+            "2",
+        ]
+    )
     assert code == 0
     lines = (out / "forecasts.csv").read_text().splitlines()
     assert len(lines) == 1 + 2 * 12
@@ -57,8 +76,10 @@ def test_export_onnx_matches_torch(trained: Path, tmp_path: Path) -> None:
 def test_user_errors_exit_2_with_one_line(tmp_path: Path, capsys) -> None:
     assert main(["train", "--model", "tgcnn", "--out", str(tmp_path / "a")]) == 2
     assert "Did you mean" in capsys.readouterr().err
-    assert main(["train", "--dataset", "los-loop", "--data-dir", str(tmp_path / "nowhere"),
-                 "--out", str(tmp_path / "b")]) == 2
+    assert (
+        main(["train", "--dataset", "los-loop", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b")])
+        == 2
+    )
     error = capsys.readouterr().err
     assert "nowhere" in error and len(error.strip().splitlines()) == 1
     assert main(["predict", "--checkpoint", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "c")]) == 2

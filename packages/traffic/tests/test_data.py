@@ -22,8 +22,10 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_csv_with_adjacency_and_timestamps(tmp_path: Path) -> None:
-    write(tmp_path / "speeds.csv", "timestamp,a,b\n2012-03-01 00:00:00,60,50\n2012-03-01 00:15:00,61,0\n"
-          "2012-03-01 00:30:00,62,51\n")
+    write(
+        tmp_path / "speeds.csv",
+        "timestamp,a,b\n2012-03-01 00:00:00,60,50\n2012-03-01 00:15:00,61,0\n2012-03-01 00:30:00,62,51\n",
+    )
     write(tmp_path / "adjacency.csv", "1,0.5\n0.5,1\n")
     data = load_csv(tmp_path)
     assert data.speeds.shape == (3, 2)
@@ -91,7 +93,7 @@ def test_gaussian_kernel_ignores_unknown_sensors() -> None:
 
 def write_dcrnn(folder: Path, speeds: np.ndarray, ids: list[str], adjacency: np.ndarray, key: str = "df") -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    stamps = (np.datetime64("2012-03-01T00:00") + np.arange(len(speeds)) * np.timedelta64(5, "m"))
+    stamps = np.datetime64("2012-03-01T00:00") + np.arange(len(speeds)) * np.timedelta64(5, "m")
     with h5py.File(folder / "metr-la.h5", "w") as handle:
         group = handle.create_group(key)
         group["block0_values"] = speeds

@@ -15,13 +15,20 @@ def make(name: str, num_nodes: int, input_len: int, horizon: int, in_features: i
     rng = np.random.default_rng(0)
     adjacency = (rng.random((num_nodes, num_nodes)) < 0.4).astype(np.float32) * rng.random((num_nodes, num_nodes))
     torch.manual_seed(0)
-    return build_model(name, num_nodes=num_nodes, input_len=input_len, horizon=horizon,
-                       in_features=in_features, adjacency=adjacency.astype(np.float32))
+    return build_model(
+        name,
+        num_nodes=num_nodes,
+        input_len=input_len,
+        horizon=horizon,
+        in_features=in_features,
+        adjacency=adjacency.astype(np.float32),
+    )
 
 
 @pytest.mark.parametrize("name", MODELS.names())
-@pytest.mark.parametrize(("num_nodes", "input_len", "horizon", "in_features"),
-                         [(5, 12, 12, 1), (1, 6, 3, 3), (9, 4, 1, 2)])
+@pytest.mark.parametrize(
+    ("num_nodes", "input_len", "horizon", "in_features"), [(5, 12, 12, 1), (1, 6, 3, 3), (9, 4, 1, 2)]
+)
 def test_output_shape_and_finiteness(name: str, num_nodes: int, input_len: int, horizon: int, in_features: int):
     model = make(name, num_nodes, input_len, horizon, in_features).eval()
     x = torch.rand(3, input_len, num_nodes, in_features)

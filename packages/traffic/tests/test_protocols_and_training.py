@@ -70,8 +70,14 @@ def test_a_short_training_run_beats_persistence_on_synthetic_data(tmp_path) -> N
     prepared = prepare(data, TGCN_PROTOCOL)
     module = ForecastModule.for_data("gcn", prepared, model_options={"hidden": 16}, lr=3e-3, epochs=6)
     loader = torch.utils.data.DataLoader(prepared.train, batch_size=64, shuffle=True)
-    trainer = pl.Trainer(max_epochs=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        max_epochs=6,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(module, loader)
     x, y = prepared.test.tensors()
     with torch.no_grad():

@@ -51,7 +51,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint not found: {path}.", "Check --checkpoint or --resume.")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError) as error:
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, IndexError, KeyError,
+            TypeError, AttributeError, UnicodeDecodeError) as error:  # fmt: skip
+        # torch.load surfaces a foreign or damaged file as any of these, depending on where it breaks.
         reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"checkpoint {path} cannot be loaded ({reason}).", "Is the file complete?") from None
 

@@ -33,16 +33,25 @@ from pentad_traffic.registry import DATASETS, MODELS
 #: put metr-la.h5 / pems-bay.h5 into the dataset folder by hand (docs/traffic.md).
 REMOTE_FILES: dict[str, list[RemoteFile]] = {
     "los-loop": [
-        RemoteFile("https://raw.githubusercontent.com/lehaifeng/T-GCN/master/data/los_speed.csv", "los_speed.csv",
-                   sha256="7b732d86ae32b2930595becba28aff39dacbfb2197e250fc0332e1744ce2cbf4"),
-        RemoteFile("https://raw.githubusercontent.com/lehaifeng/T-GCN/master/data/los_adj.csv", "los_adj.csv",
-                   sha256="7a6eb41e10677992b5af50f5ab187c6c05c5c3a92cb973950cfddbf857361e76"),
+        RemoteFile(
+            "https://raw.githubusercontent.com/lehaifeng/T-GCN/master/data/los_speed.csv",
+            "los_speed.csv",
+            sha256="7b732d86ae32b2930595becba28aff39dacbfb2197e250fc0332e1744ce2cbf4",
+        ),
+        RemoteFile(
+            "https://raw.githubusercontent.com/lehaifeng/T-GCN/master/data/los_adj.csv",
+            "los_adj.csv",
+            sha256="7a6eb41e10677992b5af50f5ab187c6c05c5c3a92cb973950cfddbf857361e76",
+        ),
     ],
 }
 
 #: Anchors measured on Los-loop under the T-GCN protocol with /work/shared/anchors scripts (RMSE, MAE).
-LOS_LOOP_ANCHORS = {"persistence h3": (5.539, 3.155), "ridge-ar+neighbours h3": (5.201, 3.060),
-                    "ridge-ar+neighbours h12": (7.692, 4.387)}
+LOS_LOOP_ANCHORS = {
+    "persistence h3": (5.539, 3.155),
+    "ridge-ar+neighbours h3": (5.201, 3.060),
+    "ridge-ar+neighbours h12": (7.692, 4.387),
+}
 
 
 def verify(name: str, root: Path) -> str:
@@ -82,8 +91,9 @@ def _prepared(context: Context) -> PreparedData:
 
 def _report(context: Context, prepared: PreparedData, metrics: dict[str, float], prefix: str = "test") -> None:
     protocol = prepared.protocol
-    rows = outputs.horizon_rows(metrics, protocol.horizons, protocol.metrics, prefix,
-                                24 * 60 / prepared.data.steps_per_day)
+    rows = outputs.horizon_rows(
+        metrics, protocol.horizons, protocol.metrics, prefix, 24 * 60 / prepared.data.steps_per_day
+    )
     outputs.write_csv(context.run.path / "horizons.csv", rows)
     print_table(rows, title=f"{context.config.model} on {prepared.data.name} ({protocol.name} protocol)")
 
@@ -93,8 +103,9 @@ def _plots(context: Context, module: ForecastModule, prepared: PreparedData) -> 
     starts = prepared.test.starts
     pred, true = forecast(module, prepared, starts)
     horizon = min(config.plot_horizon, prepared.protocol.output_len)
-    outputs.plot_prediction_vs_truth(plots / "prediction_vs_truth.png", prepared, starts, pred, true,
-                                     config.plot_sensors, horizon)
+    outputs.plot_prediction_vs_truth(
+        plots / "prediction_vs_truth.png", prepared, starts, pred, true, config.plot_sensors, horizon
+    )
     curves = outputs.error_by_horizon(pred, true, prepared.protocol.null_value)
     outputs.plot_error_by_horizon(plots / "error_by_horizon.png", curves, 24 * 60 / prepared.data.steps_per_day)
     outputs.plot_error_by_time_of_day(plots / "error_by_time_of_day.png", prepared, starts, pred, true, horizon)
@@ -108,16 +119,21 @@ def _train(context: Context) -> tuple[ForecastModule, PreparedData, dict[str, fl
     return module, prepared, metrics
 
 
-@app.verb("train", "Train a model on a dataset (recipe shared/configs/traffic/<dataset>.yaml), then test it.",
-          trains=True)
+@app.verb(
+    "train", "Train a model on a dataset (recipe shared/configs/traffic/<dataset>.yaml), then test it.", trains=True
+)
 def train(context: Context) -> None:
     """Train, test, plot."""
     _train(context)
     context.print(f"run folder: {context.run.path}")
 
 
-@app.verb("demo", "Offline end-to-end demo on generated traffic: train, test per horizon, forecast, plot.",
-          trains=True, dataset="synthetic")
+@app.verb(
+    "demo",
+    "Offline end-to-end demo on generated traffic: train, test per horizon, forecast, plot.",
+    trains=True,
+    dataset="synthetic",
+)
 def demo(context: Context) -> None:
     """Train on synthetic data, evaluate, write forecasts and plots."""
     module, prepared, _ = _train(context)
@@ -127,8 +143,11 @@ def demo(context: Context) -> None:
     context.print(f"demo finished: plots in {context.run.plots}, forecasts in {context.run.path / 'forecasts.csv'}")
 
 
-@app.verb("evaluate", "Evaluate a checkpoint on the test windows: table per horizon, metrics.json, plots.",
-          needs_checkpoint=True)
+@app.verb(
+    "evaluate",
+    "Evaluate a checkpoint on the test windows: table per horizon, metrics.json, plots.",
+    needs_checkpoint=True,
+)
 def evaluate(context: Context) -> None:
     """Score a checkpoint under its run's protocol."""
     prepared = _prepared(context)
@@ -141,13 +160,21 @@ def evaluate(context: Context) -> None:
 
 
 def _predict_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--start", type=int, metavar="STEP",
-                        help="series step where the first input window begins (default: the first test window)")
+    parser.add_argument(
+        "--start",
+        type=int,
+        metavar="STEP",
+        help="series step where the first input window begins (default: the first test window)",
+    )
     parser.add_argument("--windows", type=int, default=1, metavar="N", help="consecutive windows to forecast")
 
 
-@app.verb("predict", "Forecast a time window from a checkpoint: forecasts.csv (forecast and truth per sensor) + plot.",
-          needs_checkpoint=True, arguments=_predict_arguments)
+@app.verb(
+    "predict",
+    "Forecast a time window from a checkpoint: forecasts.csv (forecast and truth per sensor) + plot.",
+    needs_checkpoint=True,
+    arguments=_predict_arguments,
+)
 def predict(context: Context) -> None:
     """Write forecasts for ``--windows`` windows starting at ``--start``."""
     prepared = _prepared(context)
@@ -155,14 +182,16 @@ def predict(context: Context) -> None:
     first = context.args.start if context.args.start is not None else int(prepared.test.starts[0])
     last_start = prepared.data.num_steps - prepared.protocol.input_len
     if not 0 <= first <= last_start or context.args.windows < 1:
-        raise ConfigError(f"--start must lie in 0..{last_start} and --windows be at least 1 (got {first}, "
-                          f"{context.args.windows}).")
+        raise ConfigError(
+            f"--start must lie in 0..{last_start} and --windows be at least 1 (got {first}, {context.args.windows})."
+        )
     starts = np.arange(first, min(first + context.args.windows, last_start + 1))
     pred, true = forecast(module, prepared, starts)
     path = outputs.write_forecasts(context.run.path / "forecasts.csv", prepared, starts, pred, true)
     horizon = min(context.config.plot_horizon, prepared.protocol.output_len)
-    outputs.plot_prediction_vs_truth(context.run.plots / "forecast.png", prepared, starts, pred, true,
-                                     context.config.plot_sensors, horizon)
+    outputs.plot_prediction_vs_truth(
+        context.run.plots / "forecast.png", prepared, starts, pred, true, context.config.plot_sensors, horizon
+    )
     context.print(f"{len(starts)} window(s) x {pred.shape[1]} steps x {pred.shape[2]} sensors -> {path}")
 
 
@@ -175,8 +204,11 @@ class _Exportable(torch.nn.Module):
         return self.module(x)
 
 
-@app.verb("export", "Export a checkpoint to ONNX (scaled (B, L, N, F) in, (B, H, N) speeds out), check parity.",
-          needs_checkpoint=True)
+@app.verb(
+    "export",
+    "Export a checkpoint to ONNX (scaled (B, L, N, F) in, (B, H, N) speeds out), check parity.",
+    needs_checkpoint=True,
+)
 def export(context: Context) -> None:
     """ONNX export plus an onnxruntime parity check on test windows."""
     from pentad_core.export import check_onnx_parity, export_onnx
@@ -185,8 +217,9 @@ def export(context: Context) -> None:
     module = load_module(context.checkpoint, context.config, prepared)
     x, _ = prepared.test.tensors()
     wrapper = _Exportable(module).eval()
-    path = export_onnx(wrapper, x[:2], context.run.path / "model.onnx", input_names=["inputs"],
-                       output_names=["forecast"])
+    path = export_onnx(
+        wrapper, x[:2], context.run.path / "model.onnx", input_names=["inputs"], output_names=["forecast"]
+    )
     report = check_onnx_parity(wrapper, path, x[:5], tolerance=1e-3)
     context.run.write_metrics({"export/max_abs_diff": report.max_abs_diff})
     context.print(f"exported {path} (max |torch - onnxruntime| = {report.max_abs_diff:.2e})")
@@ -196,8 +229,12 @@ def _benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", metavar="A,B", help="comma-separated subset of benchmark_models")
 
 
-@app.verb("benchmark", "Train every benchmark model side by side under one protocol; table of all horizons.",
-          trains=True, arguments=_benchmark_arguments)
+@app.verb(
+    "benchmark",
+    "Train every benchmark model side by side under one protocol; table of all horizons.",
+    trains=True,
+    arguments=_benchmark_arguments,
+)
 def benchmark(context: Context) -> None:
     """One run, one dataset split, every model: metrics per horizon and training time."""
     config = context.config
@@ -214,8 +251,10 @@ def benchmark(context: Context) -> None:
         trainer_config = TrainerConfig(**{**config.trainer.__dict__, "max_epochs": epochs})
         unknown = set(override) - {"lr", "loss", "weight_decay", "model_options"}
         if unknown:
-            raise ConfigError(f"benchmark_overrides.{name} has unknown keys {sorted(unknown)}; use epochs, lr, "
-                              "loss, weight_decay, model_options.")
+            raise ConfigError(
+                f"benchmark_overrides.{name} has unknown keys {sorted(unknown)}; use epochs, lr, "
+                "loss, weight_decay, model_options."
+            )
         override.setdefault("model_options", {})  # the recipe's model_options belong to `model` only
         module = build_module(config, prepared, model=name, epochs=epochs, **override)
         run = RunDir(context.run.path / "models" / name)
@@ -229,9 +268,15 @@ def benchmark(context: Context) -> None:
             if key.startswith("test/"):
                 all_metrics[f"test/{name}/{key[5:]}"] = value
         all_metrics[f"fit/{name}/seconds"] = seconds
-        context.print(f"{name}: " + ", ".join(f"h{h} {results[name].get(f'test/h{h}/rmse', float('nan')):.3f}/"
-                                             f"{results[name].get(f'test/h{h}/mae', float('nan')):.3f}"
-                                             for h in protocol.horizons) + f" (RMSE/MAE), {seconds:.0f} s")
+        context.print(
+            f"{name}: "
+            + ", ".join(
+                f"h{h} {results[name].get(f'test/h{h}/rmse', float('nan')):.3f}/"
+                f"{results[name].get(f'test/h{h}/mae', float('nan')):.3f}"
+                for h in protocol.horizons
+            )
+            + f" (RMSE/MAE), {seconds:.0f} s"
+        )
     context.run.write_metrics(all_metrics)
     minutes = 24 * 60 / prepared.data.steps_per_day
     rows = []

@@ -50,8 +50,17 @@ class TrafficConfig(RunConfig):
     weight_decay: float = 0.0
     #: Models trained side by side by `benchmark`, each with its per-model options below.
     benchmark_models: list[str] = field(
-        default_factory=lambda: ["persistence", "historical-average", "var", "gru", "gcn", "tgcn", "a3tgcn",
-                                 "stgcn", "graph-wavenet"]
+        default_factory=lambda: [
+            "persistence",
+            "historical-average",
+            "var",
+            "gru",
+            "gcn",
+            "tgcn",
+            "a3tgcn",
+            "stgcn",
+            "graph-wavenet",
+        ]
     )
     #: Per-model overrides for `benchmark`: {model: {epochs, lr, loss, model_options}}.
     benchmark_overrides: dict[str, Any] = field(default_factory=dict)
@@ -77,5 +86,10 @@ class TrafficConfig(RunConfig):
         horizons = tuple(self.horizons) or tuple(h for h in base.horizons if h <= self.output_len)
         if not horizons:
             horizons = (self.output_len,)
-        return base.replace(input_len=self.input_len, output_len=self.output_len, horizons=horizons,
-                            time_of_day=self.time_of_day, day_of_week=self.day_of_week)
+        return base.replace(
+            input_len=self.input_len,
+            output_len=self.output_len,
+            horizons=horizons,
+            time_of_day=self.time_of_day,
+            day_of_week=self.day_of_week,
+        )

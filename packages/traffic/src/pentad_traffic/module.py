@@ -72,8 +72,15 @@ class ForecastModule(pl.LightningModule):
     @classmethod
     def for_data(cls, model: str, prepared: PreparedData, **options: Any) -> ForecastModule:
         """Build a module for a prepared dataset."""
-        return cls(model, prepared.data.num_nodes, prepared.data.adjacency, prepared.protocol,
-                   prepared.scaler.center, prepared.scaler.scale, **options)
+        return cls(
+            model,
+            prepared.data.num_nodes,
+            prepared.data.adjacency,
+            prepared.protocol,
+            prepared.scaler.center,
+            prepared.scaler.scale,
+            **options,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Forecast in original units: ``(B, L, N, F)`` -> ``(B, H, N)``."""
@@ -131,10 +138,12 @@ class ForecastModule(pl.LightningModule):
     def score(self, pred: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
         """Per-horizon metrics and, under key ``<metric>``, the metrics over every predicted step."""
         protocol = self.protocol
-        scores = horizon_metrics(pred, true, protocol.horizons, protocol.metrics, protocol.reduction,
-                                 protocol.null_value)
-        overall = horizon_metrics(pred, true, (protocol.output_len,), protocol.metrics, "cumulative",
-                                  protocol.null_value)
+        scores = horizon_metrics(
+            pred, true, protocol.horizons, protocol.metrics, protocol.reduction, protocol.null_value
+        )
+        overall = horizon_metrics(
+            pred, true, (protocol.output_len,), protocol.metrics, "cumulative", protocol.null_value
+        )
         scores.update({key.split("/", 1)[1]: value for key, value in overall.items()})
         return scores
 

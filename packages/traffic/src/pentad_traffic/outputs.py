@@ -15,8 +15,13 @@ from pentad_traffic.metrics import mae, null_mask, rmse
 from pentad_traffic.protocols import PreparedData
 
 
-def horizon_rows(metrics: dict[str, float], horizons: tuple[int, ...], names: tuple[str, ...], prefix: str = "test",
-                 minutes_per_step: float = 5.0) -> list[dict[str, object]]:
+def horizon_rows(
+    metrics: dict[str, float],
+    horizons: tuple[int, ...],
+    names: tuple[str, ...],
+    prefix: str = "test",
+    minutes_per_step: float = 5.0,
+) -> list[dict[str, object]]:
     """One row per horizon from ``<prefix>/h<k>/<metric>`` keys, plus an ``all`` row."""
     rows = []
     for horizon in horizons:
@@ -42,16 +47,20 @@ def write_csv(path: Path, rows: list[dict[str, object]]) -> Path:
     return path
 
 
-def write_forecasts(path: Path, prepared: PreparedData, starts: np.ndarray, pred: torch.Tensor,
-                    true: torch.Tensor) -> Path:
+def write_forecasts(
+    path: Path, prepared: PreparedData, starts: np.ndarray, pred: torch.Tensor, true: torch.Tensor
+) -> Path:
     """CSV with one row per (window, step ahead): series step, horizon, forecast per sensor, truth per sensor."""
     ids = prepared.data.sensor_ids
     rows = []
     input_len = prepared.protocol.input_len
     for window, start in enumerate(starts):
         for step in range(pred.shape[1]):
-            row: dict[str, object] = {"input_start": int(start), "step": int(start + input_len + step),
-                                      "horizon": step + 1}
+            row: dict[str, object] = {
+                "input_start": int(start),
+                "step": int(start + input_len + step),
+                "horizon": step + 1,
+            }
             if prepared.data.timestamps is not None and start + input_len + step < prepared.data.num_steps:
                 row["time"] = str(prepared.data.timestamps[start + input_len + step])
             row.update({f"pred_{sensor}": float(pred[window, step, i]) for i, sensor in enumerate(ids)})
@@ -60,8 +69,15 @@ def write_forecasts(path: Path, prepared: PreparedData, starts: np.ndarray, pred
     return write_csv(path, rows)
 
 
-def plot_prediction_vs_truth(path: Path, prepared: PreparedData, starts: np.ndarray, pred: torch.Tensor,
-                             true: torch.Tensor, sensors: list[int], horizon: int) -> Path:
+def plot_prediction_vs_truth(
+    path: Path,
+    prepared: PreparedData,
+    starts: np.ndarray,
+    pred: torch.Tensor,
+    true: torch.Tensor,
+    sensors: list[int],
+    horizon: int,
+) -> Path:
     """Truth and the ``horizon``-step-ahead forecast over the test period, one panel per sensor."""
     sensors = [s for s in sensors if 0 <= s < prepared.data.num_nodes] or [0]
     horizon = min(max(1, horizon), pred.shape[1])
@@ -72,8 +88,13 @@ def plot_prediction_vs_truth(path: Path, prepared: PreparedData, starts: np.ndar
     for panel, sensor in enumerate(sensors, start=1):
         axis = figure.add_subplot(len(sensors), 1, panel)
         axis.plot(steps[keep], true[keep, horizon - 1, sensor].numpy(), color="black", lw=1.0, label="truth")
-        axis.plot(steps[keep], pred[keep, horizon - 1, sensor].numpy(), color="tab:red", lw=1.0,
-                  label=f"forecast {horizon} steps ahead")
+        axis.plot(
+            steps[keep],
+            pred[keep, horizon - 1, sensor].numpy(),
+            color="tab:red",
+            lw=1.0,
+            label=f"forecast {horizon} steps ahead",
+        )
         axis.set_ylabel("speed")
         axis.set_title(f"sensor {prepared.data.sensor_ids[sensor]}", fontsize=9)
         axis.grid(alpha=0.3)
@@ -108,8 +129,9 @@ def plot_error_by_horizon(path: Path, curves: dict[str, list[float]], minutes_pe
     return save_figure(figure, path)
 
 
-def plot_error_by_time_of_day(path: Path, prepared: PreparedData, starts: np.ndarray, pred: torch.Tensor,
-                              true: torch.Tensor, horizon: int) -> Path:
+def plot_error_by_time_of_day(
+    path: Path, prepared: PreparedData, starts: np.ndarray, pred: torch.Tensor, true: torch.Tensor, horizon: int
+) -> Path:
     """MAE of the ``horizon``-step-ahead forecast by hour of the day of the forecast target."""
     horizon = min(max(1, horizon), pred.shape[1])
     steps = starts + prepared.protocol.input_len + horizon - 1
@@ -117,8 +139,12 @@ def plot_error_by_time_of_day(path: Path, prepared: PreparedData, starts: np.nda
     hours = np.floor(prepared.data.time_of_day()[steps[keep]] * 24).astype(int)
     errors = (pred[keep, horizon - 1] - true[keep, horizon - 1]).abs()
     mask = null_mask(true[keep, horizon - 1], prepared.protocol.null_value)
-    values = [float(errors[torch.as_tensor(hours == h)][mask[torch.as_tensor(hours == h)]].mean())
-              if (hours == h).any() else float("nan") for h in range(24)]
+    values = [
+        float(errors[torch.as_tensor(hours == h)][mask[torch.as_tensor(hours == h)]].mean())
+        if (hours == h).any()
+        else float("nan")
+        for h in range(24)
+    ]
     figure, axis = new_figure(7.0, 3.5)
     axis.bar(range(24), values, color="tab:blue")
     axis.set_xlabel("hour of day")

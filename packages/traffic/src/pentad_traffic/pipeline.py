@@ -39,6 +39,7 @@ def prepare_run_data(config: TrafficConfig, data_root: Path | None = None) -> Pr
 
 def loaders(prepared: PreparedData, batch_size: int, num_workers: int = 0) -> dict[str, DataLoader | None]:
     """Train (shuffled), validation and test loaders."""
+
     def make(dataset, shuffle: bool) -> DataLoader | None:
         if dataset is None:
             return None
@@ -49,15 +50,27 @@ def loaders(prepared: PreparedData, batch_size: int, num_workers: int = 0) -> di
 
 def build_module(config: TrafficConfig, prepared: PreparedData, **overrides: Any) -> ForecastModule:
     """A :class:`ForecastModule` for ``config.model`` (``overrides`` replace module options)."""
-    options = {"model_options": dict(config.model_options), "loss": config.loss, "lr": config.lr,
-               "weight_decay": config.weight_decay, "epochs": config.trainer.max_epochs}
+    options = {
+        "model_options": dict(config.model_options),
+        "loss": config.loss,
+        "lr": config.lr,
+        "weight_decay": config.weight_decay,
+        "epochs": config.trainer.max_epochs,
+    }
     options.update(overrides)
     model = options.pop("model", config.model)
     return ForecastModule.for_data(model, prepared, **options)
 
 
-def train_model(config: TrafficConfig, prepared: PreparedData, run: RunDir, *, module: ForecastModule | None = None,
-                resume: Path | None = None, trainer_config=None) -> tuple[ForecastModule, dict[str, float]]:
+def train_model(
+    config: TrafficConfig,
+    prepared: PreparedData,
+    run: RunDir,
+    *,
+    module: ForecastModule | None = None,
+    resume: Path | None = None,
+    trainer_config=None,
+) -> tuple[ForecastModule, dict[str, float]]:
     """Train (or fit) the configured model, then test it; metrics go to ``run/metrics.json``.
 
     Returns:
@@ -66,11 +79,13 @@ def train_model(config: TrafficConfig, prepared: PreparedData, run: RunDir, *, m
     module = module or build_module(config, prepared)
     trainer_config = trainer_config or config.trainer
     if prepared.val is None and trainer_config.monitor.startswith("val/"):
-        trainer_config = type(trainer_config)(**{**trainer_config.__dict__, "monitor": "",
-                                                 "early_stopping_patience": 0})
+        trainer_config = type(trainer_config)(
+            **{**trainer_config.__dict__, "monitor": "", "early_stopping_patience": 0}
+        )
     if not module.network.trainable or module.network.closed_form:
-        trainer_config = type(trainer_config)(**{**trainer_config.__dict__, "max_epochs": 1, "monitor": "",
-                                                 "early_stopping_patience": 0})
+        trainer_config = type(trainer_config)(
+            **{**trainer_config.__dict__, "max_epochs": 1, "monitor": "", "early_stopping_patience": 0}
+        )
     if module.network.closed_form and resume is None:
         module.fit_closed_form(*prepared.train.tensors())
     data = loaders(prepared, config.batch_size, config.num_workers)
@@ -78,11 +93,16 @@ def train_model(config: TrafficConfig, prepared: PreparedData, run: RunDir, *, m
     start = time.perf_counter()
     with warnings.catch_warnings():
         # Expected for baselines (no optimiser) and for the T-GCN protocol (no validation split).
-        for message in (".*configure_optimizers.*returned `None`", ".*training_step.*returned `None`",
-                        ".*empty generator.*", ".*validation_step.*no `val_dataloader`.*"):
+        for message in (
+            ".*configure_optimizers.*returned `None`",
+            ".*training_step.*returned `None`",
+            ".*empty generator.*",
+            ".*validation_step.*no `val_dataloader`.*",
+        ):
             warnings.filterwarnings("ignore", message=message)
-        metrics = fit(trainer, module, run, train_dataloaders=data["train"], val_dataloaders=data["val"],
-                      ckpt_path=resume)
+        metrics = fit(
+            trainer, module, run, train_dataloaders=data["train"], val_dataloaders=data["val"], ckpt_path=resume
+        )
         metrics["fit/seconds"] = time.perf_counter() - start
         metrics.update(test(trainer, module, run, dataloaders=data["test"], ckpt_path="best"))
     run.write_metrics(metrics)
@@ -99,8 +119,9 @@ def load_module(checkpoint: Path, config: TrafficConfig, prepared: PreparedData)
     for key in ("num_nodes", "scaler_center", "scaler_scale"):
         hparams.pop(key, None)
     module = ForecastModule.for_data(model, prepared, **hparams)
-    module.scaler = type(module.scaler)(state["hyper_parameters"]["scaler_center"],
-                                        state["hyper_parameters"]["scaler_scale"])
+    module.scaler = type(module.scaler)(
+        state["hyper_parameters"]["scaler_center"], state["hyper_parameters"]["scaler_scale"]
+    )
     try:
         module.load_state_dict(state["state_dict"])
     except RuntimeError as error:
@@ -115,10 +136,14 @@ def forecast(module: ForecastModule, prepared: PreparedData, starts: np.ndarray)
     with the truths (NaN past the end of the series)."""
     from pentad_traffic.protocols import WindowDataset
 
-    dataset = WindowDataset(prepared.test.inputs, prepared.test.targets, starts, prepared.protocol.input_len,
-                            prepared.protocol.output_len)
+    dataset = WindowDataset(
+        prepared.test.inputs, prepared.test.targets, starts, prepared.protocol.input_len, prepared.protocol.output_len
+    )
     x, y = dataset.tensors()
     module.eval()
-    predictions = torch.cat([module(x[i : i + 256]) for i in range(0, len(x), 256)]) if len(x) else x.new_zeros(
-        0, prepared.protocol.output_len, prepared.data.num_nodes)
+    predictions = (
+        torch.cat([module(x[i : i + 256]) for i in range(0, len(x), 256)])
+        if len(x)
+        else x.new_zeros(0, prepared.protocol.output_len, prepared.data.num_nodes)
+    )
     return predictions, y

@@ -148,8 +148,9 @@ class WindowDataset(Dataset):
     the series.
     """
 
-    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, starts: np.ndarray, input_len: int,
-                 output_len: int) -> None:
+    def __init__(
+        self, inputs: torch.Tensor, targets: torch.Tensor, starts: np.ndarray, input_len: int, output_len: int
+    ) -> None:
         self.inputs, self.targets = inputs, targets
         self.starts = np.asarray(starts, dtype=np.int64)
         self.input_len, self.output_len = input_len, output_len

@@ -75,8 +75,9 @@ def load_los_loop(root: str | Path | None = None) -> TrafficData:
     adjacency, header = read_matrix_csv(folder / "los_adj.csv")
     adjacency = _align_adjacency(adjacency, header, ids, folder / "los_adj.csv")
     # The series starts on Thursday 1 March 2012 00:00 (T-GCN), i.e. step 3 days into the week.
-    return TrafficData("los-loop", speeds, adjacency, ids, STEPS_PER_DAY_5MIN, 3 * STEPS_PER_DAY_5MIN,
-                       source=str(folder))
+    return TrafficData(
+        "los-loop", speeds, adjacency, ids, STEPS_PER_DAY_5MIN, 3 * STEPS_PER_DAY_5MIN, source=str(folder)
+    )
 
 
 def load_dcrnn(name: str, h5_name: str, pickle_names: tuple[str, ...], root: str | Path | None) -> TrafficData:
@@ -159,4 +160,3 @@ def load_dataset(name: str, root: str | Path | None = None, **options) -> Traffi
         **options: Loader options (e.g. ``num_nodes`` for ``synthetic``).
     """
     return DATASETS.build(name, root=root, **options)
-

@@ -94,12 +94,10 @@ class TrafficData:
     def time_of_day(self) -> np.ndarray:
         """``(T,)`` float32 fraction of the day in ``[0, 1)`` of each row."""
         if self.timestamps is not None:
-            seconds = (self.timestamps.astype("datetime64[s]") - self.timestamps.astype("datetime64[D]"))
+            seconds = self.timestamps.astype("datetime64[s]") - self.timestamps.astype("datetime64[D]")
             return (seconds.astype(np.int64) / 86400.0).astype(np.float32)
         offset = self.start_step or 0
-        return (((np.arange(self.num_steps) + offset) % self.steps_per_day) / self.steps_per_day).astype(
-            np.float32
-        )
+        return (((np.arange(self.num_steps) + offset) % self.steps_per_day) / self.steps_per_day).astype(np.float32)
 
     def day_of_week(self) -> np.ndarray:
         """``(T,)`` int64 day of week (0 = Monday) of each row."""

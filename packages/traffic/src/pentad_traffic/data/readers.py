@@ -50,8 +50,7 @@ def _check_width(rows: list[list[str]], width: int, path: Path, first_line: int)
     for offset, row in enumerate(rows):
         if len(row) != width:
             raise DataError(
-                f"{path}: line {first_line + offset} has {len(row)} cells but {width} are expected "
-                "(ragged row).",
+                f"{path}: line {first_line + offset} has {len(row)} cells but {width} are expected (ragged row).",
                 "Every row needs one value per column.",
             )
 
@@ -122,8 +121,10 @@ def read_matrix_csv(path: str | Path, what: str = "adjacency") -> tuple[np.ndarr
     width = len(rows[0]) if rows else 0
     _check_width(rows, width, path, first_line=2 if header else 1)
     matrix = np.array(
-        [[_to_float(cell, path, i + (2 if header else 1), j + 1) for j, cell in enumerate(row)]
-         for i, row in enumerate(rows)],
+        [
+            [_to_float(cell, path, i + (2 if header else 1), j + 1) for j, cell in enumerate(row)]
+            for i, row in enumerate(rows)
+        ],
         dtype=np.float32,
     ).reshape(len(rows), width)
     if matrix.shape[0] != matrix.shape[1]:

@@ -34,8 +34,12 @@ class Forecaster(nn.Module):
 
     def __init__(self, num_nodes: int, input_len: int, horizon: int, in_features: int = 1) -> None:
         super().__init__()
-        for name, value in (("num_nodes", num_nodes), ("input_len", input_len), ("horizon", horizon),
-                            ("in_features", in_features)):
+        for name, value in (
+            ("num_nodes", num_nodes),
+            ("input_len", input_len),
+            ("horizon", horizon),
+            ("in_features", in_features),
+        ):
             if int(value) < 1:
                 raise ConfigError(f"model option {name} must be at least 1, got {value}.")
         self.num_nodes, self.input_len = int(num_nodes), int(input_len)

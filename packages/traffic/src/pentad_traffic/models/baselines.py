@@ -71,8 +71,16 @@ class VectorAutoregression(Forecaster):
 
     closed_form = True
 
-    def __init__(self, num_nodes: int, input_len: int, horizon: int, in_features: int = 1, adjacency=None,
-                 lags: int | None = 3, ridge: float = 30.0) -> None:
+    def __init__(
+        self,
+        num_nodes: int,
+        input_len: int,
+        horizon: int,
+        in_features: int = 1,
+        adjacency=None,
+        lags: int | None = 3,
+        ridge: float = 30.0,
+    ) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
         self.lags = min(int(lags or input_len), input_len)
         self.ridge = float(ridge)

@@ -31,8 +31,16 @@ class GCNForecaster(Forecaster):
         residual: Forecast the change from the last observed speed.
     """
 
-    def __init__(self, num_nodes: int, input_len: int, horizon: int, in_features: int = 1, adjacency=None,
-                 hidden: int = 64, residual: bool = True) -> None:
+    def __init__(
+        self,
+        num_nodes: int,
+        input_len: int,
+        horizon: int,
+        in_features: int = 1,
+        adjacency=None,
+        hidden: int = 64,
+        residual: bool = True,
+    ) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
         self.residual = residual
         self.register_buffer("support", symmetric_normalized(as_adjacency(adjacency, num_nodes)))

@@ -59,11 +59,24 @@ class GraphWaveNet(Forecaster):
         highway: Add a linear autoregression on each sensor's own window (LSTNet's highway).
     """
 
-    def __init__(self, num_nodes: int, input_len: int, horizon: int, in_features: int = 1, adjacency=None,
-                 channels: int = 32, skip_channels: int = 64, end_channels: int = 128, blocks: int = 4,
-                 layers_per_block: int = 2, embedding: int = 10, order: int = 2, dropout: float = 0.3,
-                 residual: bool = True,
-                 highway: bool = True) -> None:
+    def __init__(
+        self,
+        num_nodes: int,
+        input_len: int,
+        horizon: int,
+        in_features: int = 1,
+        adjacency=None,
+        channels: int = 32,
+        skip_channels: int = 64,
+        end_channels: int = 128,
+        blocks: int = 4,
+        layers_per_block: int = 2,
+        embedding: int = 10,
+        order: int = 2,
+        dropout: float = 0.3,
+        residual: bool = True,
+        highway: bool = True,
+    ) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
         self.residual = residual
         self.highway = AutoregressiveHighway(input_len, horizon) if highway else None

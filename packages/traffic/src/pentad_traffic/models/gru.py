@@ -29,9 +29,19 @@ class GRUForecaster(Forecaster):
         residual: Forecast the change from the last observed speed instead of the speed itself.
     """
 
-    def __init__(self, num_nodes: int, input_len: int, horizon: int, in_features: int = 1, adjacency=None,
-                 hidden: int = 64, layers: int = 1, joint: bool = False, residual: bool = True,
-                 highway: bool = True) -> None:
+    def __init__(
+        self,
+        num_nodes: int,
+        input_len: int,
+        horizon: int,
+        in_features: int = 1,
+        adjacency=None,
+        hidden: int = 64,
+        layers: int = 1,
+        joint: bool = False,
+        residual: bool = True,
+        highway: bool = True,
+    ) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
         self.residual = residual
         self.highway = AutoregressiveHighway(input_len, horizon) if highway else None

@@ -49,8 +49,9 @@ class STConvBlock(nn.Module):
         dropout: Dropout after the block.
     """
 
-    def __init__(self, c_in: int, c_hidden: int, c_graph: int, kernel: int, support: torch.Tensor,
-                 dropout: float) -> None:
+    def __init__(
+        self, c_in: int, c_hidden: int, c_graph: int, kernel: int, support: torch.Tensor, dropout: float
+    ) -> None:
         super().__init__()
         self.register_buffer("support", support)
         self.temporal1 = GatedTemporalConv(c_in, c_hidden, kernel)
@@ -86,10 +87,21 @@ class STGCN(Forecaster):
         highway: Add a linear autoregression on each sensor's own window (LSTNet's highway).
     """
 
-    def __init__(self, num_nodes: int, input_len: int, horizon: int, in_features: int = 1, adjacency=None,
-                 channels: int = 64, graph_channels: int = 16, blocks: int = 2, kernel: int = 3,
-                 dropout: float = 0.1, residual: bool = True,
-                 highway: bool = True) -> None:
+    def __init__(
+        self,
+        num_nodes: int,
+        input_len: int,
+        horizon: int,
+        in_features: int = 1,
+        adjacency=None,
+        channels: int = 64,
+        graph_channels: int = 16,
+        blocks: int = 2,
+        kernel: int = 3,
+        dropout: float = 0.1,
+        residual: bool = True,
+        highway: bool = True,
+    ) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
         self.residual = residual
         self.highway = AutoregressiveHighway(input_len, horizon) if highway else None
@@ -98,8 +110,7 @@ class STGCN(Forecaster):
             STConvBlock(in_features + 1 if i == 0 else channels, channels, graph_channels, kernel, support, dropout)
             for i in range(blocks)
         )
-        self.output = nn.Sequential(nn.Linear(channels * input_len, channels), nn.ReLU(),
-                                    nn.Linear(channels, horizon))
+        self.output = nn.Sequential(nn.Linear(channels * input_len, channels), nn.ReLU(), nn.Linear(channels, horizon))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, L, N, F)`` -> ``(B, H, N)``."""

@@ -54,9 +54,17 @@ class TGCN(Forecaster):
         highway: Add a linear autoregression on each sensor's own window (LSTNet's highway).
     """
 
-    def __init__(self, num_nodes: int, input_len: int, horizon: int, in_features: int = 1, adjacency=None,
-                 hidden: int = 64, residual: bool = True,
-                 highway: bool = True) -> None:
+    def __init__(
+        self,
+        num_nodes: int,
+        input_len: int,
+        horizon: int,
+        in_features: int = 1,
+        adjacency=None,
+        hidden: int = 64,
+        residual: bool = True,
+        highway: bool = True,
+    ) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
         self.residual = residual
         self.highway = AutoregressiveHighway(input_len, horizon) if highway else None
