@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from app_harness import APPS, app_object, run_app
 
 from pentad_core.cli import CONTRACT_VERBS
-
-from .conftest import APPS, app_object, run_app
 
 pytestmark = pytest.mark.skipif(not APPS, reason="no app in apps/ yet")
 

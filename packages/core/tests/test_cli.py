@@ -6,9 +6,7 @@ import json
 
 import pytest
 import yaml
-
-from .conftest import run_toy
-from .toy_app import app
+from toy_app import app, run_toy
 
 QUIET = ["--set", "trainer.progress_bar=false", "--accelerator", "cpu"]
 

@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 
 import torch
+from toy_app import TOY_APP, run_toy
 
 from pentad_core.checkpoint import load_checkpoint
-
-from .conftest import TOY_APP, run_toy
 
 COMMON = ["--epochs", "6", "--batch-size", "32", "--accelerator", "cpu", "--set", "trainer.progress_bar=false"]
 

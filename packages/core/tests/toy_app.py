@@ -6,8 +6,12 @@ an interrupted-and-resumed run can be compared number for number with an uninter
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -96,6 +100,22 @@ def train(context: Context) -> None:
     fit(trainer, module, context.run, train_dataloaders=train_loader, val_dataloaders=val_loader,
         ckpt_path=context.resume_path)  # fmt: skip
     atomic_save(module.state_dict(), context.run.path / f"weights_rank{trainer.global_rank}.pt")
+
+
+TOY_APP = Path(__file__).resolve()
+
+
+def run_toy(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """Run the toy app in a fresh interpreter (what a user's shell would do)."""
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, str(TOY_APP), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environment,
+        **kwargs,
+    )
 
 
 if __name__ == "__main__":
