@@ -100,3 +100,6 @@ def test_recipe_for_the_dataset_is_applied(tmp_path, monkeypatch):
     assert (config.samples, config.learning_rate, config.dataset) == (96, 0.04, "toy-real")
     args = parser.parse_args(["train", "--dataset", "synthetic"])
     assert app.resolve_config(args, app._verbs["train"]).samples == 256
+    (recipes / "toy_other.yaml").write_text(yaml.safe_dump({"samples": 48}))
+    args = parser.parse_args(["train", "--dataset", "toy-other"])
+    assert app.resolve_config(args, app._verbs["train"]).samples == 48

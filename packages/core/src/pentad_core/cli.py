@@ -337,11 +337,15 @@ class App:
         return resolve_config(self.config_class, layers)
 
     def recipe(self, dataset: str, verb: str | None = None) -> dict[str, Any]:
-        """The recipe for ``dataset`` (``shared/configs/<app>/<dataset>.yaml``), or ``{}``."""
+        """The recipe for ``dataset`` (``shared/configs/<app>/<dataset>.yaml``, dashes may be
+        underscores), or ``{}``."""
         folder = find_configs_dir(self.name)
         if folder is None:
             return {}
-        for candidate in ([f"{verb}.yaml"] if verb == "demo" else []) + [f"{dataset}.yaml"]:
+        # Dataset names use dashes; a recipe file may spell them with underscores
+        # (cifar10-jpeg -> cifar10_jpeg.yaml) so that it is never mistaken for the data itself.
+        names = [f"{dataset}.yaml", f"{dataset.replace('-', '_')}.yaml"]
+        for candidate in ([f"{verb}.yaml"] if verb == "demo" else []) + names:
             path = folder / candidate
             if path.is_file():
                 return load_yaml(path)

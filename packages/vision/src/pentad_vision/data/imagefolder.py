@@ -14,15 +14,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
-import tarfile
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from pentad_core.data import cached_extract
 from pentad_core.errors import ConfigError, DataError, missing_file
 from pentad_vision.data.base import ImageData, ImageSplit, split_train_val, stratified_split
 from pentad_vision.registry import DATASETS
@@ -211,30 +209,12 @@ def load_imagefolder(
 
 
 def extract_archive(archive: Path, destination: Path) -> Path:
-    """Extract a tar archive into ``destination`` once (atomically, refusing unsafe member paths).
+    """Extract a tar archive into ``destination`` once, with core's safe extraction.
 
     Returns:
-        ``destination``; a ``.complete`` marker records a finished extraction.
+        ``destination``; a ``.complete`` marker, written last, records a finished extraction.
     """
-    marker = destination / ".complete"
-    if marker.is_file():
-        return destination
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=".extract-", dir=destination.parent))
-    try:
-        try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(temporary, filter="data")  # "data" refuses absolute paths and links out
-        except (tarfile.TarError, OSError, EOFError) as error:
-            raise DataError(f"archive {archive} cannot be extracted ({error}).", "Replace the file.") from None
-        (temporary / ".complete").write_text(str(archive))
-        if destination.exists():
-            shutil.rmtree(destination)
-        os.replace(temporary, destination)
-    finally:
-        if temporary.exists():
-            shutil.rmtree(temporary, ignore_errors=True)
-    return destination
+    return cached_extract(archive, destination, marker=".complete")
 
 
 @DATASETS.register("cifar10-jpeg")
