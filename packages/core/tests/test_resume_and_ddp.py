@@ -87,3 +87,27 @@ def test_ddp_two_cpu_processes_match_single_process_on_the_global_batch(tmp_path
         assert torch.equal(rank0[key], rank1[key]), f"ranks disagree on {key}"
         torch.testing.assert_close(rank0[key], reference[key], rtol=1e-4, atol=1e-5)
     assert json.loads((distributed / "metrics.json").read_text())["fit/steps"] == 2 * 8
+
+
+def test_resume_restores_an_epoch_row_lost_between_checkpoint_and_log(tmp_path):
+    """Lightning saves the epoch-end checkpoint before it logs the epoch; a kill in between loses the row."""
+    run = tmp_path / "run"
+    arguments = ["--batch-size", "32", "--accelerator", "cpu", "--set", "trainer.progress_bar=false"]
+    assert run_toy("train", "--out", str(run), "--epochs", "2", *arguments).returncode == 0
+    complete = epoch_losses(run)
+    assert sorted(complete) == [0, 1]
+    metrics_file = run / "logs" / "metrics.csv"
+    with metrics_file.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields, rows = reader.fieldnames, list(reader)
+    with metrics_file.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(row for row in rows if not (row.get("train/loss") and row["epoch"] == "1"))
+    assert sorted(epoch_losses(run)) == [0]
+
+    resumed = run_toy("train", "--out", str(run), "--epochs", "3", *arguments, "--resume", "last")
+    assert resumed.returncode == 0, resumed.stderr
+    losses = epoch_losses(run)
+    assert sorted(losses) == [0, 1, 2]
+    assert abs(losses[1] - complete[1]) < 1e-6

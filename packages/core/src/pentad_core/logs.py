@@ -28,6 +28,16 @@ class _AppendingWriter(ExperimentWriter):
                 header = next(csv.reader(handle), [])
             self.metrics_keys = sorted(set(self.metrics_keys) | set(header))
 
+    def add_row_if_missing(self, step: int, values: dict[str, Any]) -> None:
+        """Append ``values`` at ``step`` unless a row at that step already holds all of them."""
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="", encoding="utf-8") as handle:
+                for row in csv.DictReader(handle):
+                    if row.get("step") and int(float(row["step"])) == step and all(row.get(key) for key in values):
+                        return
+        self.log_metrics(values, step)
+        self.save()
+
     def truncate_from_step(self, step: int) -> None:
         """Remove rows whose ``step`` is ``>= step``."""
         if not os.path.isfile(self.metrics_file_path):
@@ -55,15 +65,47 @@ class ResumableCSVLogger(CSVLogger):
 
 
 class TrimLogsOnResume(pl.Callback):
-    """On resume, cut CSV rows logged after the checkpoint's step (they are about to be redone)."""
+    """Keep ``metrics.csv`` one continuous run across ``--resume``.
+
+    On resume, rows logged after the checkpoint's step are cut (they are about to be redone). A
+    checkpoint written at the end of an epoch is saved *before* Lightning logs that epoch's
+    training metrics, so a kill in between would lose the row for good: the checkpoint therefore
+    carries the pending row, and resuming writes it when the file lacks it.
+    """
+
+    state_key_pending = "pentad_pending_epoch_row"
 
     def __init__(self, logger: ResumableCSVLogger) -> None:
         self.logger = logger
+        self._pending_row: dict[str, Any] | None = None
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        """Store the epoch's training metrics when the checkpoint comes before they are logged."""
+        epoch_loop = trainer.fit_loop.epoch_loop
+        if trainer.state.fn != "fit":
+            return
+        if not epoch_loop.batch_progress.is_last_batch or epoch_loop._results is None:
+            return
+        # Lightning's own epoch-end aggregation, the values it is about to log (private API, stable in 2.x).
+        values = {
+            key: float(value) for key, value in epoch_loop._results.metrics(False)["log"].items() if value.numel() == 1
+        }
+        if values:
+            values["epoch"] = trainer.current_epoch
+            checkpoint[self.state_key_pending] = {"step": epoch_loop._batches_that_stepped - 1, "values": values}
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        """Remember the pending row until training starts."""
+        self._pending_row = checkpoint.get(self.state_key_pending)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Called once the checkpoint (if any) has restored ``global_step``."""
         if trainer.global_step > 0 and trainer.is_global_zero:
-            self.logger.experiment.truncate_from_step(trainer.global_step)
+            writer = self.logger.experiment
+            writer.truncate_from_step(trainer.global_step)
+            if self._pending_row is not None:
+                writer.add_row_if_missing(self._pending_row["step"], self._pending_row["values"])
+        self._pending_row = None
 
 
 def quiet_libraries(verbose: bool = False) -> None:
