@@ -1,9 +1,12 @@
 """Benchmark: pentad's training (callbacks, checkpoints, logs) against plain stable-baselines3.
 
-For every seed the two runs alternate (pentad, then plain SB3 with the same algorithm, hyperparameters,
-number of envs and steps), so that a noisy neighbour on a shared machine slows both alike. Both are
-timed around ``model.learn`` only and evaluated on the same protocol: deterministic episodes of a
-fresh environment.
+For every seed the two runs alternate (pentad and plain SB3 with the same algorithm, hyperparameters,
+number of envs and steps), so that a noisy neighbour on a shared machine slows both alike; the order
+flips from seed to seed (pentad first on even seeds, SB3 first on odd ones) so that neither always
+pays for running first. A short untimed warm-up of both paths precedes the timed runs: the first
+``learn`` of a process imports TensorBoard and initialises torch kernels, a one-off cost that would
+otherwise land on whichever implementation happens to run first. Both are timed around
+``model.learn`` only and evaluated on the same protocol: deterministic episodes of a fresh environment.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from pentad_core.devices import set_threads
 from pentad_core.files import atomic_write_json
 from pentad_rl.config import RLConfig
 from pentad_rl.hyperparams import build_action_noise, build_hyperparams, build_policy_kwargs
@@ -34,6 +38,7 @@ def plain_sb3(config: RLConfig, seed: int, episodes: int) -> dict[str, float]:
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
 
+    set_threads(config.threads)  # the same torch thread count as pentad's run
     env = make_vec_env(config.env, n_envs=config.n_envs, seed=seed, env_kwargs=dict(config.env_kwargs))
     kwargs = build_hyperparams(config.hyperparams)
     if config.policy_kwargs:
@@ -84,6 +89,16 @@ def pentad_run(config: RLConfig, seed: int, episodes: int, out: Path) -> tuple[d
     }, result.model
 
 
+def warm_up(config: RLConfig, out: Path) -> None:
+    """Run both paths once for two rollouts' worth of steps, untimed (imports, kernel initialisation)."""
+    short = copy.deepcopy(config)
+    rollout = int(config.hyperparams.get("n_steps", 0) or 0) * config.n_envs
+    short.timesteps = max(2 * rollout, 1_000)
+    short.eval_freq = 0
+    pentad_run(short, 0, 1, out)
+    plain_sb3(short, 0, 1)
+
+
 def run_benchmark(
     config: RLConfig,
     seeds: list[int],
@@ -103,20 +118,22 @@ def run_benchmark(
     out = Path(out)
     rows: list[dict[str, Any]] = []
     reference = ZOO_REFERENCE.get((config.algo, config.env), "n/a")
+    if baseline:
+        warm_up(config, out / "warmup")
     model = None
-    for seed in seeds:
-        metrics, model = pentad_run(config, seed, episodes, out / f"pentad_seed{seed}")
-        rows.append({"implementation": "pentad", "seed": seed, **metrics, "rl_zoo": reference})
-        log(
-            f"pentad seed {seed}: {metrics['mean_return']:.1f} +- {metrics['std_return']:.1f} in "
-            f"{metrics['wall_s']:.1f} s"
-        )
-        if baseline:
-            metrics = plain_sb3(config, seed, episodes)
-            rows.append({"implementation": "stable-baselines3", "seed": seed, **metrics, "rl_zoo": reference})
+    for index, seed in enumerate(seeds):
+        order = ("pentad", "stable-baselines3") if index % 2 == 0 else ("stable-baselines3", "pentad")
+        for implementation in order:
+            if implementation == "pentad":
+                metrics, model = pentad_run(config, seed, episodes, out / f"pentad_seed{seed}")
+            elif baseline:
+                metrics = plain_sb3(config, seed, episodes)
+            else:
+                continue
+            rows.append({"implementation": implementation, "seed": seed, **metrics, "rl_zoo": reference})
             log(
-                f"sb3    seed {seed}: {metrics['mean_return']:.1f} +- {metrics['std_return']:.1f} in "
-                f"{metrics['wall_s']:.1f} s"
+                f"{implementation:<17} seed {seed}: {metrics['mean_return']:.1f} +- {metrics['std_return']:.1f} "
+                f"in {metrics['wall_s']:.1f} s"
             )
     pentad_rows = [r for r in rows if r["implementation"] == "pentad"]
     summary = {
