@@ -50,7 +50,7 @@ def test_every_preset_builds_its_agent_or_names_the_missing_extra(name):
     try:
         check_env_id(config.env)
     except ConfigError as error:
-        assert "gymnasium[box2d]" in str(error) or "gymnasium[atari]" in str(error), error
+        assert "pentad-rl[box2d]" in str(error) or "pentad-rl[atari]" in str(error), error
         return
     env = make_env(config)
     build_agent(config, env)
@@ -60,9 +60,9 @@ def test_every_preset_builds_its_agent_or_names_the_missing_extra(name):
 def test_environment_errors_name_the_fix():
     with pytest.raises(ConfigError, match="CartPole-v1"):
         check_env_id("CartPole-v7")
-    with pytest.raises(ConfigError, match=r"gymnasium\[atari\]"):
+    with pytest.raises(ConfigError, match=r"pentad-rl\[atari\]"):
         check_env_id("ALE/Breakout-v5")
-    with pytest.raises(ConfigError, match=r"gymnasium\[box2d\]"):
+    with pytest.raises(ConfigError, match=r"pentad-rl\[box2d\]"):
         check_env_id("LunarLander-v3")
     with pytest.raises(ConfigError, match="env_kwargs"):
         make_env(RLConfig(dataset="CartPole-v1", env_kwargs={"no_such_argument": 1}))

@@ -1,7 +1,7 @@
 """Build (vectorised, wrapped, normalised) gymnasium environments from an :class:`RLConfig`.
 
 Optional environment families fail with a message naming what to install: Box2D
-(``pip install "gymnasium[box2d]"``) and Atari (``pip install "gymnasium[atari]"``, i.e. ale-py).
+(``pip install "pentad-rl[box2d]"``) and Atari (``pip install "pentad-rl[atari]"``, i.e. ale-py).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from pentad_core.files import atomic_write_bytes
 from pentad_rl.config import RLConfig
 from pentad_rl.registry import ENV_WRAPPERS
 
-BOX2D_HINT = 'it needs Box2D: install it with `pip install swig` then `pip install "gymnasium[box2d]"`.'
-ATARI_HINT = 'it needs the Atari emulator: install it with `pip install "gymnasium[atari]"` (ale-py).'
+BOX2D_HINT = 'it needs Box2D: install the extra with `pip install "pentad-rl[box2d]"`.'
+ATARI_HINT = 'it needs the Atari emulator: install the extra with `pip install "pentad-rl[atari]"` (ale-py).'
 BOX2D_ENVS = ("LunarLander", "BipedalWalker", "CarRacing")
 
 
