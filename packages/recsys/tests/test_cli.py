@@ -42,7 +42,15 @@ def test_serving_verbs(trained, tmp_path, capsys):
     assert rows[0] == "user,item,prediction" and 1.0 <= float(rows[1].split(",")[2]) <= 5.0
     assert main(["export", "--checkpoint", checkpoint, "--out", str(tmp_path / "e")]) == 0
     assert (tmp_path / "e" / "export" / "model.onnx").is_file()
-    assert (tmp_path / "e" / "export" / "item_embeddings.npy").is_file()
+    exported = tmp_path / "e" / "export"
+    assert (exported / "item_embeddings.npy").is_file()
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(exported / "item_embeddings.parquet")
+    vectors = np.load(exported / "item_embeddings.npy")
+    assert table.column("id").to_pylist() == json.loads((exported / "item_ids.json").read_text())
+    np.testing.assert_array_equal(np.stack(table.column("embedding").to_numpy(zero_copy_only=False)), vectors)
     assert main(["evaluate", "--checkpoint", checkpoint, "--out", str(tmp_path / "v"), *TINY[:2]]) == 0
     assert "test/rmse" in json.loads((tmp_path / "v" / "metrics.json").read_text())
 
@@ -75,3 +83,14 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert main(args) == 2
     assert "bad.csv:3" in capsys.readouterr().err
     assert main(["recommend", "--checkpoint", str(bad)]) == 2
+
+
+def test_export_without_pyarrow_keeps_npy_and_says_parquet_was_skipped(trained, tmp_path, capsys, monkeypatch):
+    import pentad_recsys.export
+
+    monkeypatch.setattr(pentad_recsys.export, "parquet_available", lambda: False)
+    checkpoint = str(trained / "checkpoints" / "best.ckpt")
+    assert main(["export", "--checkpoint", checkpoint, "--out", str(tmp_path / "e")]) == 0
+    assert "pentad-recsys[parquet]" in capsys.readouterr().out
+    exported = tmp_path / "e" / "export"
+    assert (exported / "user_embeddings.npy").is_file() and not list(exported.glob("*.parquet"))

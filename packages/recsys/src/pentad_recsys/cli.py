@@ -47,7 +47,7 @@ class RecsysConfig(RunConfig):
     weight_decay: float = 0.0
     #: Sampled negatives per positive (ranking and multi-task training).
     negatives: int = 1
-    #: Ranking loss: "bpr" or "bce".
+    #: Ranking loss: "bpr" or "bce"; sequence models (sasrec, gru4rec) also take "ce" (softmax over all items).
     loss: str = "bpr"
     #: L-BFGS iterations per epoch of full-batch models (glocal-k).
     lbfgs_iterations: int = 5
@@ -100,7 +100,7 @@ def _verify(name: str, root: Path) -> str:
 app = App(
     "recsys",
     "Recommender systems: rating prediction and top-K ranking on MovieLens and CSV data "
-    "(MF, FM, NFM, DeepFM, AFM, NeuMF, LightGCN, MMoE, GLocal-K, popularity, item-kNN).",
+    "(MF, FM, NFM, DeepFM, AFM, NeuMF, LightGCN, MMoE, GLocal-K, SASRec, GRU4Rec, popularity, item-kNN).",
     RecsysConfig,
     models=MODELS,
     datasets=DATASETS,
@@ -375,13 +375,16 @@ def update_verb(context: Context) -> None:
                   f"checkpoint: {path}")  # fmt: skip
 
 
-@app.verb("export", "Export the scoring model to ONNX and the embedding tables to .npy.", needs_checkpoint=True)
+@app.verb("export", "Export the scoring model to ONNX, embedding tables to .npy and Parquet.", needs_checkpoint=True)
 def export_verb(context: Context) -> None:
     from pentad_recsys.export import export_recommender
 
     recommender = Recommender.load(context.checkpoint)
     written = export_recommender(recommender, context.run.path / "export")
     context.run.write_metrics({"export/onnx_max_abs_diff": written.pop("max_abs_diff", float("nan"))})
+    if not written.pop("parquet"):
+        # "\\[" keeps rich from reading "[parquet]" as a markup tag.
+        context.print('Parquet skipped: pyarrow is not installed (pip install "pentad-recsys\\[parquet]").')
     for name, path in written.items():
         context.print(f"{name}: {path}")
 
@@ -410,8 +413,8 @@ def benchmark_verb(context: Context) -> None:
         tables.append(format_table(rows))
         metrics.update({f"{r['split']}/{r['model']}/rmse": r["rmse"] for r in rows})
     if args.protocol in ("ranking", "all"):
-        rows = ranking_benchmark(root, chosen or ["popularity", "mf", "lightgcn", "neumf"], config.seed,
-                                 log=context.print)  # fmt: skip
+        defaults = ["popularity", "mf", "lightgcn", "neumf", "sasrec", "gru4rec"]
+        rows = ranking_benchmark(root, chosen or defaults, config.seed, log=context.print)
         tables.append(format_table(rows))
         metrics.update({f"loo/{r['model']}/{k}": v for r in rows for k, v in r.items() if "@" in k})
     if args.protocol in ("throughput", "all"):

@@ -19,7 +19,7 @@ from pentad_recsys.data.interactions import Interactions
 from pentad_recsys.data.sampling import NegativeSampler
 from pentad_recsys.metrics import evaluate_ranking
 from pentad_recsys.recommender import Recommender
-from pentad_recsys.training import TrainSettings, batch_loss, evaluate_rating, iterate_batches, needs_negatives
+from pentad_recsys.training import TrainSettings, batch_loss, epoch_batches, evaluate_rating, needs_negatives
 
 
 class EpochBatches(IterableDataset):
@@ -36,7 +36,7 @@ class EpochBatches(IterableDataset):
         if self.recommender.model.full_batch:
             yield (torch.zeros(1),)
             return
-        yield from iterate_batches(self.train, self.recommender.task, self.settings, self.sampler, self.rng)
+        yield from epoch_batches(self.recommender, self.train, self.settings, self.sampler, self.rng)
 
 
 class _Once(torch.utils.data.Dataset):

@@ -77,7 +77,7 @@ class Recommender:
         global_mean: Added to the model's residual for ratings.
         rating_range: Predictions are clipped to it (``None``: no clipping).
         item_titles: Title per internal item, or ``None``.
-        seen_users: Internal users of the known (training) interactions.
+        seen_users: Internal users of the known (training) interactions, in time order.
         seen_items: Internal items of the known interactions.
         seen_ratings: Ratings of the known interactions (replayed by incremental updates).
         dataset: Name of the training dataset.
@@ -121,6 +121,9 @@ class Recommender:
         model.fit_statistics(train)
         multitask = hasattr(model, "forward_tasks")
         mean = float(train.ratings.mean()) if task == "rating" or multitask else 0.0
+        # the known interactions are kept in time order (ties by row) so that `update` can rebuild
+        # the histories of sequential models with old events before new ones
+        order = np.lexsort((np.arange(len(train)), train.timestamps))
         return cls(
             model,
             name,
@@ -131,10 +134,10 @@ class Recommender:
             mean,
             train.rating_range if task == "rating" else None,
             train.item_titles,
-            train.users,
-            train.items,
+            train.users[order],
+            train.items[order],
             dataset or train.source,
-            train.ratings,
+            train.ratings[order],
         )
 
     # ----------------------------------------------------------------------------- scoring

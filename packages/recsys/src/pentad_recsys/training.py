@@ -6,6 +6,9 @@ Every task trains through :func:`batch_loss`; the batch layout depends on the ta
 - ``ranking``: ``(users, positives, negatives [B, n])``; BPR or binary cross-entropy.
 - models with ``forward_tasks`` (MMoE) get both: the rating MSE on positives and a BCE on
   "rated at all" for positives against sampled negatives.
+- sequential models (``sequential = True``: SASRec, GRU4Rec) take ``(users,)`` batches of
+  distinct users (:func:`sequence_batches`) and predict every next item of their stored
+  histories; given an interaction batch they use its distinct users.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ class TrainSettings:
         weight_decay: L2 on the embeddings used in each batch (per example), and Adam's decay of
             dense layers.
         negatives: Sampled negatives per positive (ranking and multi-task).
-        loss: Ranking loss, ``"bpr"`` or ``"bce"``.
+        loss: Ranking loss, ``"bpr"`` or ``"bce"``; sequential models also take ``"ce"`` (softmax
+            over all items).
         lbfgs_iterations: L-BFGS iterations per epoch of full-batch models.
         seed: Seed of shuffling and sampling.
     """
@@ -75,6 +79,34 @@ def iterate_batches(
             yield u, i, r, torch.as_tensor(sampler.sample(users[rows], settings.negatives))
 
 
+def sequence_batches(
+    train: Interactions, settings: TrainSettings, rng: np.random.Generator
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """One epoch of sequential-model batches: ``(users,)`` with ``batch_size`` distinct users each,
+    in shuffled order, over the users that occur in ``train``."""
+    users = rng.permutation(np.unique(train.users))
+    for start in range(0, len(users), settings.batch_size):
+        yield (torch.as_tensor(users[start : start + settings.batch_size]),)
+
+
+def is_sequential(model: torch.nn.Module) -> bool:
+    """Whether the model trains on user histories (:func:`sequence_batches`)."""
+    return bool(getattr(model, "sequential", False))
+
+
+def epoch_batches(
+    recommender: Recommender,
+    train: Interactions,
+    settings: TrainSettings,
+    sampler: NegativeSampler | None,
+    rng: np.random.Generator,
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """One epoch of the batches the recommender's model trains on."""
+    if is_sequential(recommender.model):
+        return sequence_batches(train, settings, rng)
+    return iterate_batches(train, recommender.task, settings, sampler, rng)
+
+
 def _embedding_penalty(model: torch.nn.Module, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     penalty = torch.zeros(())
     for module in model.modules():
@@ -88,6 +120,9 @@ def _embedding_penalty(model: torch.nn.Module, users: torch.Tensor, items: torch
 def batch_loss(recommender: Recommender, batch: tuple[torch.Tensor, ...], settings: TrainSettings) -> torch.Tensor:
     """Training loss of one batch for the recommender's task and model."""
     model = recommender.model
+    if is_sequential(model):
+        # weight_decay is not used here: dropout regularises the sequence models
+        return model.sequence_loss(torch.unique(batch[0]), settings.loss, settings.negatives)
     users, items, ratings = batch[:3]
     negatives = batch[3] if len(batch) > 3 else None
     penalty = settings.weight_decay * _embedding_penalty(model, users, items) if settings.weight_decay else 0.0
@@ -126,7 +161,9 @@ def batch_loss(recommender: Recommender, batch: tuple[torch.Tensor, ...], settin
 
 
 def needs_negatives(recommender: Recommender) -> bool:
-    """Whether batches carry sampled negatives."""
+    """Whether batches carry sampled negatives (sequential models sample their own)."""
+    if is_sequential(recommender.model):
+        return False
     return recommender.task == "ranking" or hasattr(recommender.model, "forward_tasks")
 
 
@@ -198,7 +235,7 @@ def fit(
         sampler = NegativeSampler(train, model.num_items, settings.seed) if needs_negatives(recommender) else None
         for epoch in range(settings.epochs):
             total, batches = 0.0, 0
-            for batch in iterate_batches(train, recommender.task, settings, sampler, rng):
+            for batch in epoch_batches(recommender, train, settings, sampler, rng):
                 optimizer.zero_grad()
                 loss = batch_loss(recommender, batch, settings)
                 loss.backward()
@@ -208,6 +245,8 @@ def fit(
             if on_epoch:
                 on_epoch(epoch, loss_value)
         seen = len(train) * settings.epochs
+        if is_sequential(model):
+            seen = model.training_positions(torch.as_tensor(np.unique(train.users))) * settings.epochs
     model.eval()
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "interactions_per_second": seen / max(seconds, 1e-9), "final_loss": loss_value}
