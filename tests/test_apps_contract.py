@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from app_harness import APPS, app_object, run_app
+from app_harness import APPS, ROOT, app_object, run_app
 
 from pentad_core.cli import CONTRACT_VERBS
 
@@ -114,3 +114,16 @@ def test_models_and_data_list(app, capsys):
         code, out, lines = run_in_process(app, capsys, *args)
         assert code == 0, lines
         assert out.strip()
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_every_shared_recipe_loads_into_the_app_config(app):
+    """A typo in a recipe (unknown key, wrong type) is caught here, not in a user's benchmark run."""
+    from pentad_core.config import config_from_dict, load_yaml
+
+    recipes = sorted((ROOT / "shared" / "configs" / app).glob("*.yaml"))
+    assert recipes, f"shared/configs/{app} holds no recipe"
+    config_class = app_object(app).config_class
+    for recipe in recipes:
+        config = config_from_dict(config_class, load_yaml(recipe))
+        assert isinstance(config, config_class), recipe
