@@ -115,3 +115,21 @@ def test_joint_gru_uses_other_sensors_and_node_wise_gru_does_not():
         assert model(x).shape == (1, 2, 3)
         moved = not torch.allclose(model(x)[:, :, 1], model(changed)[:, :, 1])
         assert moved == joint
+
+
+def test_highway_least_squares_recovers_own_and_neighbour_lags():
+    # Targets are an exact linear function of each sensor's own lags and its neighbourhood mean.
+    from pentad_traffic.models.base import AutoregressiveHighway, random_walk
+
+    torch.manual_seed(0)
+    adjacency = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 1.0]])
+    support = random_walk(adjacency)
+    x = torch.rand(200, 3, 3, 1)
+    speed = x[..., 0]
+    neighbours = torch.einsum("nm,blm->bln", support, speed)
+    y = torch.stack([0.7 * speed[:, -1] + 0.2 * neighbours[:, 0] + 0.1, speed[:, 0] - neighbours[:, -1]], 1)
+    highway = AutoregressiveHighway(3, 2, support).fit(x, y, ridge=1e-9)
+    assert torch.allclose(highway(x), y, atol=1e-4)
+    # Without the neighbourhood the same targets cannot be reproduced.
+    own_only = AutoregressiveHighway(3, 2).fit(x, y, ridge=1e-9)
+    assert (own_only(x) - y).abs().max() > 1e-2

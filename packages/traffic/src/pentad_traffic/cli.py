@@ -249,11 +249,11 @@ def benchmark(context: Context) -> None:
         override = dict(config.benchmark_overrides.get(name, {}))
         epochs = int(override.pop("epochs", config.trainer.max_epochs))
         trainer_config = TrainerConfig(**{**config.trainer.__dict__, "max_epochs": epochs})
-        unknown = set(override) - {"lr", "loss", "weight_decay", "model_options"}
+        unknown = set(override) - {"lr", "loss", "huber_delta", "weight_decay", "model_options"}
         if unknown:
             raise ConfigError(
                 f"benchmark_overrides.{name} has unknown keys {sorted(unknown)}; use epochs, lr, "
-                "loss, weight_decay, model_options."
+                "loss, huber_delta, weight_decay, model_options."
             )
         override.setdefault("model_options", {})  # the recipe's model_options belong to `model` only
         module = build_module(config, prepared, model=name, epochs=epochs, **override)

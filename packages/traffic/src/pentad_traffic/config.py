@@ -44,6 +44,10 @@ class TrafficConfig(RunConfig):
     model_options: dict[str, Any] = field(default_factory=dict)
     #: Training loss in mph, masked where the truth is missing: mse, mae or huber.
     loss: str = "mse"
+    #: Error in mph where the huber loss turns from quadratic to linear.
+    huber_delta: float = 1.0
+    #: Warm-start each network's linear highway by least squares on the training windows.
+    highway_init: bool = True
     #: Adam learning rate (cosine schedule over trainer.max_epochs).
     lr: float = 3e-3
     #: Adam weight decay.
@@ -62,7 +66,7 @@ class TrafficConfig(RunConfig):
             "graph-wavenet",
         ]
     )
-    #: Per-model overrides for `benchmark`: {model: {epochs, lr, loss, model_options}}.
+    #: Per-model overrides for `benchmark`: {model: {epochs, lr, loss, huber_delta, weight_decay, model_options}}.
     benchmark_overrides: dict[str, Any] = field(default_factory=dict)
     #: Sensors (column indices) drawn in plots/prediction_vs_truth.png.
     plot_sensors: list[int] = field(default_factory=lambda: [0, 1])
@@ -79,6 +83,8 @@ class TrafficConfig(RunConfig):
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}.")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}.")
+        if self.huber_delta <= 0:
+            raise ConfigError(f"huber_delta must be positive, got {self.huber_delta}.")
 
     def build_protocol(self) -> Protocol:
         """The protocol with this run's window lengths, horizons and time features."""

@@ -31,10 +31,11 @@ class ForecastModule(pl.LightningModule):
         scaler_center: Scaler offset fitted on the training data.
         scaler_scale: Scaler divisor fitted on the training data.
         model_options: Extra constructor options of the model.
-        loss: ``mse``, ``mae`` or ``huber`` (delta 1 mph).
+        loss: ``mse``, ``mae`` or ``huber`` (quadratic below ``huber_delta`` mph, linear above).
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
         epochs: Epochs of the cosine learning-rate schedule.
+        huber_delta: Error (mph) where the Huber loss turns from quadratic to linear.
     """
 
     def __init__(
@@ -50,10 +51,13 @@ class ForecastModule(pl.LightningModule):
         lr: float = 3e-3,
         weight_decay: float = 0.0,
         epochs: int = 10,
+        huber_delta: float = 1.0,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
             raise ConfigError(f"loss {loss!r} is not one of {', '.join(LOSSES)}.")
+        if huber_delta <= 0:
+            raise ConfigError(f"huber_delta must be positive, got {huber_delta}.")
         self.save_hyperparameters(ignore=["adjacency", "protocol"], logger=False)
         self.protocol = protocol
         self.scaler = Scaler(scaler_center, scaler_scale)
@@ -94,7 +98,7 @@ class ForecastModule(pl.LightningModule):
             return error.pow(2).mean()
         if kind == "mae":
             return error.abs().mean()
-        return torch.nn.functional.huber_loss(error, torch.zeros_like(error), delta=1.0)
+        return torch.nn.functional.huber_loss(error, torch.zeros_like(error), delta=self.hparams.huber_delta)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> torch.Tensor | None:
         """One optimisation step (nothing for models without gradient training)."""
@@ -108,6 +112,26 @@ class ForecastModule(pl.LightningModule):
     def fit_closed_form(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Fit a closed-form model (VAR) by least squares: ``x`` scaled inputs, ``y`` speeds in mph."""
         self.network.fit(x.to(self.device), self.scaler.transform(y.to(self.device)))
+
+    @torch.no_grad()
+    def initialise_highway(self, x: torch.Tensor, y: torch.Tensor) -> bool:
+        """Warm-start the network's linear autoregressive highway by least squares on the training
+        windows, so that gradient training starts from the linear forecaster and the network learns
+        what it misses. Returns False for models without a highway.
+
+        Args:
+            x: ``(S, L, N, F)`` scaled inputs.
+            y: ``(S, H, N)`` speeds in mph (missing readings are left out).
+        """
+        highway = getattr(self.network, "highway", None)
+        if highway is None or not self.network.trainable or self.network.closed_form:
+            return False
+        x, y = x.to(self.device), y.to(self.device)
+        target = self.scaler.transform(torch.where(null_mask(y, self.protocol.null_value), y, float("nan")))
+        if getattr(self.network, "residual", False):
+            target = target - x[:, -1:, :, 0]
+        highway.fit(x, target)
+        return True
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
         """Validation loss and errors in mph."""

@@ -53,6 +53,7 @@ def build_module(config: TrafficConfig, prepared: PreparedData, **overrides: Any
     options = {
         "model_options": dict(config.model_options),
         "loss": config.loss,
+        "huber_delta": config.huber_delta,
         "lr": config.lr,
         "weight_decay": config.weight_decay,
         "epochs": config.trainer.max_epochs,
@@ -88,6 +89,8 @@ def train_model(
         )
     if module.network.closed_form and resume is None:
         module.fit_closed_form(*prepared.train.tensors())
+    elif config.highway_init and resume is None:
+        module.initialise_highway(*prepared.train.tensors())
     data = loaders(prepared, config.batch_size, config.num_workers)
     trainer = build_trainer(trainer_config, run, limit_val_batches=None if data["val"] else 0)
     start = time.perf_counter()

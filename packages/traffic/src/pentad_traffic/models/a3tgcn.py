@@ -9,6 +9,8 @@ from pentad_traffic.models.base import (
     AutoregressiveHighway,
     Forecaster,
     as_adjacency,
+    quiet_init_,
+    random_walk,
     symmetric_normalized,
     with_relative_speed,
 )
@@ -29,6 +31,7 @@ class A3TGCN(Forecaster):
         attention: Width of the attention scoring layer.
         residual: Forecast the change from the last observed speed.
         highway: Add a linear autoregression on each sensor's own window (LSTNet's highway).
+        graph_highway: Let the highway also read the window of the sensor's neighbourhood mean.
     """
 
     def __init__(
@@ -42,13 +45,16 @@ class A3TGCN(Forecaster):
         attention: int = 32,
         residual: bool = True,
         highway: bool = True,
+        graph_highway: bool = True,
     ) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
         self.residual = residual
-        self.highway = AutoregressiveHighway(input_len, horizon) if highway else None
-        self.cell = TGCNCell(in_features + 1, hidden, symmetric_normalized(as_adjacency(adjacency, num_nodes)))
+        graph = as_adjacency(adjacency, num_nodes)
+        neighbourhood = random_walk(graph) if graph_highway else None
+        self.highway = AutoregressiveHighway(input_len, horizon, neighbourhood) if highway else None
+        self.cell = TGCNCell(in_features + 1, hidden, symmetric_normalized(graph))
         self.score = nn.Sequential(nn.Linear(hidden, attention), nn.Tanh(), nn.Linear(attention, 1))
-        self.head = nn.Linear(2 * hidden, horizon)
+        self.head = quiet_init_(nn.Linear(2 * hidden, horizon))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, L, N, F)`` -> ``(B, H, N)``."""

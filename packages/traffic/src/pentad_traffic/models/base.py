@@ -66,22 +66,71 @@ def with_relative_speed(x: torch.Tensor) -> torch.Tensor:
 class AutoregressiveHighway(nn.Module):
     """Linear autoregression on each sensor's own input window, added to a network's output (the
     "highway" of LSTNet, Lai et al. 2018): it gives every learned model a linear forecaster to
-    build on, so the network learns the non-linear and spatial part.
+    build on, so the network learns the non-linear and spatial part. With a ``support`` it also
+    reads the window of the sensor's graph neighbourhood mean (``support @ speeds``), the linear
+    spatial autoregression that is a strong baseline on road networks.
 
     Args:
         input_len: Input steps ``L``.
         horizon: Predicted steps ``H``.
+        support: Optional ``(N, N)`` row-normalised adjacency whose neighbourhood mean is added as lags.
     """
 
-    def __init__(self, input_len: int, horizon: int) -> None:
+    def __init__(self, input_len: int, horizon: int, support: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.linear = nn.Linear(2 * input_len, horizon)
+        self.register_buffer("support", support)
+        self.linear = nn.Linear((2 if support is None else 3) * input_len, horizon)
+
+    def lags(self, x: torch.Tensor) -> torch.Tensor:
+        """The linear features: ``(B, L, N, F)`` -> ``(B, N, 2L or 3L)``."""
+        speed = x[..., 0]
+        lags = [speed - speed[:, -1:], speed]
+        if self.support is not None:
+            lags.append(torch.einsum("nm,blm->bln", self.support, speed))
+        return torch.cat(lags, dim=1).transpose(1, 2)
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor, target: torch.Tensor, ridge: float = 1e-3) -> AutoregressiveHighway:
+        """Set the weights to the ridge least-squares fit of ``target`` (a warm start for training).
+
+        Args:
+            x: ``(S, L, N, F)`` scaled inputs.
+            target: ``(S, H, N)`` what the highway should predict, in scaled units; a (window,
+                sensor) row with any NaN is left out.
+            ridge: Penalty on the weights, relative to the mean squared feature.
+        """
+        features = self.lags(x).reshape(-1, self.linear.in_features).double()
+        targets = target.transpose(1, 2).reshape(-1, self.linear.out_features).double()
+        keep = torch.isfinite(targets).all(1)
+        features, targets = features[keep], targets[keep]
+        if len(features) == 0:
+            return self
+        mean_x, mean_y = features.mean(0), targets.mean(0)
+        centred = features - mean_x
+        gram = centred.T @ centred
+        penalty = ridge * gram.diagonal().mean().clamp_min(1e-12)
+        weight = torch.linalg.solve(
+            gram + penalty * torch.eye(len(gram), dtype=gram.dtype), centred.T @ (targets - mean_y)
+        )
+        self.linear.weight.copy_(weight.T.float())
+        self.linear.bias.copy_((mean_y - mean_x @ weight).float())
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, L, N, F)`` -> ``(B, H, N)`` from the speed channel (as is and relative to the last step)."""
-        speed = x[..., 0]
-        window = torch.cat([speed - speed[:, -1:], speed], dim=1)  # (B, 2L, N)
-        return self.linear(window.transpose(1, 2)).transpose(1, 2)
+        """``(B, L, N, F)`` -> ``(B, H, N)`` from the speed channel (as is, relative to the last step and,
+        with a support, averaged over each sensor's neighbourhood)."""
+        return self.linear(self.lags(x)).transpose(1, 2)
+
+
+def quiet_init_(layer: nn.Module, scale: float = 0.01) -> nn.Module:
+    """Shrink an output layer's initial weights and zero its bias, so that a fresh network adds
+    almost nothing to the residual and highway forecasts it is trained on top of (a random head
+    would add errors of many mph at the start and undo a least-squares warm start)."""
+    with torch.no_grad():
+        layer.weight.mul_(scale)
+        if layer.bias is not None:
+            layer.bias.zero_()
+    return layer
 
 
 def as_adjacency(adjacency, num_nodes: int, required: bool = True) -> torch.Tensor:

@@ -7,7 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pentad_traffic.models.base import AutoregressiveHighway, Forecaster, as_adjacency, random_walk, with_relative_speed
+from pentad_traffic.models.base import (
+    AutoregressiveHighway,
+    Forecaster,
+    as_adjacency,
+    quiet_init_,
+    random_walk,
+    with_relative_speed,
+)
 
 
 class DiffusionConv(nn.Module):
@@ -57,6 +64,7 @@ class GraphWaveNet(Forecaster):
         dropout: Dropout in the graph convolutions.
         residual: Forecast the change from the last observed speed.
         highway: Add a linear autoregression on each sensor's own window (LSTNet's highway).
+        graph_highway: Let the highway also read the window of the sensor's neighbourhood mean.
     """
 
     def __init__(
@@ -76,12 +84,14 @@ class GraphWaveNet(Forecaster):
         dropout: float = 0.3,
         residual: bool = True,
         highway: bool = True,
+        graph_highway: bool = True,
     ) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
         self.residual = residual
-        self.highway = AutoregressiveHighway(input_len, horizon) if highway else None
-        if adjacency is not None:
-            graph = as_adjacency(adjacency, num_nodes)
+        graph = as_adjacency(adjacency, num_nodes) if adjacency is not None else None
+        neighbourhood = random_walk(graph) if graph is not None and graph_highway else None
+        self.highway = AutoregressiveHighway(input_len, horizon, neighbourhood) if highway else None
+        if graph is not None:
             # Forward and backward diffusion; on a symmetric graph they coincide, so keep one.
             directions = [graph] if torch.equal(graph, graph.T) else [graph, graph.T]
             self.register_buffer("supports", torch.stack([random_walk(m) for m in directions]))
@@ -102,7 +112,7 @@ class GraphWaveNet(Forecaster):
         )
         self.norms = nn.ModuleList(nn.BatchNorm2d(channels) for _ in self.dilations[:-1])
         self.end1 = nn.Conv2d(skip_channels, end_channels, 1)
-        self.end2 = nn.Conv2d(end_channels, horizon, 1)
+        self.end2 = quiet_init_(nn.Conv2d(end_channels, horizon, 1))
 
     def adaptive_adjacency(self) -> torch.Tensor:
         """``softmax(relu(E1 E2))``: the learned transition matrix ``(N, N)``."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pentad_traffic.models.base import AutoregressiveHighway, Forecaster, with_relative_speed
+from pentad_traffic.models.base import AutoregressiveHighway, Forecaster, quiet_init_, with_relative_speed
 
 
 class GRUForecaster(Forecaster):
@@ -49,6 +49,7 @@ class GRUForecaster(Forecaster):
         width = (in_features + 1) * (num_nodes if joint else 1)
         self.gru = nn.GRU(width, hidden, num_layers=layers, batch_first=True)
         self.head = nn.Linear(hidden, horizon * (num_nodes if joint else 1))
+        quiet_init_(self.head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, L, N, F)`` -> ``(B, H, N)``."""

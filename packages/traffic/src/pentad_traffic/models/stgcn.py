@@ -11,6 +11,8 @@ from pentad_traffic.models.base import (
     AutoregressiveHighway,
     Forecaster,
     as_adjacency,
+    quiet_init_,
+    random_walk,
     symmetric_normalized,
     with_relative_speed,
 )
@@ -85,6 +87,7 @@ class STGCN(Forecaster):
         dropout: Dropout after each block.
         residual: Forecast the change from the last observed speed.
         highway: Add a linear autoregression on each sensor's own window (LSTNet's highway).
+        graph_highway: Let the highway also read the window of the sensor's neighbourhood mean.
     """
 
     def __init__(
@@ -101,16 +104,21 @@ class STGCN(Forecaster):
         dropout: float = 0.1,
         residual: bool = True,
         highway: bool = True,
+        graph_highway: bool = True,
     ) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
         self.residual = residual
-        self.highway = AutoregressiveHighway(input_len, horizon) if highway else None
-        support = symmetric_normalized(as_adjacency(adjacency, num_nodes))
+        graph = as_adjacency(adjacency, num_nodes)
+        neighbourhood = random_walk(graph) if graph_highway else None
+        self.highway = AutoregressiveHighway(input_len, horizon, neighbourhood) if highway else None
+        support = symmetric_normalized(graph)
         self.blocks = nn.ModuleList(
             STConvBlock(in_features + 1 if i == 0 else channels, channels, graph_channels, kernel, support, dropout)
             for i in range(blocks)
         )
-        self.output = nn.Sequential(nn.Linear(channels * input_len, channels), nn.ReLU(), nn.Linear(channels, horizon))
+        self.output = nn.Sequential(
+            nn.Linear(channels * input_len, channels), nn.ReLU(), quiet_init_(nn.Linear(channels, horizon))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, L, N, F)`` -> ``(B, H, N)``."""

@@ -10,6 +10,8 @@ from pentad_traffic.models.base import (
     Forecaster,
     as_adjacency,
     graph_mix,
+    quiet_init_,
+    random_walk,
     symmetric_normalized,
     with_relative_speed,
 )
@@ -52,6 +54,7 @@ class TGCN(Forecaster):
         hidden: Hidden units per node (T-GCN uses 64 on Los-loop).
         residual: Forecast the change from the last observed speed.
         highway: Add a linear autoregression on each sensor's own window (LSTNet's highway).
+        graph_highway: Let the highway also read the window of the sensor's neighbourhood mean.
     """
 
     def __init__(
@@ -64,13 +67,16 @@ class TGCN(Forecaster):
         hidden: int = 64,
         residual: bool = True,
         highway: bool = True,
+        graph_highway: bool = True,
     ) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
         self.residual = residual
-        self.highway = AutoregressiveHighway(input_len, horizon) if highway else None
-        support = symmetric_normalized(as_adjacency(adjacency, num_nodes))
+        graph = as_adjacency(adjacency, num_nodes)
+        neighbourhood = random_walk(graph) if graph_highway else None
+        self.highway = AutoregressiveHighway(input_len, horizon, neighbourhood) if highway else None
+        support = symmetric_normalized(graph)
         self.cell = TGCNCell(in_features + 1, hidden, support)
-        self.head = nn.Linear(hidden, horizon)
+        self.head = quiet_init_(nn.Linear(hidden, horizon))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Hidden states of every step: ``(B, L, N, F)`` -> ``(B, L, N, hidden)``."""
