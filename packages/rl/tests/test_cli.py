@@ -109,7 +109,7 @@ def test_train_evaluate_predict_export_record_and_resume(tmp_path, capsys):
     [
         (["--algo", "ppx"], "ppo"),
         (["--env", "CartPole-v7"], "CartPole-v1"),
-        (["--env", "ALE/Breakout-v5"], "gymnasium[atari]"),
+        (["--env", "ALE/Breakout-v5"], "pentad-rl[atari]"),
         (["--algo", "dqn", "--env", "Pendulum-v1"], "dqn"),
         (["--epochs", "3"], "--timesteps"),
         (["--set", "n_env=4"], "n_envs"),
