@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from pentad_traffic.models.base import (
-    AutoregressiveHighway,
     Forecaster,
     as_adjacency,
     quiet_init_,
@@ -48,10 +47,9 @@ class A3TGCN(Forecaster):
         graph_highway: bool = True,
     ) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
-        self.residual = residual
         graph = as_adjacency(adjacency, num_nodes)
         neighbourhood = random_walk(graph) if graph_highway else None
-        self.highway = AutoregressiveHighway(input_len, horizon, neighbourhood) if highway else None
+        self.add_linear_terms(residual, highway, neighbourhood)
         self.cell = TGCNCell(in_features + 1, hidden, symmetric_normalized(graph))
         self.score = nn.Sequential(nn.Linear(hidden, attention), nn.Tanh(), nn.Linear(attention, 1))
         self.head = quiet_init_(nn.Linear(2 * hidden, horizon))
@@ -69,5 +67,4 @@ class A3TGCN(Forecaster):
         weights = torch.softmax(self.score(stacked), dim=1)  # attention over the L steps
         context = (weights * stacked).sum(1)
         out = self.head(torch.cat([context, state], -1)).transpose(1, 2)
-        out = out + self.highway(x) if self.highway is not None else out
-        return out + x[:, -1:, :, 0] if self.residual else out
+        return self.finish_forecast(out, x)

@@ -45,6 +45,26 @@ class Forecaster(nn.Module):
         self.num_nodes, self.input_len = int(num_nodes), int(input_len)
         self.horizon, self.in_features = int(horizon), int(in_features)
 
+    def add_linear_terms(
+        self, residual: bool, highway: bool = False, neighbourhood: torch.Tensor | None = None
+    ) -> None:
+        """Set up the forecast's linear parts, added by :meth:`finish_forecast`.
+
+        Args:
+            residual: Forecast the change from the last observed speed.
+            highway: Add an :class:`AutoregressiveHighway` on each sensor's input window.
+            neighbourhood: ``(N, N)`` row-normalised graph; the highway then also reads the
+                window of each sensor's neighbourhood mean.
+        """
+        self.residual = residual
+        self.highway = AutoregressiveHighway(self.input_len, self.horizon, neighbourhood) if highway else None
+
+    def finish_forecast(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``out`` ``(B, H, N)`` plus the highway's forecast and, for residual models, the last speed."""
+        if getattr(self, "highway", None) is not None:
+            out = out + self.highway(x)
+        return out + x[:, -1:, :, 0] if getattr(self, "residual", False) else out
+
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a clear error when ``x`` does not match the model's size."""
         expected = (self.input_len, self.num_nodes, self.in_features)

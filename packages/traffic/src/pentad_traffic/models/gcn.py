@@ -42,7 +42,7 @@ class GCNForecaster(Forecaster):
         residual: bool = True,
     ) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
-        self.residual = residual
+        self.add_linear_terms(residual)
         self.register_buffer("support", symmetric_normalized(as_adjacency(adjacency, num_nodes)))
         width = input_len * (in_features + 1)
         self.conv1 = nn.Linear(width, hidden)
@@ -57,5 +57,4 @@ class GCNForecaster(Forecaster):
         hidden = torch.relu(graph_mix(self.support, self.conv1(nodes)))
         hidden = torch.relu(graph_mix(self.support, self.conv2(hidden)))
         linear = self.skip(torch.cat([nodes, graph_mix(self.support, nodes)], dim=-1))
-        out = (self.head(hidden) + linear).transpose(1, 2)
-        return out + x[:, -1:, :, 0] if self.residual else out
+        return self.finish_forecast((self.head(hidden) + linear).transpose(1, 2), x)

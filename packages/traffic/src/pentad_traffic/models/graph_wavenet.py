@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from pentad_traffic.models.base import (
-    AutoregressiveHighway,
     Forecaster,
     as_adjacency,
     quiet_init_,
@@ -87,10 +86,9 @@ class GraphWaveNet(Forecaster):
         graph_highway: bool = True,
     ) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
-        self.residual = residual
         graph = as_adjacency(adjacency, num_nodes) if adjacency is not None else None
         neighbourhood = random_walk(graph) if graph is not None and graph_highway else None
-        self.highway = AutoregressiveHighway(input_len, horizon, neighbourhood) if highway else None
+        self.add_linear_terms(residual, highway, neighbourhood)
         if graph is not None:
             # Forward and backward diffusion; on a symmetric graph they coincide, so keep one.
             directions = [graph] if torch.equal(graph, graph.T) else [graph, graph.T]
@@ -137,5 +135,4 @@ class GraphWaveNet(Forecaster):
             hidden = self.graph_convs[i](gated, supports) + shortcut[..., dilation:]
             hidden = self.norms[i](hidden)
         out = self.end2(torch.relu(self.end1(torch.relu(skip))))[..., 0]  # (B, H, N)
-        out = out + self.highway(x) if self.highway is not None else out
-        return out + x[:, -1:, :, 0] if self.residual else out
+        return self.finish_forecast(out, x)

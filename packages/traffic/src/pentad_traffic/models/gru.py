@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pentad_traffic.models.base import AutoregressiveHighway, Forecaster, quiet_init_, with_relative_speed
+from pentad_traffic.models.base import Forecaster, quiet_init_, with_relative_speed
 
 
 class GRUForecaster(Forecaster):
@@ -43,8 +43,7 @@ class GRUForecaster(Forecaster):
         highway: bool = True,
     ) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
-        self.residual = residual
-        self.highway = AutoregressiveHighway(input_len, horizon) if highway else None
+        self.add_linear_terms(residual, highway)
         self.joint = joint
         width = (in_features + 1) * (num_nodes if joint else 1)
         self.gru = nn.GRU(width, hidden, num_layers=layers, batch_first=True)
@@ -63,5 +62,4 @@ class GRUForecaster(Forecaster):
             series = inputs.permute(0, 2, 1, 3).reshape(batch * self.num_nodes, self.input_len, -1)
             _, state = self.gru(series)  # state: (layers, B*N, hidden)
             out = self.head(state[-1]).view(batch, self.num_nodes, self.horizon).transpose(1, 2)
-        out = out + self.highway(x) if self.highway is not None else out
-        return out + x[:, -1:, :, 0] if self.residual else out
+        return self.finish_forecast(out, x)

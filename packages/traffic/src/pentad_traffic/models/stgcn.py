@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from pentad_traffic.models.base import (
-    AutoregressiveHighway,
     Forecaster,
     as_adjacency,
     quiet_init_,
@@ -107,10 +106,9 @@ class STGCN(Forecaster):
         graph_highway: bool = True,
     ) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
-        self.residual = residual
         graph = as_adjacency(adjacency, num_nodes)
         neighbourhood = random_walk(graph) if graph_highway else None
-        self.highway = AutoregressiveHighway(input_len, horizon, neighbourhood) if highway else None
+        self.add_linear_terms(residual, highway, neighbourhood)
         support = symmetric_normalized(graph)
         self.blocks = nn.ModuleList(
             STConvBlock(in_features + 1 if i == 0 else channels, channels, graph_channels, kernel, support, dropout)
@@ -127,5 +125,4 @@ class STGCN(Forecaster):
         for block in self.blocks:
             hidden = block(hidden)
         out = self.output(hidden.permute(0, 2, 1, 3).flatten(2)).transpose(1, 2)  # (B, H, N)
-        out = out + self.highway(x) if self.highway is not None else out
-        return out + x[:, -1:, :, 0] if self.residual else out
+        return self.finish_forecast(out, x)

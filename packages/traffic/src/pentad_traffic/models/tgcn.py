@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from pentad_traffic.models.base import (
-    AutoregressiveHighway,
     Forecaster,
     as_adjacency,
     graph_mix,
@@ -70,10 +69,9 @@ class TGCN(Forecaster):
         graph_highway: bool = True,
     ) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
-        self.residual = residual
         graph = as_adjacency(adjacency, num_nodes)
         neighbourhood = random_walk(graph) if graph_highway else None
-        self.highway = AutoregressiveHighway(input_len, horizon, neighbourhood) if highway else None
+        self.add_linear_terms(residual, highway, neighbourhood)
         support = symmetric_normalized(graph)
         self.cell = TGCNCell(in_features + 1, hidden, support)
         self.head = quiet_init_(nn.Linear(hidden, horizon))
@@ -92,5 +90,4 @@ class TGCN(Forecaster):
         """``(B, L, N, F)`` -> ``(B, H, N)``."""
         self.check_input(x)
         out = self.head(self.encode(x)[:, -1]).transpose(1, 2)
-        out = out + self.highway(x) if self.highway is not None else out
-        return out + x[:, -1:, :, 0] if self.residual else out
+        return self.finish_forecast(out, x)
