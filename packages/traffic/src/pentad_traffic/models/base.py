@@ -44,6 +44,9 @@ class Forecaster(nn.Module):
                 raise ConfigError(f"model option {name} must be at least 1, got {value}.")
         self.num_nodes, self.input_len = int(num_nodes), int(input_len)
         self.horizon, self.in_features = int(horizon), int(in_features)
+        # No linear terms until a network asks for them (add_linear_terms).
+        self.residual = False
+        self.highway: AutoregressiveHighway | None = None
 
     def add_linear_terms(
         self, residual: bool, highway: bool = False, neighbourhood: torch.Tensor | None = None
@@ -61,9 +64,9 @@ class Forecaster(nn.Module):
 
     def finish_forecast(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``out`` ``(B, H, N)`` plus the highway's forecast and, for residual models, the last speed."""
-        if getattr(self, "highway", None) is not None:
+        if self.highway is not None:
             out = out + self.highway(x)
-        return out + x[:, -1:, :, 0] if getattr(self, "residual", False) else out
+        return out + x[:, -1:, :, 0] if self.residual else out
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a clear error when ``x`` does not match the model's size."""
