@@ -8,6 +8,7 @@ from pentad_core.devices import (
     CudaDevice,
     Hardware,
     describe_hardware,
+    is_channels_last,
     maybe_channels_last,
     memory_summary,
     seed_everything,
@@ -109,3 +110,10 @@ def test_trainer_applies_channels_last_when_asked(tmp_path):
     data = torch.utils.data.TensorDataset(torch.randn(4, 3, 8, 8))
     trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=2))
     assert module.network.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_is_channels_last_reads_the_first_convolution():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Conv2d(3, 8, 3))
+    assert not is_channels_last(model)
+    assert is_channels_last(maybe_channels_last(model, True))
+    assert not is_channels_last(torch.nn.Linear(2, 2))  # no 4-D weight at all

@@ -133,3 +133,29 @@ def test_highway_least_squares_recovers_own_and_neighbour_lags():
     # Without the neighbourhood the same targets cannot be reproduced.
     own_only = AutoregressiveHighway(3, 2).fit(x, y, ridge=1e-9)
     assert (own_only(x) - y).abs().max() > 1e-2
+
+
+def test_per_sensor_highway_recovers_coefficients_that_differ_by_sensor():
+    # Each sensor continues its own last speed with a different gain and offset: only per-sensor
+    # coefficients fit that; the shared ones alone cannot, and missing targets are left out.
+    from pentad_traffic.models.base import AutoregressiveHighway
+
+    torch.manual_seed(0)
+    x = torch.rand(300, 4, 3, 1)
+    gain, offset = torch.tensor([0.5, 1.0, 1.5]), torch.tensor([0.0, 0.2, -0.3])
+    y = (gain * x[:, -1, :, 0] + offset)[:, None].repeat(1, 2, 1)
+    y_with_gaps = y.clone()
+    y_with_gaps[:10, :, 1] = float("nan")
+    per_sensor = AutoregressiveHighway(4, 2, num_nodes=3).fit(x, y_with_gaps, ridge=1e-9, sensor_ridge=1e-9)
+    assert torch.allclose(per_sensor(x), y, atol=1e-4)
+    shared = AutoregressiveHighway(4, 2).fit(x, y, ridge=1e-9)
+    assert (shared(x) - y).abs().max() > 0.1
+    # A large sensor penalty shrinks the per-sensor weights to zero (each sensor's mean offset, the
+    # unpenalised intercept, stays).
+    shrunk = AutoregressiveHighway(4, 2, num_nodes=3).fit(x, y, ridge=1e-9, sensor_ridge=1e9)
+    assert shrunk.sensor_weight.abs().max() < 1e-6 and shrunk.sensor_bias.abs().max() > 0.05
+    # The per-sensor coefficients start at zero and receive gradients.
+    fresh = AutoregressiveHighway(4, 2, num_nodes=3)
+    assert fresh.sensor_weight.abs().sum() == 0
+    fresh(x).square().mean().backward()
+    assert fresh.sensor_weight.grad.abs().sum() > 0 and fresh.sensor_bias.grad.abs().sum() > 0

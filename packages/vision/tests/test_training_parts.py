@@ -12,7 +12,15 @@ from pentad_core.errors import ConfigError
 from pentad_vision.ema import ModelEMA
 from pentad_vision.metrics import ClassificationMeter, topk_correct
 from pentad_vision.optim import build_optimizer, lr_factor, param_groups
-from pentad_vision.transforms import Cutout, MixBatch, RandomCropPad, RandomFlip, TrivialAugment, build_batch_augment
+from pentad_vision.transforms import (
+    Cutout,
+    MixBatch,
+    RandomCropPad,
+    RandomFlip,
+    TestTimeAugment,
+    TrivialAugment,
+    build_batch_augment,
+)
 
 
 def test_random_crop_pad_shifts_each_image_within_the_padding():
@@ -43,6 +51,20 @@ def test_flip_and_cutout():
     assert len(build_batch_augment()) == 0 and len(build_batch_augment(4, flip=True, cutout=8)) == 3
     with pytest.raises(ConfigError):
         RandomCropPad(2, "wrap")
+
+
+def test_test_time_augment_on_a_hand_computed_case():
+    # The "network" reads the top-left pixel. Image [[0,1,2],[3,4,5],[6,7,8]]: its mirror starts with 2;
+    # shifted by one pixel with reflect padding, both the up-left and the down-right copy start with 4
+    # (and so do their mirrors).
+    image = torch.arange(9.0).view(1, 1, 3, 3)
+    top_left = lambda x: x[:, :, 0, 0]  # noqa: E731
+    assert TestTimeAugment()(top_left, image).item() == 0.0
+    assert TestTimeAugment(flip=True)(top_left, image).item() == 1.0
+    assert TestTimeAugment(translate=1)(top_left, image).item() == 0.5 * 0 + 0.25 * (4 + 4)
+    assert TestTimeAugment(flip=True, translate=1)(top_left, image).item() == 0.5 * 1 + 0.25 * (4 + 4)
+    with pytest.raises(ConfigError, match="tta_translate"):
+        TestTimeAugment(translate=-1)
 
 
 def test_trivial_augment_keeps_shape_and_dtype():

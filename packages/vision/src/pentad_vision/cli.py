@@ -216,7 +216,7 @@ def _report(context: Context, data: ImageData, module, prefix: str = "test", mis
 
     config: VisionConfig = context.config
     evaluation = evaluate_split(
-        module.eval_net.cpu(), data.test, batch_size=config.eval_batch_size, tta_flip=module.augment.tta_flip
+        module.eval_net.cpu(), data.test, batch_size=config.eval_batch_size, test_time_augment=module.test_time_augment
     )
     values = evaluation.meter.compute()
     metrics = {f"{prefix}/{k}": v for k, v in values.items()}
@@ -344,7 +344,7 @@ def predict(context: Context) -> None:
     hp = module.hparams
     files = collect_image_files(args.inputs)
     images, files = load_image_files(files, hp.image_size, hp.in_channels, context.config.skip_bad)
-    probabilities = predict_logits(module.eval_net, images, tta_flip=module.augment.tta_flip).softmax(1)
+    probabilities = predict_logits(module.eval_net, images, test_time_augment=module.test_time_augment).softmax(1)
     rows = []
     for path, guesses in zip(files, top_k(probabilities, module.classes, args.top_k)):
         rows.append({"file": str(path), "predictions": [{"label": n, "probability": round(p, 6)} for n, p in guesses]})

@@ -51,3 +51,5 @@ class AugmentConfig:
     cutmix_alpha: float = 0.0
     #: Average the logits of each test image and its mirror image.
     tta_flip: bool = False
+    #: Also average over copies shifted by this many pixels up-left and down-right (airbench94: 1; 0 disables).
+    tta_translate: int = 0

@@ -15,6 +15,7 @@ from pentad_vision.data.base import ImageSplit
 from pentad_vision.data.imagefolder import IMAGE_EXTENSIONS, decode_image, list_images
 from pentad_vision.metrics import ClassificationMeter
 from pentad_vision.module import to_unit
+from pentad_vision.transforms import TestTimeAugment
 
 
 @dataclass
@@ -40,7 +41,11 @@ class Evaluation:
 
 
 def predict_logits(
-    net: nn.Module, images: torch.Tensor, batch_size: int = 256, tta_flip: bool = False, device: str = "cpu"
+    net: nn.Module,
+    images: torch.Tensor,
+    batch_size: int = 256,
+    test_time_augment: TestTimeAugment | None = None,
+    device: str = "cpu",
 ) -> torch.Tensor:
     """Logits ``(N, classes)`` of ``uint8`` or ``[0, 1]`` images ``(N, C, H, W)``, batch by batch."""
     net = net.to(device).eval()
@@ -48,10 +53,7 @@ def predict_logits(
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
             x = to_unit(images[start : start + batch_size]).to(device)
-            logits = net(x)
-            if tta_flip:
-                logits = 0.5 * (logits + net(x.flip(-1)))
-            outputs.append(logits.cpu())
+            outputs.append((test_time_augment or TestTimeAugment())(net, x).cpu())
     return torch.cat(outputs)
 
 
@@ -60,7 +62,7 @@ def evaluate_split(
     split: ImageSplit,
     *,
     batch_size: int = 256,
-    tta_flip: bool = False,
+    test_time_augment: TestTimeAugment | None = None,
     attack_name: str | None = None,
     eps: float = 0.0,
     attack_steps: int = 10,
@@ -76,9 +78,7 @@ def evaluate_split(
         if attack_name:
             x = attack(attack_name, net, x, y, eps, attack_steps)
         with torch.no_grad():
-            logits = net(x)
-            if tta_flip:
-                logits = 0.5 * (logits + net(x.flip(-1)))
+            logits = (test_time_augment or TestTimeAugment())(net, x)
         meter.update(logits, y)
         probabilities.append(logits.softmax(1).cpu())
     return Evaluation(meter, torch.cat(probabilities), split.labels.clone())

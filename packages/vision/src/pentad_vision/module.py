@@ -10,13 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pentad_core.devices import is_channels_last
 from pentad_vision.config import AugmentConfig, OptimConfig
 from pentad_vision.data.base import ImageData, make_loader
 from pentad_vision.ema import ModelEMA
 from pentad_vision.metrics import ClassificationMeter
 from pentad_vision.models import build_model
 from pentad_vision.optim import build_optimizer, build_scheduler
-from pentad_vision.transforms import MixBatch, TrivialAugment, build_batch_augment
+from pentad_vision.transforms import MixBatch, TestTimeAugment, TrivialAugment, build_batch_augment
 
 
 class Normalized(nn.Module):
@@ -36,7 +37,10 @@ class Normalized(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model((x - self.mean) / self.std)
+        x = (x - self.mean) / self.std
+        if is_channels_last(self.model):  # the trainer converted the network (trainer.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -108,6 +112,7 @@ class ImageClassifier(pl.LightningModule):
             self.augment.crop_padding, self.augment.crop_mode, self.augment.flip, self.augment.cutout
         )
         self.mix = MixBatch(num_classes, self.augment.mixup_alpha, self.augment.cutmix_alpha)
+        self.test_time_augment = TestTimeAugment(self.augment.tta_flip, self.augment.tta_translate)
         self.meters: dict[str, ClassificationMeter] = {}
         self.whitened = False
 
@@ -119,12 +124,7 @@ class ImageClassifier(pl.LightningModule):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, classes)`` of images ``(B, C, H, W)`` (``uint8`` or ``[0, 1]`` floats), with TTA if set."""
-        x = to_unit(images)
-        net = self.eval_net
-        logits = net(x)
-        if self.augment.tta_flip:
-            logits = 0.5 * (logits + net(x.flip(-1)))
-        return logits
+        return self.test_time_augment(self.eval_net, to_unit(images))
 
     # ----------------------------------------------------------------- training
     def setup(self, stage: str) -> None:

@@ -94,6 +94,45 @@ class Compose:
         return len(self.transforms)
 
 
+@dataclass
+class TestTimeAugment:
+    """Average a network's logits over mirrored and shifted copies of each test image (airbench94's
+    test-time augmentation).
+
+    Args:
+        flip: Average each image with its mirror image.
+        translate: Also shift each image by this many pixels up-left and down-right (reflect
+            padding); the two shifted copies count as much as the original. 0 disables it.
+
+    Shapes:
+        ``x`` ``(B, C, H, W)`` (the network's input) -> logits ``(B, classes)``.
+    """
+
+    __test__ = False  # a transform, not a pytest test class
+
+    flip: bool = False
+    translate: int = 0
+
+    def __post_init__(self) -> None:
+        if self.translate < 0:
+            raise ConfigError(f"tta_translate must be >= 0, got {self.translate}.")
+
+    def _mirrored(self, net, x: torch.Tensor) -> torch.Tensor:
+        logits = net(x)
+        return 0.5 * (logits + net(x.flip(-1))) if self.flip else logits
+
+    def __call__(self, net, x: torch.Tensor) -> torch.Tensor:
+        logits = self._mirrored(net, x)
+        if self.translate == 0:
+            return logits
+        shift = self.translate
+        height, width = x.shape[-2:]
+        padded = F.pad(x, (shift, shift, shift, shift), mode="reflect")
+        up_left = padded[..., :height, :width]
+        down_right = padded[..., 2 * shift : 2 * shift + height, 2 * shift : 2 * shift + width]
+        return 0.5 * logits + 0.25 * (self._mirrored(net, up_left) + self._mirrored(net, down_right))
+
+
 class TrivialAugment:
     """TrivialAugmentWide (Müller & Hutter 2021) on one ``uint8`` ``(C, H, W)`` image (dataset-side)."""
 

@@ -49,7 +49,11 @@ class Forecaster(nn.Module):
         self.highway: AutoregressiveHighway | None = None
 
     def add_linear_terms(
-        self, residual: bool, highway: bool = False, neighbourhood: torch.Tensor | None = None
+        self,
+        residual: bool,
+        highway: bool = False,
+        neighbourhood: torch.Tensor | None = None,
+        per_sensor: bool = False,
     ) -> None:
         """Set up the forecast's linear parts, added by :meth:`finish_forecast`.
 
@@ -58,9 +62,15 @@ class Forecaster(nn.Module):
             highway: Add an :class:`AutoregressiveHighway` on each sensor's input window.
             neighbourhood: ``(N, N)`` row-normalised graph; the highway then also reads the
                 window of each sensor's neighbourhood mean.
+            per_sensor: Give the highway coefficients of its own for every sensor on top of the
+                shared ones.
         """
         self.residual = residual
-        self.highway = AutoregressiveHighway(self.input_len, self.horizon, neighbourhood) if highway else None
+        self.highway = (
+            AutoregressiveHighway(self.input_len, self.horizon, neighbourhood, self.num_nodes if per_sensor else None)
+            if highway
+            else None
+        )
 
     def finish_forecast(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``out`` ``(B, H, N)`` plus the highway's forecast and, for residual models, the last speed."""
@@ -93,16 +103,27 @@ class AutoregressiveHighway(nn.Module):
     reads the window of the sensor's graph neighbourhood mean (``support @ speeds``), the linear
     spatial autoregression that is a strong baseline on road networks.
 
+    The coefficients are shared by all sensors. With ``num_nodes`` every sensor also gets
+    coefficients of its own, added to the shared ones: sensors differ (on-ramps, bottlenecks,
+    free-flowing stretches), and a network whose weights are shared across sensors cannot tell
+    them apart. :meth:`fit` shrinks them towards the shared fit.
+
     Args:
         input_len: Input steps ``L``.
         horizon: Predicted steps ``H``.
         support: Optional ``(N, N)`` row-normalised adjacency whose neighbourhood mean is added as lags.
+        num_nodes: Sensors ``N`` for per-sensor coefficients; ``None`` keeps only the shared ones.
     """
 
-    def __init__(self, input_len: int, horizon: int, support: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, input_len: int, horizon: int, support: torch.Tensor | None = None, num_nodes: int | None = None
+    ) -> None:
         super().__init__()
         self.register_buffer("support", support)
-        self.linear = nn.Linear((2 if support is None else 3) * input_len, horizon)
+        features = (2 if support is None else 3) * input_len
+        self.linear = nn.Linear(features, horizon)
+        self.sensor_weight = nn.Parameter(torch.zeros(num_nodes, features, horizon)) if num_nodes else None
+        self.sensor_bias = nn.Parameter(torch.zeros(num_nodes, horizon)) if num_nodes else None
 
     def lags(self, x: torch.Tensor) -> torch.Tensor:
         """The linear features: ``(B, L, N, F)`` -> ``(B, N, 2L or 3L)``."""
@@ -113,36 +134,74 @@ class AutoregressiveHighway(nn.Module):
         return torch.cat(lags, dim=1).transpose(1, 2)
 
     @torch.no_grad()
-    def fit(self, x: torch.Tensor, target: torch.Tensor, ridge: float = 1e-3) -> AutoregressiveHighway:
+    def fit(
+        self, x: torch.Tensor, target: torch.Tensor, ridge: float = 1e-3, sensor_ridge: float = 1.0
+    ) -> AutoregressiveHighway:
         """Set the weights to the ridge least-squares fit of ``target`` (a warm start for training).
 
         Args:
             x: ``(S, L, N, F)`` scaled inputs.
             target: ``(S, H, N)`` what the highway should predict, in scaled units; a (window,
                 sensor) row with any NaN is left out.
-            ridge: Penalty on the weights, relative to the mean squared feature.
+            ridge: Penalty on the shared weights, relative to the mean squared (centred) feature.
+            sensor_ridge: Penalty on each sensor's own coefficients, relative to that sensor's mean
+                squared feature: it pulls them towards the shared fit.
         """
-        features = self.lags(x).reshape(-1, self.linear.in_features).double()
-        targets = target.transpose(1, 2).reshape(-1, self.linear.out_features).double()
-        keep = torch.isfinite(targets).all(1)
-        features, targets = features[keep], targets[keep]
-        if len(features) == 0:
+        features = self.lags(x).double()  # (S, N, D)
+        targets = target.transpose(1, 2).double()  # (S, N, H)
+        keep = torch.isfinite(targets).all(-1)  # (S, N)
+        if not keep.any():
             return self
-        mean_x, mean_y = features.mean(0), targets.mean(0)
-        centred = features - mean_x
-        gram = centred.T @ centred
-        penalty = ridge * gram.diagonal().mean().clamp_min(1e-12)
-        weight = torch.linalg.solve(
-            gram + penalty * torch.eye(len(gram), dtype=gram.dtype), centred.T @ (targets - mean_y)
-        )
+        weight, bias = _ridge_fit(features[keep], targets[keep], ridge)
         self.linear.weight.copy_(weight.T.float())
-        self.linear.bias.copy_((mean_y - mean_x @ weight).float())
+        self.linear.bias.copy_(bias.float())
+        if self.sensor_weight is not None:
+            # Per sensor, regress what the shared fit leaves over; rows without a target count zero.
+            residual = torch.where(keep[..., None], targets - (features @ weight + bias), 0.0)
+            sensor_weight, sensor_bias = _ridge_fit(
+                features.transpose(0, 1), residual.transpose(0, 1), sensor_ridge, keep.T.double()
+            )
+            self.sensor_weight.copy_(sensor_weight.float())
+            self.sensor_bias.copy_(sensor_bias.float())
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, L, N, F)`` -> ``(B, H, N)`` from the speed channel (as is, relative to the last step and,
         with a support, averaged over each sensor's neighbourhood)."""
-        return self.linear(self.lags(x)).transpose(1, 2)
+        lags = self.lags(x)
+        out = self.linear(lags)
+        if self.sensor_weight is not None:
+            out = out + torch.einsum("bnd,ndh->bnh", lags, self.sensor_weight) + self.sensor_bias
+        return out.transpose(1, 2)
+
+
+def _ridge_fit(
+    features: torch.Tensor, targets: torch.Tensor, ridge: float, weights: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ridge regression with an unpenalised intercept, batched over leading dimensions.
+
+    Args:
+        features: ``(..., S, D)``.
+        targets: ``(..., S, H)``.
+        ridge: Penalty relative to the mean diagonal of the centred Gram matrix.
+        weights: Optional ``(..., S)`` row weights (0 leaves a row out).
+
+    Returns:
+        ``weight`` ``(..., D, H)`` and ``bias`` ``(..., H)``.
+    """
+    if weights is None:
+        weights = features.new_ones(features.shape[:-1])
+    count = weights.sum(-1, keepdim=True).clamp_min(1.0)[..., None]  # (..., 1, 1)
+    mean_x = (weights[..., None] * features).sum(-2, keepdim=True) / count
+    mean_y = (weights[..., None] * targets).sum(-2, keepdim=True) / count
+    centred = (features - mean_x) * weights[..., None].sqrt()
+    gram = centred.transpose(-1, -2) @ centred
+    penalty = ridge * gram.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-12)
+    identity = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+    rhs = centred.transpose(-1, -2) @ ((targets - mean_y) * weights[..., None].sqrt())
+    weight = torch.linalg.solve(gram + penalty[..., None, None] * identity, rhs)
+    bias = (mean_y - mean_x @ weight).squeeze(-2)
+    return weight, bias
 
 
 def quiet_init_(layer: nn.Module, scale: float = 0.01) -> nn.Module:

@@ -64,6 +64,7 @@ class GraphWaveNet(Forecaster):
         residual: Forecast the change from the last observed speed.
         highway: Add a linear autoregression on each sensor's own window (LSTNet's highway).
         graph_highway: Let the highway also read the window of the sensor's neighbourhood mean.
+        sensor_highway: Give the highway coefficients of its own for every sensor (shrunk towards the shared ones).
     """
 
     def __init__(
@@ -84,11 +85,12 @@ class GraphWaveNet(Forecaster):
         residual: bool = True,
         highway: bool = True,
         graph_highway: bool = True,
+        sensor_highway: bool = False,
     ) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
         graph = as_adjacency(adjacency, num_nodes) if adjacency is not None else None
         neighbourhood = random_walk(graph) if graph is not None and graph_highway else None
-        self.add_linear_terms(residual, highway, neighbourhood)
+        self.add_linear_terms(residual, highway, neighbourhood, sensor_highway)
         if graph is not None:
             # Forward and backward diffusion; on a symmetric graph they coincide, so keep one.
             directions = [graph] if torch.equal(graph, graph.T) else [graph, graph.T]

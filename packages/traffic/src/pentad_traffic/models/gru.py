@@ -27,6 +27,8 @@ class GRUForecaster(Forecaster):
         layers: Stacked GRU layers.
         joint: Model all sensors jointly instead of one sensor at a time.
         residual: Forecast the change from the last observed speed instead of the speed itself.
+        highway: Add a linear autoregression on each sensor's own window (LSTNet's highway).
+        sensor_highway: Give the highway coefficients of its own for every sensor (shrunk towards the shared ones).
     """
 
     def __init__(
@@ -41,9 +43,10 @@ class GRUForecaster(Forecaster):
         joint: bool = False,
         residual: bool = True,
         highway: bool = True,
+        sensor_highway: bool = False,
     ) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
-        self.add_linear_terms(residual, highway)
+        self.add_linear_terms(residual, highway, per_sensor=sensor_highway)
         self.joint = joint
         width = (in_features + 1) * (num_nodes if joint else 1)
         self.gru = nn.GRU(width, hidden, num_layers=layers, batch_first=True)

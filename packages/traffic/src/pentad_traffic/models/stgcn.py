@@ -87,6 +87,7 @@ class STGCN(Forecaster):
         residual: Forecast the change from the last observed speed.
         highway: Add a linear autoregression on each sensor's own window (LSTNet's highway).
         graph_highway: Let the highway also read the window of the sensor's neighbourhood mean.
+        sensor_highway: Give the highway coefficients of its own for every sensor (shrunk towards the shared ones).
     """
 
     def __init__(
@@ -104,11 +105,12 @@ class STGCN(Forecaster):
         residual: bool = True,
         highway: bool = True,
         graph_highway: bool = True,
+        sensor_highway: bool = False,
     ) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
         graph = as_adjacency(adjacency, num_nodes)
         neighbourhood = random_walk(graph) if graph_highway else None
-        self.add_linear_terms(residual, highway, neighbourhood)
+        self.add_linear_terms(residual, highway, neighbourhood, sensor_highway)
         support = symmetric_normalized(graph)
         self.blocks = nn.ModuleList(
             STConvBlock(in_features + 1 if i == 0 else channels, channels, graph_channels, kernel, support, dropout)
