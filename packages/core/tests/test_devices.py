@@ -8,6 +8,7 @@ from pentad_core.devices import (
     CudaDevice,
     Hardware,
     describe_hardware,
+    flush_denormals,
     is_channels_last,
     maybe_channels_last,
     memory_summary,
@@ -117,3 +118,13 @@ def test_is_channels_last_reads_the_first_convolution():
     assert not is_channels_last(model)
     assert is_channels_last(maybe_channels_last(model, True))
     assert not is_channels_last(torch.nn.Linear(2, 2))  # no 4-D weight at all
+
+
+def test_flush_denormals_zeroes_subnormal_results():
+    tiny = torch.tensor([1e-39], dtype=torch.float32)  # a subnormal float32
+    try:
+        if flush_denormals():
+            assert (tiny * 1.0).item() == 0.0
+            assert (torch.tensor([1e-30]) * 1.0).item() == pytest.approx(1e-30)  # normal floats untouched
+    finally:
+        torch.set_flush_denormal(False)

@@ -58,3 +58,37 @@ def test_cifar_fast_whitening_is_initialised_from_the_data(tmp_path):
     trainer = _trainer(tmp_path, 1)
     trainer.fit(module, VisionDataModule(data, batch_size=32))
     assert module.whitened and not torch.equal(before, module.net.model.whiten.weight)
+
+
+def test_cifar_recipe_path_bf16_channels_last_learns_and_matches_float32(tmp_path):
+    # The CIFAR recipe trains in bf16 autocast with a channels-last network on the CPU: the network
+    # must then see channels-last inputs, learn, and predict like its float32 self.
+    from pentad_core.devices import is_channels_last
+    from pentad_core.runs import RunDir
+    from pentad_core.training import TrainerConfig, build_trainer
+
+    torch.manual_seed(0)
+    data = load_dataset("synthetic", num_train=256, num_test=64, image_size=16, num_classes=4, val_fraction=0.0)
+    module = ImageClassifier(
+        "cifar-fast", data.num_classes, 3, 16, data.mean, data.std, data.classes,
+        optim={"lr": 0.4, "schedule": "onecycle", "warmup_epochs": 0.5, "label_smoothing": 0.2},
+        augment={"flip": True, "tta_flip": True, "tta_translate": 1}, model_kwargs={"widths": (8, 16, 16)},
+    )  # fmt: skip
+    seen = []
+    conv = module.net.model.groups[0].conv1
+    conv.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0].is_contiguous()))
+    config = TrainerConfig(
+        accelerator="cpu", precision="bf16-mixed", channels_last=True, max_epochs=4, monitor="", progress_bar=False
+    )
+    trainer = build_trainer(config, RunDir(tmp_path))
+    trainer.fit(module, VisionDataModule(data, batch_size=32))
+    assert is_channels_last(module.net.model) and seen and not any(seen)  # channels-last all the way
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    module.eval()
+    with torch.no_grad():
+        logits = module(data.test.images)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low_precision = module(data.test.images).float()
+    accuracy = (logits.argmax(1) == data.test.labels).float().mean().item()
+    assert accuracy > 0.4, accuracy  # chance is 0.25
+    assert (low_precision - logits).abs().max() < 0.1 * logits.abs().max()

@@ -412,9 +412,10 @@ class App:
             raise ConfigError(
                 f"`{verb.name}` needs --checkpoint PATH (e.g. runs/{self.name}/<run>/checkpoints/best.ckpt)."
             )
-        from pentad_core.devices import seed_everything, set_threads
+        from pentad_core.devices import flush_denormals, seed_everything, set_threads
 
         set_threads(config.threads)
+        flush_denormals()
         seed_everything(config.seed, config.trainer.deterministic)
         context = Context(self, verb.name, args, config, checkpoint=checkpoint)
         if verb.writes_run:
