@@ -111,3 +111,39 @@ def test_resume_restores_an_epoch_row_lost_between_checkpoint_and_log(tmp_path):
     losses = epoch_losses(run)
     assert sorted(losses) == [0, 1, 2]
     assert abs(losses[1] - complete[1]) < 1e-6
+
+
+def test_without_a_monitor_the_latest_checkpoint_is_written_every_epoch(tmp_path):
+    # Protocols without a validation split (trainer.monitor "") must still leave a `last.ckpt` after
+    # each epoch, or `--resume last` has nothing to continue from after an interruption.
+    import pytorch_lightning as pl
+    import torch
+
+    from pentad_core.runs import RunDir
+    from pentad_core.training import TrainerConfig, build_trainer
+
+    class Module(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.network = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, batch_index):
+            return self.network(batch[0]).square().mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    run = RunDir(tmp_path)
+    seen_at_epoch_start = []
+
+    class Watch(pl.Callback):
+        def on_train_epoch_start(self, trainer, module) -> None:
+            seen_at_epoch_start.append(sorted(p.name for p in run.checkpoints.glob("*.ckpt")))
+
+    config = TrainerConfig(max_epochs=3, accelerator="cpu", devices="1", monitor="", progress_bar=False)
+    trainer = build_trainer(config, run, callbacks=[Watch()])
+    data = torch.utils.data.TensorDataset(torch.randn(8, 2))
+    trainer.fit(Module(), torch.utils.data.DataLoader(data, batch_size=4))
+    assert seen_at_epoch_start == [[], ["last.ckpt"], ["last.ckpt"]]
+    checkpoint = torch.load(run.last_checkpoint, weights_only=True)
+    assert checkpoint["epoch"] == 2 and checkpoint["global_step"] == 6

@@ -151,14 +151,17 @@ def build_trainer(
         all_callbacks.append(ModelOptimisations(config.channels_last, config.compile))
     if enable_checkpointing:
         monitor = config.monitor or None
+        # Lightning writes `last` only in a step where it also kept a top-k file, so without a monitor
+        # the one checkpoint kept is the latest, saved every epoch under the name `last`
+        # (`--resume last` then finds it after an interruption).
         all_callbacks.append(
             ModelCheckpoint(
                 dirpath=run.checkpoints,
-                filename="best",
+                filename="best" if monitor else "last",
                 monitor=monitor,
                 mode=config.monitor_mode,
-                save_top_k=1 if monitor else 0,
-                save_last=True,
+                save_top_k=1,
+                save_last=bool(monitor),
                 auto_insert_metric_name=False,
                 enable_version_counter=False,
             )
