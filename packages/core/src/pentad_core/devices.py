@@ -159,7 +159,7 @@ def set_threads(threads: int | None) -> int:
 def flush_denormals() -> bool:
     """Treat subnormal floats (below about 1e-38) as zero in CPU arithmetic.
 
-    x86 cores compute with subnormals many times slower, and gradients of saturated activations
+    x86 cores compute with subnormals many times slower, and tiny gradients and momentum terms can
     drift into that range as training goes on; no model needs such values. Returns whether the
     CPU supports it (x86 with SSE3).
     """
