@@ -152,13 +152,13 @@ class AutoregressiveHighway(nn.Module):
         keep = torch.isfinite(targets).all(-1)  # (S, N)
         if not keep.any():
             return self
-        weight, bias = _ridge_fit(features[keep], targets[keep], ridge)
+        weight, bias = ridge_fit(features[keep], targets[keep], ridge)
         self.linear.weight.copy_(weight.T.float())
         self.linear.bias.copy_(bias.float())
         if self.sensor_weight is not None:
             # Per sensor, regress what the shared fit leaves over; rows without a target count zero.
             residual = torch.where(keep[..., None], targets - (features @ weight + bias), 0.0)
-            sensor_weight, sensor_bias = _ridge_fit(
+            sensor_weight, sensor_bias = ridge_fit(
                 features.transpose(0, 1), residual.transpose(0, 1), sensor_ridge, keep.T.double()
             )
             self.sensor_weight.copy_(sensor_weight.float())
@@ -175,16 +175,22 @@ class AutoregressiveHighway(nn.Module):
         return out.transpose(1, 2)
 
 
-def _ridge_fit(
-    features: torch.Tensor, targets: torch.Tensor, ridge: float, weights: torch.Tensor | None = None
+def ridge_fit(
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    ridge: float,
+    weights: torch.Tensor | None = None,
+    relative: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Ridge regression with an unpenalised intercept, batched over leading dimensions.
 
     Args:
         features: ``(..., S, D)``.
         targets: ``(..., S, H)``.
-        ridge: Penalty relative to the mean diagonal of the centred Gram matrix.
+        ridge: The penalty; with ``relative`` a fraction of the mean diagonal of the centred Gram
+            matrix (the same strength whatever the scale of the features), else as given.
         weights: Optional ``(..., S)`` row weights (0 leaves a row out).
+        relative: Whether ``ridge`` is relative to the Gram matrix.
 
     Returns:
         ``weight`` ``(..., D, H)`` and ``bias`` ``(..., H)``.
@@ -196,7 +202,11 @@ def _ridge_fit(
     mean_y = (weights[..., None] * targets).sum(-2, keepdim=True) / count
     centred = (features - mean_x) * weights[..., None].sqrt()
     gram = centred.transpose(-1, -2) @ centred
-    penalty = ridge * gram.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-12)
+    penalty = (
+        ridge * gram.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-12)
+        if relative
+        else gram.new_full(gram.shape[:-2], float(ridge))
+    )
     identity = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
     rhs = centred.transpose(-1, -2) @ ((targets - mean_y) * weights[..., None].sqrt())
     weight = torch.linalg.solve(gram + penalty[..., None, None] * identity, rhs)

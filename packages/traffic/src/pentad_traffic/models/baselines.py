@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pentad_traffic.models.base import Forecaster
+from pentad_traffic.models.base import Forecaster, ridge_fit
 
 
 class Persistence(Forecaster):
@@ -110,10 +110,7 @@ class VectorAutoregression(Forecaster):
         keep = torch.isfinite(targets).all(1)
         features = self._features(x).double()[keep]
         targets = targets[keep]
-        mean_x, mean_y = features.mean(0), targets.mean(0)
-        centred = features - mean_x
-        gram = centred.T @ centred + self.ridge * torch.eye(centred.shape[1], dtype=torch.float64)
-        weight = torch.linalg.solve(gram, centred.T @ (targets - mean_y))
+        weight, bias = ridge_fit(features, targets, self.ridge, relative=False)
         self.weight.copy_(weight.float())
-        self.bias.copy_((mean_y - mean_x @ weight).float())
+        self.bias.copy_(bias.float())
         return self
