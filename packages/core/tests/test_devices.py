@@ -128,3 +128,74 @@ def test_flush_denormals_zeroes_subnormal_results():
             assert (torch.tensor([1e-30]) * 1.0).item() == pytest.approx(1e-30)  # normal floats untouched
     finally:
         torch.set_flush_denormal(False)
+
+
+FAULTS_PER_TRAINING_STEP = """
+import resource, sys, torch
+from pentad_core.bench import ParityCNN
+from pentad_core.devices import retain_freed_memory
+applied = retain_freed_memory() if sys.argv[1] != "default" else False
+if sys.argv[1] == "setting-only":
+    raise SystemExit(print(applied, 0))
+torch.manual_seed(0)
+model = ParityCNN()
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+# batch 256: the first activations take 32 MiB each, above the largest block glibc keeps in its heap by default
+images, labels = torch.randn(256, 3, 32, 32), torch.randint(0, 10, (256,))
+def step():
+    optimizer.zero_grad(set_to_none=True)
+    torch.nn.functional.cross_entropy(model(images), labels).backward()
+    optimizer.step()
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):  # the heap grows to its working size
+    step()
+before = faults()
+for _ in range(4):
+    step()
+print(applied, (faults() - before) / 4)
+"""
+
+
+def faults_per_training_step(mode: str, **environment: str) -> tuple[bool, float]:
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", FAULTS_PER_TRAINING_STEP, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")} | environment,
+    )
+    applied, faults = result.stdout.split()
+    return applied == "True", float(faults)
+
+
+@pytest.mark.skipif(
+    __import__("platform").libc_ver()[0] != "glibc", reason="retain_freed_memory sets glibc malloc only"
+)
+def test_retain_freed_memory_removes_the_page_faults_of_a_training_step():
+    applied, retained = faults_per_training_step("retain")
+    _, default = faults_per_training_step("default")
+    assert applied
+    assert retained < 100, retained  # freed activations are reused: nothing to map again
+    assert default > 5000, default  # glibc maps (and the kernel zero-fills) them afresh every step
+    # a user's own malloc settings win
+    applied, _ = faults_per_training_step("setting-only", MALLOC_TRIM_THRESHOLD_="1000000")
+    assert not applied
+
+
+@pytest.mark.parametrize(("accelerator", "enabled", "calls"), [("cpu", True, 1), ("cpu", False, 0)])
+def test_build_trainer_retains_freed_memory_on_the_cpu_unless_disabled(
+    tmp_path, monkeypatch, accelerator, enabled, calls
+):
+    from pentad_core import training
+    from pentad_core.runs import RunDir
+
+    seen = []
+    monkeypatch.setattr(training, "retain_freed_memory", lambda: seen.append(True) or True)
+    config = training.TrainerConfig(accelerator=accelerator, retain_freed_memory=enabled, progress_bar=False)
+    training.build_trainer(config, RunDir(tmp_path))
+    assert len(seen) == calls

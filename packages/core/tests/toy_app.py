@@ -19,6 +19,7 @@ from torch import nn
 
 from pentad_core.checkpoint import atomic_save
 from pentad_core.cli import App, Context, RunConfig
+from pentad_core.logs import TrainingLog
 from pentad_core.training import build_trainer, fit
 
 
@@ -48,11 +49,12 @@ class ToyRegression(pl.LightningModule):
         self.save_hyperparameters()  # logged by TensorBoard and CSV loggers, stored in checkpoints
         self.layer = nn.Linear(features, 1)
         self.learning_rate = learning_rate
+        self.training_log = TrainingLog()
 
     def training_step(self, batch, batch_index):
         inputs, targets = batch
         loss = nn.functional.mse_loss(self.layer(inputs), targets)
-        self.log("train/loss", loss, on_step=False, on_epoch=True)
+        self.training_log.log(self, "train/loss", loss, batch_size=len(inputs))
         return loss
 
     def validation_step(self, batch, batch_index):

@@ -137,9 +137,12 @@ def _hand_written_loop(dataset, epochs: int, batch_size: int, seed: int) -> tupl
     return end - loop_start, end - start, steps
 
 
-def _pentad_trainer(dataset, epochs: int, batch_size: int, seed: int) -> tuple[float, float, int]:
+def _pentad_trainer(
+    dataset, epochs: int, batch_size: int, seed: int, retain_memory: bool = True
+) -> tuple[float, float, int]:
     import pytorch_lightning as pl
 
+    from pentad_core.logs import TrainingLog
     from pentad_core.runs import RunDir
     from pentad_core.training import TrainerConfig, build_trainer
 
@@ -147,11 +150,12 @@ def _pentad_trainer(dataset, epochs: int, batch_size: int, seed: int) -> tuple[f
         def __init__(self) -> None:
             super().__init__()
             self.model = ParityCNN()
+            self.training_log = TrainingLog()
 
         def training_step(self, batch, batch_index):
             images, labels = batch
             loss = nn.functional.cross_entropy(self.model(images), labels)
-            self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
+            self.training_log.log(self, "train/loss", loss, batch_size=len(labels), on_step=True, prog_bar=True)
             return loss
 
         def configure_optimizers(self):
@@ -173,7 +177,14 @@ def _pentad_trainer(dataset, epochs: int, batch_size: int, seed: int) -> tuple[f
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
     clock = LoopClock()
     with tempfile.TemporaryDirectory() as folder:
-        config = TrainerConfig(max_epochs=epochs, accelerator="cpu", devices="1", monitor="", progress_bar=False)
+        config = TrainerConfig(
+            max_epochs=epochs,
+            accelerator="cpu",
+            devices="1",
+            monitor="",
+            progress_bar=False,
+            retain_freed_memory=retain_memory,
+        )
         trainer = build_trainer(config, RunDir(folder), callbacks=[clock])
         trainer.fit(module, train_dataloaders=loader)
         end = time.perf_counter()
@@ -187,7 +198,14 @@ def _quartiles(values: Sequence[float]) -> tuple[float, float]:
     return lower, upper
 
 
-def trainer_parity(samples: int = 4096, batch_size: int = 64, epochs: int = 2, repeats: int = 3, seed: int = 0) -> dict:
+def trainer_parity(
+    samples: int = 4096,
+    batch_size: int = 64,
+    epochs: int = 2,
+    repeats: int = 3,
+    seed: int = 0,
+    retain_memory: bool = True,
+) -> dict:
     """Steps/s of the pentad trainer and of a hand-written loop, run in alternating pairs, and their ratio.
 
     The training loop is timed from the first epoch's start to the end of training in both
@@ -197,6 +215,11 @@ def trainer_parity(samples: int = 4096, batch_size: int = 64, epochs: int = 2, r
     the round: on a shared machine the speed drifts over seconds, and a paired ratio cancels most
     of that drift where a ratio of two separate medians does not.
 
+    The two loops share the process, hence its memory allocator: with ``retain_memory`` (what the
+    pentad trainer sets up on the CPU, :func:`pentad_core.devices.retain_freed_memory`) it is set
+    before either loop runs, so both reuse freed memory; without it neither does, and page faults
+    then dominate the noise.
+
     Returns:
         ``ratio`` (median of the per-round ratios, pentad / hand-written steps per second) with its
         quartiles ``ratio_q1`` and ``ratio_q3`` and every ``round_ratios``; ``overhead_ms_per_step``
@@ -205,18 +228,22 @@ def trainer_parity(samples: int = 4096, batch_size: int = 64, epochs: int = 2, r
     """
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
+    if retain_memory:
+        from pentad_core.devices import retain_freed_memory
+
+        retain_memory = retain_freed_memory()  # False where the platform's allocator cannot be set
     dataset = _parity_data(samples, seed)
     # warm-up: first-call allocations and kernels, lazy imports and first writes of the loggers
     _hand_written_loop(dataset, 1, batch_size, seed)
-    _pentad_trainer(dataset, 1, batch_size, seed)
+    _pentad_trainer(dataset, 1, batch_size, seed, retain_memory)
     pentad, hand, round_ratios, overheads = [], [], [], []
     for round_index in range(repeats):
         if round_index % 2 == 0:
-            pentad.append(_pentad_trainer(dataset, epochs, batch_size, seed))
+            pentad.append(_pentad_trainer(dataset, epochs, batch_size, seed, retain_memory))
             hand.append(_hand_written_loop(dataset, epochs, batch_size, seed))
         else:
             hand.append(_hand_written_loop(dataset, epochs, batch_size, seed))
-            pentad.append(_pentad_trainer(dataset, epochs, batch_size, seed))
+            pentad.append(_pentad_trainer(dataset, epochs, batch_size, seed, retain_memory))
         (pentad_loop, _, pentad_steps), (hand_loop, _, hand_steps) = pentad[-1], hand[-1]
         round_ratios.append(throughput(pentad_steps, pentad_loop) / throughput(hand_steps, hand_loop))
         overheads.append(1000 * (pentad_loop / pentad_steps - hand_loop / hand_steps))
@@ -233,6 +260,7 @@ def trainer_parity(samples: int = 4096, batch_size: int = 64, epochs: int = 2, r
         "steps_per_run": epochs * -(-samples // batch_size),
         "repeats": repeats,
         "threads": torch.get_num_threads(),
+        "retain_freed_memory": retain_memory,
         "round_ratios": tuple(round_ratios),
     }
 
@@ -245,11 +273,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=9, help="rounds of one run each; reports the median ratio")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--system-allocator",
+        action="store_true",
+        help="leave glibc malloc as it is (both loops); by default both reuse freed memory as the pentad trainer does",
+    )
     args = parser.parse_args(argv)
     from pentad_core.logs import quiet_libraries
 
     quiet_libraries()
-    result = trainer_parity(args.samples, args.batch_size, args.epochs, args.repeats, args.seed)
+    result = trainer_parity(
+        args.samples, args.batch_size, args.epochs, args.repeats, args.seed, retain_memory=not args.system_allocator
+    )
     rows = [{"quantity": key, "value": value} for key, value in result.items() if key != "round_ratios"]
     print_table(rows, title="pentad trainer vs hand-written loop (medians over alternating rounds)")
     print("ratio in each round: " + " ".join(f"{ratio:.3f}" for ratio in result["round_ratios"]))

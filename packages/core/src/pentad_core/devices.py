@@ -1,4 +1,4 @@
-"""Devices, precision, seeding and threads.
+"""Devices, precision, seeding, threads and the CPU memory allocator.
 
 The selection functions are pure (they take the hardware description as input) so that their
 logic is tested without a GPU; the ``current_*`` helpers read the real hardware.
@@ -6,6 +6,7 @@ logic is tested without a GPU; the ``current_*`` helpers read the real hardware.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import os
 import platform
@@ -164,6 +165,51 @@ def flush_denormals() -> bool:
     CPU supports it (x86 with SSE3).
     """
     return torch.set_flush_denormal(True)
+
+
+# glibc's mallopt parameter numbers (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+_ALLOCATOR_ENVIRONMENT = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_")
+_freed_memory_retained = False
+
+
+def retain_freed_memory() -> bool:
+    """Keep the memory that freed CPU tensors give back inside the process, for the next step to reuse.
+
+    glibc's malloc serves large blocks (above a threshold of at most 32 MiB) with a fresh ``mmap``
+    and unmaps them on free, and trims the top of its heap when enough of it is free. A training
+    step on the CPU frees its activations and allocates them again in the next step, so by default
+    the kernel maps and zero-fills them page by page every step: measured on 2 CPU cores with the
+    bench CNN, 46,000 page faults and 0.1 s of system time per step at batch 256, 800-6,500 faults
+    per step at batch 64. With mmap and trimming off, freed blocks stay in the heap and the next
+    step reuses them, as jemalloc or tcmalloc (PyTorch's CPU tuning guide) do.
+
+    The price: the process holds its peak heap until it exits. The setting is process-wide and
+    applied once; it is left alone where it cannot help or someone chose otherwise (not Linux with
+    glibc, another allocator in ``LD_PRELOAD``, glibc malloc settings in the environment).
+
+    Returns:
+        Whether glibc malloc is now set to retain freed memory.
+    """
+    global _freed_memory_retained
+    if _freed_memory_retained:
+        return True
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    if any(name in os.environ.get("LD_PRELOAD", "") for name in ("jemalloc", "tcmalloc", "mimalloc")):
+        return False
+    if any(name in os.environ for name in _ALLOCATOR_ENVIRONMENT) or "glibc.malloc" in os.environ.get(
+        "GLIBC_TUNABLES", ""
+    ):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    # The threshold is a size_t in glibc but mallopt takes an int: INT_MAX (2 GiB) never trims in practice.
+    _freed_memory_retained = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    return _freed_memory_retained
 
 
 def memory_summary(device: torch.device | str | None = None) -> dict[str, float]:

@@ -19,7 +19,13 @@ from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from pentad_core.checkpoint import AtomicCheckpointIO, RNGStateCallback
-from pentad_core.devices import describe_hardware, maybe_channels_last, select_accelerator, select_precision
+from pentad_core.devices import (
+    describe_hardware,
+    maybe_channels_last,
+    retain_freed_memory,
+    select_accelerator,
+    select_precision,
+)
 from pentad_core.errors import ConfigError
 from pentad_core.logs import ResumableCSVLogger, TrimLogsOnResume
 from pentad_core.runs import RunDir
@@ -90,6 +96,9 @@ class TrainerConfig:
     channels_last: bool = False
     #: Compile the model with torch.compile (start-up cost, faster steps on GPU).
     compile: bool = False
+    #: On the CPU, keep memory freed by tensors in the process for the next step instead of
+    #: returning it to the OS (glibc malloc; see pentad_core.devices.retain_freed_memory).
+    retain_freed_memory: bool = True
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -145,6 +154,8 @@ def build_trainer(
     hardware = describe_hardware()
     accelerator = select_accelerator(config.accelerator, hardware)
     precision = select_precision(config.precision, accelerator, hardware)
+    if accelerator == "cpu" and config.retain_freed_memory:
+        retain_freed_memory()
     csv_logger = ResumableCSVLogger(save_dir=run.logs, name="", version="")
     all_callbacks: list[pl.Callback] = [RNGStateCallback(), TrimLogsOnResume(csv_logger)]
     if config.channels_last or config.compile:

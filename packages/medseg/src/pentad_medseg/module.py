@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 
 from pentad_core.errors import ConfigError
+from pentad_core.logs import TrainingLog
 from pentad_medseg.inference import sliding_window_inference
 from pentad_medseg.losses import build_loss
 from pentad_medseg.metrics import best_f1_threshold, dataset_metrics
@@ -87,6 +88,7 @@ class SegmentationModule(pl.LightningModule):
         hd95: bool = True,
     ) -> None:
         super().__init__()
+        self.training_log = TrainingLog()
         if optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}.")
         if scheduler not in SCHEDULERS:
@@ -149,7 +151,7 @@ class SegmentationModule(pl.LightningModule):
         loss = self.loss_fn(self(images), masks, fovs)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step {self.global_step}; lower the lr.")
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=images.shape[0])
+        self.training_log.log(self, "train/loss", loss, batch_size=images.shape[0], on_step=True, prog_bar=True)
         return loss
 
     # -- evaluation ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from pentad_core.logs import TrainingLog
 from pentad_recsys.data.interactions import Interactions
 from pentad_recsys.data.sampling import NegativeSampler
 from pentad_recsys.metrics import evaluate_ranking
@@ -102,6 +103,7 @@ class RecsysModule(pl.LightningModule):
         sampled_negatives: int = 99,
     ) -> None:
         super().__init__()
+        self.training_log = TrainingLog()
         self.recommender, self.model = recommender, recommender.model
         self.train_data, self.val_data, self.test_data = train, val, test
         self.settings, self.ks, self.sampled_negatives = settings, tuple(ks), sampled_negatives
@@ -128,7 +130,7 @@ class RecsysModule(pl.LightningModule):
             if self.model.full_batch
             else batch_loss(self.recommender, batch, self.settings)
         )
-        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(batch[0]))
+        self.training_log.log(self, "train/loss", loss, batch_size=len(batch[0]), prog_bar=True)
         return loss
 
     def _evaluate(self, prefix: str, held_out: Interactions | None) -> None:

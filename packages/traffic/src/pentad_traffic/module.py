@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 
 from pentad_core.errors import ConfigError
+from pentad_core.logs import TrainingLog
 from pentad_traffic.metrics import horizon_metrics, null_mask
 from pentad_traffic.models import build_model
 from pentad_traffic.protocols import PreparedData, Protocol, Scaler
@@ -54,6 +55,7 @@ class ForecastModule(pl.LightningModule):
         huber_delta: float = 1.0,
     ) -> None:
         super().__init__()
+        self.training_log = TrainingLog()
         if loss not in LOSSES:
             raise ConfigError(f"loss {loss!r} is not one of {', '.join(LOSSES)}.")
         if huber_delta <= 0:
@@ -106,7 +108,7 @@ class ForecastModule(pl.LightningModule):
             return None
         x, y = batch
         loss = self._loss(self(x), y)
-        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(x))
+        self.training_log.log(self, "train/loss", loss, batch_size=len(x), prog_bar=True)
         return loss
 
     def fit_closed_form(self, x: torch.Tensor, y: torch.Tensor) -> None:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pentad_core.devices import is_channels_last
+from pentad_core.logs import TrainingLog
 from pentad_vision.config import AugmentConfig, OptimConfig
 from pentad_vision.data.base import ImageData, make_loader
 from pentad_vision.ema import ModelEMA
@@ -84,6 +85,7 @@ class ImageClassifier(pl.LightningModule):
         freeze_backbone_epochs: int = 0,
     ) -> None:
         super().__init__()
+        self.training_log = TrainingLog()
         self.optim = OptimConfig(**(optim or {}))
         self.augment = AugmentConfig(**(augment or {}))
         self.classes = list(classes) if classes else [str(i) for i in range(num_classes)]
@@ -155,9 +157,9 @@ class ImageClassifier(pl.LightningModule):
         else:
             logits = self.net(x)
             loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(labels))
+        self.training_log.log(self, "train/loss", loss, batch_size=len(labels), on_step=True, prog_bar=True)
         accuracy = (logits.detach().argmax(1) == labels).float().mean()
-        self.log("train/acc", accuracy, on_step=False, on_epoch=True, batch_size=len(labels))
+        self.training_log.log(self, "train/acc", accuracy, batch_size=len(labels))
         return loss
 
     def on_train_epoch_start(self) -> None:

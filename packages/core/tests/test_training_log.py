@@ -1,0 +1,123 @@
+"""TrainingLog: the same epoch values as per-batch ``self.log``, window means per step, far fewer calls."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from pentad_core.logs import ResumableCSVLogger, TrainingLog, quiet_libraries
+
+SAMPLES, BATCH = 100, 16  # 7 batches per epoch, the last one of 4 samples
+
+
+class Regression(pl.LightningModule):
+    """Linear regression that logs ``train/loss`` per batch with ``self.log`` or through a TrainingLog."""
+
+    def __init__(self, windowed: bool) -> None:
+        super().__init__()
+        self.layer = nn.Linear(3, 1)
+        self.training_log = TrainingLog() if windowed else None
+        self.batch_losses: list[tuple[int, float, int]] = []  # (global step, loss, batch size)
+        self.log_calls = 0
+
+    def log(self, *args, **kwargs) -> None:
+        self.log_calls += 1
+        super().log(*args, **kwargs)
+
+    def training_step(self, batch, batch_index):
+        inputs, targets = batch
+        loss = nn.functional.mse_loss(self.layer(inputs), targets)
+        self.batch_losses.append((self.global_step, loss.item(), len(inputs)))
+        if self.training_log is None:
+            self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=len(inputs))
+        else:
+            self.training_log.log(self, "train/loss", loss, batch_size=len(inputs), on_step=True)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.05)
+
+
+def train(tmp_path, windowed: bool, **trainer_options) -> tuple[Regression, pl.Trainer, list[dict]]:
+    quiet_libraries()
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(SAMPLES, 3, generator=generator)
+    data = torch.utils.data.TensorDataset(inputs, inputs @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.3)
+    torch.manual_seed(0)
+    module = Regression(windowed)
+    folder = tmp_path / ("windowed" if windowed else "per-batch")
+    options = {"max_epochs": 3, "log_every_n_steps": 3} | trainer_options
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=ResumableCSVLogger(save_dir=folder, name="", version=""),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **options,
+    )
+    trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=BATCH))
+    with (folder / "metrics.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return module, trainer, rows
+
+
+def column(rows: list[dict], name: str) -> dict[int, float]:
+    return {int(row["step"]): float(row[name]) for row in rows if row.get(name)}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"limit_train_batches": 5}, {"max_steps": 10}, {"accumulate_grad_batches": 2}],
+    ids=["full-epochs", "limit-batches", "max-steps-mid-epoch", "accumulation"],
+)
+def test_epoch_values_equal_per_batch_logging_with_fewer_log_calls(tmp_path, options):
+    reference, reference_trainer, reference_rows = train(tmp_path, windowed=False, **options)
+    windowed, windowed_trainer, windowed_rows = train(tmp_path, windowed=True, **options)
+    assert windowed.batch_losses == reference.batch_losses  # the same training
+    expected = column(reference_rows, "train/loss_epoch")
+    assert expected, "the reference run logged no epoch values"
+    assert column(windowed_rows, "train/loss_epoch") == pytest.approx(expected, rel=1e-6)
+    for key in ("train/loss", "train/loss_epoch"):
+        assert windowed_trainer.callback_metrics[key].item() == pytest.approx(
+            reference_trainer.callback_metrics[key].item(), rel=1e-6
+        )
+    assert windowed.log_calls <= reference.log_calls / 2
+
+
+def test_step_values_are_the_weighted_mean_since_the_previous_write(tmp_path):
+    module, _, rows = train(tmp_path, windowed=True)
+    steps = column(rows, "train/loss_step")
+    assert sorted(steps) == [2, 5, 8, 11, 14, 17, 20]  # every third batch (21 batches in 3 epochs)
+    previous = -1
+    for step, value in sorted(steps.items()):
+        # the window restarts at an epoch's end (its rest goes to the epoch value only)
+        epoch_start = (step // 7) * 7
+        window = [(loss, size) for at, loss, size in module.batch_losses if max(previous, epoch_start - 1) < at <= step]
+        expected = sum(loss * size for loss, size in window) / sum(size for _, size in window)
+        assert value == pytest.approx(expected, rel=1e-6), step
+        previous = step
+
+
+def test_epoch_value_weights_batches_by_their_size(tmp_path):
+    module, _, rows = train(tmp_path, windowed=True, max_epochs=1)
+    losses = [(loss, size) for _, loss, size in module.batch_losses]
+    assert [size for _, size in losses] == [16] * 6 + [4]
+    expected = sum(loss * size for loss, size in losses) / SAMPLES
+    assert column(rows, "train/loss_epoch") == pytest.approx({6: expected}, rel=1e-6)
+
+
+def test_outside_fit_values_go_straight_to_module_log():
+    calls = []
+
+    class Recorder:
+        _trainer = None
+
+        def log(self, name, value, **options):
+            calls.append((name, float(value), options))
+
+    TrainingLog().log(Recorder(), "train/loss", torch.tensor(0.5), batch_size=8, prog_bar=True)
+    assert calls == [("train/loss", 0.5, {"on_step": False, "on_epoch": True, "prog_bar": True, "batch_size": 8})]
