@@ -138,7 +138,7 @@ def _hand_written_loop(dataset, epochs: int, batch_size: int, seed: int) -> tupl
 
 
 def _pentad_trainer(
-    dataset, epochs: int, batch_size: int, seed: int, retain_memory: bool = True
+    dataset, epochs: int, batch_size: int, seed: int, retain_memory: bool = True, log_every_n_steps: int | None = None
 ) -> tuple[float, float, int]:
     import pytorch_lightning as pl
 
@@ -184,11 +184,18 @@ def _pentad_trainer(
             monitor="",
             progress_bar=False,
             retain_freed_memory=retain_memory,
+            **({} if log_every_n_steps is None else {"log_every_n_steps": log_every_n_steps}),
         )
         trainer = build_trainer(config, RunDir(folder), callbacks=[clock])
         trainer.fit(module, train_dataloaders=loader)
         end = time.perf_counter()
     return clock.end - clock.start, end - start, trainer.global_step
+
+
+def _default_log_interval() -> int:
+    from pentad_core.training import TrainerConfig
+
+    return TrainerConfig.log_every_n_steps
 
 
 def _quartiles(values: Sequence[float]) -> tuple[float, float]:
@@ -205,6 +212,7 @@ def trainer_parity(
     repeats: int = 3,
     seed: int = 0,
     retain_memory: bool = True,
+    log_every_n_steps: int | None = None,
 ) -> dict:
     """Steps/s of the pentad trainer and of a hand-written loop, run in alternating pairs, and their ratio.
 
@@ -218,7 +226,7 @@ def trainer_parity(
     The two loops share the process, hence its memory allocator: with ``retain_memory`` (what the
     pentad trainer sets up on the CPU, :func:`pentad_core.devices.retain_freed_memory`) it is set
     before either loop runs, so both reuse freed memory; without it neither does, and page faults
-    then dominate the noise.
+    then dominate the noise. ``log_every_n_steps`` overrides the trainer's default logging interval.
 
     Returns:
         ``ratio`` (median of the per-round ratios, pentad / hand-written steps per second) with its
@@ -235,15 +243,15 @@ def trainer_parity(
     dataset = _parity_data(samples, seed)
     # warm-up: first-call allocations and kernels, lazy imports and first writes of the loggers
     _hand_written_loop(dataset, 1, batch_size, seed)
-    _pentad_trainer(dataset, 1, batch_size, seed, retain_memory)
+    _pentad_trainer(dataset, 1, batch_size, seed, retain_memory, log_every_n_steps)
     pentad, hand, round_ratios, overheads = [], [], [], []
     for round_index in range(repeats):
         if round_index % 2 == 0:
-            pentad.append(_pentad_trainer(dataset, epochs, batch_size, seed, retain_memory))
+            pentad.append(_pentad_trainer(dataset, epochs, batch_size, seed, retain_memory, log_every_n_steps))
             hand.append(_hand_written_loop(dataset, epochs, batch_size, seed))
         else:
             hand.append(_hand_written_loop(dataset, epochs, batch_size, seed))
-            pentad.append(_pentad_trainer(dataset, epochs, batch_size, seed, retain_memory))
+            pentad.append(_pentad_trainer(dataset, epochs, batch_size, seed, retain_memory, log_every_n_steps))
         (pentad_loop, _, pentad_steps), (hand_loop, _, hand_steps) = pentad[-1], hand[-1]
         round_ratios.append(throughput(pentad_steps, pentad_loop) / throughput(hand_steps, hand_loop))
         overheads.append(1000 * (pentad_loop / pentad_steps - hand_loop / hand_steps))
@@ -261,6 +269,7 @@ def trainer_parity(
         "repeats": repeats,
         "threads": torch.get_num_threads(),
         "retain_freed_memory": retain_memory,
+        "log_every_n_steps": log_every_n_steps or _default_log_interval(),
         "round_ratios": tuple(round_ratios),
     }
 
@@ -274,6 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=9, help="rounds of one run each; reports the median ratio")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--log-every-n-steps", type=int, default=None, help="the pentad trainer's logging interval (its default)"
+    )
+    parser.add_argument(
         "--system-allocator",
         action="store_true",
         help="leave glibc malloc as it is (both loops); by default both reuse freed memory as the pentad trainer does",
@@ -283,7 +295,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     quiet_libraries()
     result = trainer_parity(
-        args.samples, args.batch_size, args.epochs, args.repeats, args.seed, retain_memory=not args.system_allocator
+        args.samples,
+        args.batch_size,
+        args.epochs,
+        args.repeats,
+        args.seed,
+        retain_memory=not args.system_allocator,
+        log_every_n_steps=args.log_every_n_steps,
     )
     rows = [{"quantity": key, "value": value} for key, value in result.items() if key != "round_ratios"]
     print_table(rows, title="pentad trainer vs hand-written loop (medians over alternating rounds)")

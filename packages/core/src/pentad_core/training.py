@@ -84,8 +84,10 @@ class TrainerConfig:
     limit_train_batches: float = 1.0
     #: Fraction (<= 1.0) or number (> 1) of validation batches; 1.0 uses all.
     limit_val_batches: float = 1.0
-    #: Log training metrics every this many steps.
-    log_every_n_steps: int = 10
+    #: Write training metrics to the loggers every this many steps (Lightning's default). Each write
+    #: costs about 3 ms on 2 CPU cores (Lightning's logger connector, a TensorBoard flush, a CSV
+    #: append): about 1 % of the bench CNN's throughput at 10, 0.2 % at 50. Recipes set their own.
+    log_every_n_steps: int = 50
     #: Validation batches run before training to catch bugs early (0 skips it).
     num_sanity_val_steps: int = 0
     #: Show a progress bar.
