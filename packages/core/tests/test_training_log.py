@@ -121,3 +121,38 @@ def test_outside_fit_values_go_straight_to_module_log():
 
     TrainingLog().log(Recorder(), "train/loss", torch.tensor(0.5), batch_size=8, prog_bar=True)
     assert calls == [("train/loss", 0.5, {"on_step": False, "on_epoch": True, "prog_bar": True, "batch_size": 8})]
+
+
+def test_a_window_left_by_an_interrupted_fit_does_not_leak_into_the_next(tmp_path):
+    class Interrupted(Regression):
+        raise_at_batch: int | None = 4
+
+        def training_step(self, batch, batch_index):
+            loss = super().training_step(batch, batch_index)
+            if batch_index == self.raise_at_batch:
+                raise RuntimeError("interrupted")  # batch 4 stays in the window
+            return loss
+
+    quiet_libraries()
+    torch.manual_seed(0)
+    module = Interrupted(windowed=True)
+    inputs = torch.randn(SAMPLES, 3)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(inputs, inputs.sum(1, keepdim=True)), BATCH)
+    options = {"accelerator": "cpu", "enable_checkpointing": False, "enable_progress_bar": False, "max_epochs": 1}
+    with pytest.raises(RuntimeError, match="interrupted"):
+        pl.Trainer(logger=False, **options).fit(module, loader)
+    assert module.training_log._windows  # the interrupted window
+    module.raise_at_batch = None
+    module.batch_losses.clear()
+    trainer = pl.Trainer(logger=False, log_every_n_steps=50, **options)
+    trainer.fit(module, loader)
+    expected = sum(loss * size for _, loss, size in module.batch_losses) / SAMPLES
+    assert trainer.callback_metrics["train/loss"].item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_pickled_copy_starts_empty_after_a_fit(tmp_path):
+    import pickle
+
+    module, _, _ = train(tmp_path, windowed=True, max_epochs=1)
+    copy = pickle.loads(pickle.dumps(module.training_log))
+    assert copy._windows == {} and copy._owner is None
