@@ -56,5 +56,8 @@ def test_trainer_parity_benchmark_pairs_rounds_and_reports_the_median_ratio():
     assert result["ratio"] == pytest.approx(statistics.median(result["round_ratios"]))
     assert result["ratio_q1"] <= result["ratio"] <= result["ratio_q3"]
     assert math.isfinite(result["overhead_ms_per_step"])
+    from pentad_core.training import TrainerConfig
+
+    assert result["log_every_n_steps"] == TrainerConfig.log_every_n_steps  # the trainer's default unless given
     with pytest.raises(ValueError, match="repeats"):
         trainer_parity(samples=64, repeats=0)

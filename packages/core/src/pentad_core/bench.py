@@ -138,7 +138,7 @@ def _hand_written_loop(dataset, epochs: int, batch_size: int, seed: int) -> tupl
 
 
 def _pentad_trainer(
-    dataset, epochs: int, batch_size: int, seed: int, retain_memory: bool = True, log_every_n_steps: int | None = None
+    dataset, epochs: int, batch_size: int, seed: int, retain_memory: bool, log_every_n_steps: int
 ) -> tuple[float, float, int]:
     import pytorch_lightning as pl
 
@@ -184,18 +184,12 @@ def _pentad_trainer(
             monitor="",
             progress_bar=False,
             retain_freed_memory=retain_memory,
-            **({} if log_every_n_steps is None else {"log_every_n_steps": log_every_n_steps}),
+            log_every_n_steps=log_every_n_steps,
         )
         trainer = build_trainer(config, RunDir(folder), callbacks=[clock])
         trainer.fit(module, train_dataloaders=loader)
         end = time.perf_counter()
     return clock.end - clock.start, end - start, trainer.global_step
-
-
-def _default_log_interval() -> int:
-    from pentad_core.training import TrainerConfig
-
-    return TrainerConfig.log_every_n_steps
 
 
 def _quartiles(values: Sequence[float]) -> tuple[float, float]:
@@ -236,6 +230,10 @@ def trainer_parity(
     """
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
+    if log_every_n_steps is None:
+        from pentad_core.training import TrainerConfig
+
+        log_every_n_steps = TrainerConfig.log_every_n_steps
     if retain_memory:
         from pentad_core.devices import retain_freed_memory
 
@@ -269,7 +267,7 @@ def trainer_parity(
         "repeats": repeats,
         "threads": torch.get_num_threads(),
         "retain_freed_memory": retain_memory,
-        "log_every_n_steps": log_every_n_steps or _default_log_interval(),
+        "log_every_n_steps": log_every_n_steps,
         "round_ratios": tuple(round_ratios),
     }
 
