@@ -1,9 +1,9 @@
 """Checkpoints: atomic saves, safe loads (``weights_only=True``) and exact resume.
 
 Lightning writes its checkpoints through :class:`AtomicCheckpointIO`, so an interrupted save never
-replaces a good ``last.ckpt`` with a truncated one. :class:`RNGStateCallback` stores the Python,
+replaces a good ``last.ckpt`` with a truncated one. :class:`ResumeCallback` stores the Python,
 NumPy and torch random states in the checkpoint so a resumed run draws the same shuffles and
-augmentations as an uninterrupted one.
+augmentations as an uninterrupted one, and keeps the CSV log continuous across the resume.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from pentad_core.errors import CheckpointError
 from pentad_core.files import atomic_open
+from pentad_core.logs import ResumableCSVLogger, pending_epoch_row
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
@@ -116,16 +117,48 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-class RNGStateCallback(pl.Callback):
-    """Saves the random states into each checkpoint and restores them on resume."""
+class ResumeCallback(pl.Callback):
+    """What pentad adds to Lightning's checkpoints so that ``--resume last`` continues exactly.
+
+    - The Python, NumPy and torch random states (:func:`rng_state`), restored when Lightning
+      restores the callbacks, before the next epoch starts: the resumed run draws the same
+      shuffles and augmentations as an uninterrupted one.
+    - With a :class:`~pentad_core.logs.ResumableCSVLogger`, the epoch row a checkpoint may be
+      written ahead of (:func:`~pentad_core.logs.pending_epoch_row`); on resume the CSV log drops
+      the rows logged after the checkpoint and writes that row if it was lost.
+
+    One callback for both on purpose: Lightning hands each of a training step's six callback hooks
+    to every callback, used or not (about ten Python calls each).
+    """
+
+    pending_row_key = "pentad_pending_epoch_row"
+
+    def __init__(self, csv_logger: ResumableCSVLogger | None = None) -> None:
+        self.csv_logger = csv_logger
+        self._pending_row: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        """Captured at checkpoint time."""
+        """The random states, captured at checkpoint time."""
         return rng_state()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Applied when Lightning restores callbacks, before the next epoch starts."""
+        """Restore the random states."""
         set_rng_state(state_dict)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        """Store the epoch's training row when the checkpoint comes before it is logged."""
+        if self.csv_logger is not None and (row := pending_epoch_row(trainer)) is not None:
+            checkpoint[self.pending_row_key] = row
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        """Remember the pending row until training starts."""
+        self._pending_row = checkpoint.get(self.pending_row_key)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Called once the checkpoint (if any) has restored ``global_step``: continue the CSV log."""
+        if self.csv_logger is not None and trainer.global_step > 0 and trainer.is_global_zero:
+            self.csv_logger.continue_from(trainer.global_step, self._pending_row)
+        self._pending_row = None
 
 
 def resolve_resume(resume: str | None, run_path: str | Path) -> Path | None:

@@ -2,9 +2,9 @@
 cheap way to log training-step metrics.
 
 Lightning's CSV logger deletes ``metrics.csv`` when its folder is reused, which would erase the
-history of an interrupted run. :class:`ResumableCSVLogger` keeps it and appends; on resume,
-:class:`TrimLogsOnResume` drops rows logged after the checkpoint (they are logged again), so the
-file reads as one continuous run.
+history of an interrupted run. :class:`ResumableCSVLogger` keeps it and appends; on resume, it
+drops rows logged after the checkpoint (they are logged again), so the file reads as one
+continuous run (:class:`pentad_core.checkpoint.ResumeCallback` calls it).
 """
 
 from __future__ import annotations
@@ -66,49 +66,38 @@ class ResumableCSVLogger(CSVLogger):
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
         return self._experiment
 
+    def continue_from(self, step: int, pending_row: dict[str, Any] | None = None) -> None:
+        """On resume at ``step``: cut the rows logged at or after it (they are about to be logged
+        again), and write the checkpoint's ``pending_row`` (:func:`pending_epoch_row`) if missing."""
+        writer = self.experiment
+        writer.truncate_from_step(step)
+        if pending_row is not None:
+            writer.add_row_if_missing(pending_row["step"], pending_row["values"])
 
-class TrimLogsOnResume(pl.Callback):
-    """Keep ``metrics.csv`` one continuous run across ``--resume``.
 
-    On resume, rows logged after the checkpoint's step are cut (they are about to be redone). A
-    checkpoint written at the end of an epoch is saved *before* Lightning logs that epoch's
-    training metrics, so a kill in between would lose the row for good: the checkpoint therefore
-    carries the pending row, and resuming writes it when the file lacks it.
+def pending_epoch_row(trainer: pl.Trainer) -> dict[str, Any] | None:
+    """The epoch's training metrics when a checkpoint is written before Lightning logs them.
+
+    A checkpoint saved at the end of an epoch comes *before* Lightning logs that epoch's training
+    metrics, so a kill in between would lose the row for good: the checkpoint carries it, and
+    :meth:`ResumableCSVLogger.continue_from` writes it on resume when the file lacks it.
+
+    Returns:
+        ``{"step": ..., "values": {...}}``, or ``None`` outside the last batch of a training epoch.
     """
-
-    state_key_pending = "pentad_pending_epoch_row"
-
-    def __init__(self, logger: ResumableCSVLogger) -> None:
-        self.logger = logger
-        self._pending_row: dict[str, Any] | None = None
-
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
-        """Store the epoch's training metrics when the checkpoint comes before they are logged."""
-        epoch_loop = trainer.fit_loop.epoch_loop
-        if trainer.state.fn != "fit":
-            return
-        if not epoch_loop.batch_progress.is_last_batch or epoch_loop._results is None:
-            return
-        # Lightning's own epoch-end aggregation, the values it is about to log (private API, stable in 2.x).
-        values = {
-            key: float(value) for key, value in epoch_loop._results.metrics(False)["log"].items() if value.numel() == 1
-        }
-        if values:
-            values["epoch"] = trainer.current_epoch
-            checkpoint[self.state_key_pending] = {"step": epoch_loop._batches_that_stepped - 1, "values": values}
-
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
-        """Remember the pending row until training starts."""
-        self._pending_row = checkpoint.get(self.state_key_pending)
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Called once the checkpoint (if any) has restored ``global_step``."""
-        if trainer.global_step > 0 and trainer.is_global_zero:
-            writer = self.logger.experiment
-            writer.truncate_from_step(trainer.global_step)
-            if self._pending_row is not None:
-                writer.add_row_if_missing(self._pending_row["step"], self._pending_row["values"])
-        self._pending_row = None
+    epoch_loop = trainer.fit_loop.epoch_loop
+    if trainer.state.fn != "fit":
+        return None
+    if not epoch_loop.batch_progress.is_last_batch or epoch_loop._results is None:
+        return None
+    # Lightning's own epoch-end aggregation, the values it is about to log (private API, stable in 2.x).
+    values = {
+        key: float(value) for key, value in epoch_loop._results.metrics(False)["log"].items() if value.numel() == 1
+    }
+    if not values:
+        return None
+    values["epoch"] = trainer.current_epoch
+    return {"step": epoch_loop._batches_that_stepped - 1, "values": values}
 
 
 class TrainingLog:
@@ -168,12 +157,13 @@ class TrainingLog:
             # a new epoch, or another trainer after an interrupted fit: the old window is not this one's
             self._windows.clear()
             self._owner = (weakref.ref(trainer), trainer.current_epoch)
-        value = torch.as_tensor(value).detach().float() * batch_size
+        value = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
         window = self._windows.get(name)
         if window is None:
-            self._windows[name] = [value, batch_size]
+            # a new float32 tensor (never an alias of the step's loss), then one in-place op per batch
+            self._windows[name] = [value.float() * batch_size, batch_size]
         else:
-            window[0] = window[0] + value
+            window[0].add_(value, alpha=batch_size)
             window[1] += batch_size
         if _lightning_writes_this_batch(trainer):
             total, count = self._windows.pop(name)
