@@ -4,7 +4,7 @@ import statistics
 import pytest
 import torch
 
-from pentad_core.bench import format_table, throughput, time_callable, trainer_parity
+from pentad_core.bench import format_table, median_interval, throughput, time_callable, trainer_parity
 from pentad_core.export import ParityError, check_onnx_parity, export_onnx
 
 
@@ -49,12 +49,24 @@ def test_timing_helpers():
     assert table.splitlines()[0] == "| model | acc |" and "0.9123" in table
 
 
+def test_median_interval_uses_the_binomial_order_statistics():
+    # P(Binomial(21, 1/2) <= 5) = 0.0133 <= 0.025 < P(<= 6): the 6th to the 16th of 21 values
+    assert median_interval(range(1, 22)) == (6, 16)
+    assert median_interval([9, 1, 8, 2, 7, 3, 6, 4, 5]) == (2, 8)  # P(<= 1) = 0.0195, P(<= 2) = 0.0898
+    assert median_interval(range(1, 101)) == (40, 61)  # the textbook ranks for n = 100
+    assert median_interval([5, 1, 3]) == (1, 5)  # too few values for 95 %: the whole range
+    assert median_interval(range(1, 22), confidence=0.5) == (9, 13)
+    with pytest.raises(ValueError):
+        median_interval([])
+
+
 def test_trainer_parity_benchmark_pairs_rounds_and_reports_the_median_ratio():
     result = trainer_parity(samples=128, batch_size=32, epochs=1, repeats=3)
     assert result["steps_per_run"] == 4 and len(result["round_ratios"]) == 3
     assert result["pentad_steps_per_s"] > 0 and result["hand_written_steps_per_s"] > 0
     assert result["ratio"] == pytest.approx(statistics.median(result["round_ratios"]))
     assert result["ratio_q1"] <= result["ratio"] <= result["ratio_q3"]
+    assert (result["ratio_low"], result["ratio_high"]) == (min(result["round_ratios"]), max(result["round_ratios"]))
     assert math.isfinite(result["overhead_ms_per_step"])
     from pentad_core.training import TrainerConfig
 

@@ -41,9 +41,8 @@ def test_the_default_profiler_hands_out_one_reusable_null_context(tmp_path):
     assert isinstance(trainer.profiler, NoProfiler)
     first, second = trainer.profiler.profile("a"), trainer.profiler.profile("b")
     assert first is second
-    with first, second:  # nested and re-entered, as Lightning's hooks do
-        with first:
-            pass
+    with first, second, first:  # nested and re-entered, as Lightning's hooks do
+        pass
     trainer.fit(TinyRegression(), train_dataloaders=tiny_loader())
     assert trainer.global_step == 4
     assert trainer.profiler.summary() == ""
