@@ -17,9 +17,10 @@ SAMPLES, BATCH = 100, 16  # 7 batches per epoch, the last one of 4 samples
 class Regression(pl.LightningModule):
     """Linear regression that logs ``train/loss`` per batch with ``self.log`` or through a TrainingLog."""
 
-    def __init__(self, windowed: bool) -> None:
+    def __init__(self, windowed: bool, value_form: str = "tensor") -> None:
         super().__init__()
         self.layer = nn.Linear(3, 1)
+        self.value_form = value_form  # how the loss is handed to the TrainingLog
         self.training_log = TrainingLog() if windowed else None
         self.batch_losses: list[tuple[int, float, int]] = []  # (global step, loss, batch size)
         self.log_calls = 0
@@ -35,21 +36,26 @@ class Regression(pl.LightningModule):
         if self.training_log is None:
             self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=len(inputs))
         else:
-            self.training_log.log(self, "train/loss", loss, batch_size=len(inputs), on_step=True)
+            value = {"tensor": loss, "number": loss.item(), "bfloat16": loss.to(torch.bfloat16)}[self.value_form]
+            before = loss.detach().clone()
+            self.training_log.log(self, "train/loss", value, batch_size=len(inputs), on_step=True)
+            assert torch.equal(loss.detach(), before), "logging changed the loss"
         return loss
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.05)
 
 
-def train(tmp_path, windowed: bool, **trainer_options) -> tuple[Regression, pl.Trainer, list[dict]]:
+def train(
+    tmp_path, windowed: bool, value_form: str = "tensor", **trainer_options
+) -> tuple[Regression, pl.Trainer, list[dict]]:
     quiet_libraries()
     generator = torch.Generator().manual_seed(0)
     inputs = torch.randn(SAMPLES, 3, generator=generator)
     data = torch.utils.data.TensorDataset(inputs, inputs @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.3)
     torch.manual_seed(0)
-    module = Regression(windowed)
-    folder = tmp_path / ("windowed" if windowed else "per-batch")
+    module = Regression(windowed, value_form)
+    folder = tmp_path / (f"windowed-{value_form}" if windowed else "per-batch")
     options = {"max_epochs": 3, "log_every_n_steps": 3} | trainer_options
     trainer = pl.Trainer(
         accelerator="cpu",
@@ -86,6 +92,16 @@ def test_epoch_values_equal_per_batch_logging_with_fewer_log_calls(tmp_path, opt
             reference_trainer.callback_metrics[key].item(), rel=1e-6
         )
     assert windowed.log_calls <= reference.log_calls / 2
+
+
+@pytest.mark.parametrize(("value_form", "tolerance"), [("number", 1e-6), ("bfloat16", 1e-2)])
+def test_values_may_be_numbers_or_low_precision_tensors(tmp_path, value_form, tolerance):
+    reference, _, reference_rows = train(tmp_path, windowed=False)
+    windowed, _, windowed_rows = train(tmp_path, windowed=True, value_form=value_form)
+    assert windowed.batch_losses == reference.batch_losses
+    # summed in float32 whatever the value's type (bfloat16 keeps about 3 significant digits per batch)
+    expected = column(reference_rows, "train/loss_epoch")
+    assert column(windowed_rows, "train/loss_epoch") == pytest.approx(expected, rel=tolerance)
 
 
 def test_step_values_are_the_weighted_mean_since_the_previous_write(tmp_path):
