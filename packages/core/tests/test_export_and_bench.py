@@ -73,3 +73,14 @@ def test_trainer_parity_benchmark_pairs_rounds_and_reports_the_median_ratio():
     assert result["log_every_n_steps"] == TrainerConfig.log_every_n_steps  # the trainer's default unless given
     with pytest.raises(ValueError, match="repeats"):
         trainer_parity(samples=64, repeats=0)
+
+
+def test_trainer_parity_can_also_time_bare_lightning(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a bare Trainer's default root folder; it must write nothing there
+    result = trainer_parity(samples=128, batch_size=32, epochs=1, repeats=3, bare_lightning=True)
+    assert len(result["bare_lightning_round_ratios"]) == 3 and result["bare_lightning_steps_per_s"] > 0
+    assert result["bare_lightning_ratio"] == pytest.approx(statistics.median(result["bare_lightning_round_ratios"]))
+    assert result["bare_lightning_ratio_low"] <= result["bare_lightning_ratio"] <= result["bare_lightning_ratio_high"]
+    assert result["pentad_vs_bare_lightning"] > 0
+    assert list(tmp_path.iterdir()) == []
+    assert "bare_lightning_ratio" not in trainer_parity(samples=64, batch_size=32, epochs=1, repeats=1)

@@ -8,6 +8,7 @@ process, in alternating pairs, and prints the throughput ratio.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import statistics
 import tempfile
@@ -166,25 +167,24 @@ def _hand_written_loop(dataset, epochs: int, batch_size: int, seed: int) -> tupl
     return end - loop_start, end - start, steps
 
 
-def _pentad_trainer(
-    dataset, epochs: int, batch_size: int, seed: int, retain_memory: bool, log_every_n_steps: int
-) -> tuple[float, float, int]:
+@functools.cache
+def _parity_module_class() -> type:
+    """The :class:`ParityCNN` as a LightningModule (built on first use: Lightning loads lazily)."""
     import pytorch_lightning as pl
 
     from pentad_core.logs import TrainingLog
-    from pentad_core.runs import RunDir
-    from pentad_core.training import TrainerConfig, build_trainer
 
-    class Module(pl.LightningModule):
-        def __init__(self) -> None:
+    class ParityModule(pl.LightningModule):
+        def __init__(self, log_loss: bool) -> None:
             super().__init__()
             self.model = ParityCNN()
-            self.training_log = TrainingLog()
+            self.training_log = TrainingLog() if log_loss else None
 
         def training_step(self, batch, batch_index):
             images, labels = batch
             loss = nn.functional.cross_entropy(self.model(images), labels)
-            self.training_log.log(self, "train/loss", loss, batch_size=len(labels), on_step=True, prog_bar=True)
+            if self.training_log is not None:  # as the apps log their loss
+                self.training_log.log(self, "train/loss", loss, batch_size=len(labels), on_step=True, prog_bar=True)
             return loss
 
         def configure_optimizers(self):
@@ -200,9 +200,18 @@ def _pentad_trainer(
         def on_train_end(self) -> None:
             self.clock_end = time.perf_counter()
 
+    return ParityModule
+
+
+def _pentad_trainer(
+    dataset, epochs: int, batch_size: int, seed: int, retain_memory: bool, log_every_n_steps: int
+) -> tuple[float, float, int]:
+    from pentad_core.runs import RunDir
+    from pentad_core.training import TrainerConfig, build_trainer
+
     start = time.perf_counter()
     torch.manual_seed(seed)
-    module = Module()
+    module = _parity_module_class()(log_loss=True)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
     with tempfile.TemporaryDirectory() as folder:
         config = TrainerConfig(
@@ -217,6 +226,29 @@ def _pentad_trainer(
         trainer = build_trainer(config, RunDir(folder))
         trainer.fit(module, train_dataloaders=loader)
         end = time.perf_counter()
+    return module.clock_end - module.clock_start, end - start, trainer.global_step
+
+
+def _bare_lightning(dataset, epochs: int, batch_size: int, seed: int) -> tuple[float, float, int]:
+    """Lightning's ``Trainer`` as it ships, minus what it would write: no loggers, checkpoints,
+    progress bar or model summary, and a module that logs nothing."""
+    import pytorch_lightning as pl
+
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    module = _parity_module_class()(log_loss=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, train_dataloaders=loader)
+    end = time.perf_counter()
     return module.clock_end - module.clock_start, end - start, trainer.global_step
 
 
@@ -235,6 +267,7 @@ def trainer_parity(
     seed: int = 0,
     retain_memory: bool = True,
     log_every_n_steps: int | None = None,
+    bare_lightning: bool = False,
 ) -> dict:
     """Steps/s of the pentad trainer and of a hand-written loop, run in alternating pairs, and their ratio.
 
@@ -250,13 +283,21 @@ def trainer_parity(
     before either loop runs, so both reuse freed memory; without it neither does, and page faults
     then dominate the noise. ``log_every_n_steps`` overrides the trainer's default logging interval.
 
+    With ``bare_lightning`` each round also times a bare Lightning ``Trainer`` (no loggers,
+    checkpoints or progress bar; the module logs nothing), the three in an order that rotates from
+    round to round: its ratio to the hand-written loop is the part of the overhead that belongs to
+    Lightning's own loop, and ``pentad_vs_bare_lightning`` what pentad's defaults add to it.
+
     Returns:
         ``ratio`` (median of the per-round ratios, pentad / hand-written steps per second) with the
         95 % confidence interval of that median (``ratio_low``, ``ratio_high``, see
         :func:`median_interval`), the rounds' quartiles ``ratio_q1`` and ``ratio_q3`` and every
         ``round_ratios``; ``overhead_ms_per_step``
         (median extra milliseconds per pentad step); medians of ``pentad_steps_per_s``,
-        ``hand_written_steps_per_s`` and of both end-to-end times; and the settings.
+        ``hand_written_steps_per_s`` and of both end-to-end times; and the settings. With
+        ``bare_lightning`` also ``bare_lightning_ratio`` (with ``bare_lightning_ratio_low`` and
+        ``_high``), ``pentad_vs_bare_lightning``, ``bare_lightning_steps_per_s`` and
+        ``bare_lightning_round_ratios``.
     """
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
@@ -272,28 +313,40 @@ def trainer_parity(
     # warm-up: first-call allocations and kernels, lazy imports and first writes of the loggers
     _hand_written_loop(dataset, 1, batch_size, seed)
     _pentad_trainer(dataset, 1, batch_size, seed, retain_memory, log_every_n_steps)
-    pentad, hand, round_ratios, overheads = [], [], [], []
+    if bare_lightning:
+        _bare_lightning(dataset, 1, batch_size, seed)
+    runs: dict[str, list[tuple[float, float, int]]] = {"pentad": [], "hand": []}
+    contenders = {
+        "pentad": lambda: _pentad_trainer(dataset, epochs, batch_size, seed, retain_memory, log_every_n_steps),
+        "hand": lambda: _hand_written_loop(dataset, epochs, batch_size, seed),
+    }
+    if bare_lightning:
+        runs["bare"] = []
+        contenders["bare"] = lambda: _bare_lightning(dataset, epochs, batch_size, seed)
+    order = list(contenders)
     for round_index in range(repeats):
-        if round_index % 2 == 0:
-            pentad.append(_pentad_trainer(dataset, epochs, batch_size, seed, retain_memory, log_every_n_steps))
-            hand.append(_hand_written_loop(dataset, epochs, batch_size, seed))
-        else:
-            hand.append(_hand_written_loop(dataset, epochs, batch_size, seed))
-            pentad.append(_pentad_trainer(dataset, epochs, batch_size, seed, retain_memory, log_every_n_steps))
-        (pentad_loop, _, pentad_steps), (hand_loop, _, hand_steps) = pentad[-1], hand[-1]
-        round_ratios.append(throughput(pentad_steps, pentad_loop) / throughput(hand_steps, hand_loop))
-        overheads.append(1000 * (pentad_loop / pentad_steps - hand_loop / hand_steps))
+        shift = round_index % len(order)  # with two: pentad first in even rounds, the hand loop in odd ones
+        for name in order[shift:] + order[:shift]:
+            runs[name].append(contenders[name]())
+
+    def steps_per_s(run: tuple[float, float, int]) -> float:
+        loop_seconds, _, steps = run
+        return throughput(steps, loop_seconds)
+
+    pentad, hand = runs["pentad"], runs["hand"]
+    round_ratios = [steps_per_s(p) / steps_per_s(h) for p, h in zip(pentad, hand, strict=True)]
+    overheads = [1000 * (p[0] / p[2] - h[0] / h[2]) for p, h in zip(pentad, hand, strict=True)]
     ratio_q1, ratio_q3 = _quartiles(round_ratios)
     ratio_low, ratio_high = median_interval(round_ratios)
-    return {
+    result = {
         "ratio": statistics.median(round_ratios),
         "ratio_low": ratio_low,
         "ratio_high": ratio_high,
         "ratio_q1": ratio_q1,
         "ratio_q3": ratio_q3,
         "overhead_ms_per_step": statistics.median(overheads),
-        "pentad_steps_per_s": statistics.median(throughput(steps, loop) for loop, _, steps in pentad),
-        "hand_written_steps_per_s": statistics.median(throughput(steps, loop) for loop, _, steps in hand),
+        "pentad_steps_per_s": statistics.median(steps_per_s(run) for run in pentad),
+        "hand_written_steps_per_s": statistics.median(steps_per_s(run) for run in hand),
         "pentad_end_to_end_s": statistics.median(total for _, total, _ in pentad),
         "hand_written_end_to_end_s": statistics.median(total for _, total, _ in hand),
         "steps_per_run": epochs * -(-samples // batch_size),
@@ -303,6 +356,21 @@ def trainer_parity(
         "log_every_n_steps": log_every_n_steps,
         "round_ratios": tuple(round_ratios),
     }
+    if bare_lightning:
+        bare = runs["bare"]
+        bare_ratios = [steps_per_s(b) / steps_per_s(h) for b, h in zip(bare, hand, strict=True)]
+        bare_low, bare_high = median_interval(bare_ratios)
+        result |= {
+            "bare_lightning_ratio": statistics.median(bare_ratios),
+            "bare_lightning_ratio_low": bare_low,
+            "bare_lightning_ratio_high": bare_high,
+            "pentad_vs_bare_lightning": statistics.median(
+                steps_per_s(p) / steps_per_s(b) for p, b in zip(pentad, bare, strict=True)
+            ),
+            "bare_lightning_steps_per_s": statistics.median(steps_per_s(run) for run in bare),
+            "bare_lightning_round_ratios": tuple(bare_ratios),
+        }
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -315,6 +383,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--log-every-n-steps", type=int, default=None, help="the pentad trainer's logging interval (its default)"
+    )
+    parser.add_argument(
+        "--bare-lightning",
+        action="store_true",
+        help="also time a bare Lightning Trainer in each round (the share of the overhead that is Lightning's own)",
     )
     parser.add_argument(
         "--system-allocator",
@@ -333,8 +406,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.seed,
         retain_memory=not args.system_allocator,
         log_every_n_steps=args.log_every_n_steps,
+        bare_lightning=args.bare_lightning,
     )
-    rows = [{"quantity": key, "value": value} for key, value in result.items() if key != "round_ratios"]
+    rows = [{"quantity": key, "value": value} for key, value in result.items() if not key.endswith("round_ratios")]
     print_table(rows, title="pentad trainer vs hand-written loop (medians over alternating rounds)")
     print("ratio in each round: " + " ".join(f"{ratio:.3f}" for ratio in result["round_ratios"]))
     print(
@@ -342,6 +416,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(95 % interval of the median {result['ratio_low']:.3f}-{result['ratio_high']:.3f}; "
         f"quartiles {result['ratio_q1']:.3f}-{result['ratio_q3']:.3f} over {result['repeats']} rounds)"
     )
+    if args.bare_lightning:
+        print(
+            f"bare Lightning / hand-written: {result['bare_lightning_ratio']:.3f} (95 % interval of the median "
+            f"{result['bare_lightning_ratio_low']:.3f}-{result['bare_lightning_ratio_high']:.3f}); "
+            f"pentad / bare Lightning: {result['pentad_vs_bare_lightning']:.3f}"
+        )
     return 0
 
 
