@@ -72,7 +72,7 @@ def median_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[
     ordered = sorted(values)
     count = len(ordered)
     tail, below = (1 - confidence) / 2, 0.0
-    rank = 0  # how many values each end may drop
+    rank = 0  # the k of the docstring: the interval runs from the k-th smallest to the k-th largest
     while rank < count // 2:
         below += math.comb(count, rank) / 2**count  # P(Binomial(count, 1/2) == rank)
         if below > tail:
