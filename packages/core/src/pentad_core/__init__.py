@@ -5,7 +5,8 @@ Modules (import what you use; importing ``pentad_core`` itself is cheap):
 - ``pentad_core.registry``: :class:`Registry` of models, losses, datasets.
 - ``pentad_core.config``: YAML -> typed dataclass -> command-line overrides.
 - ``pentad_core.devices``: hardware description, accelerator/precision selection, seeding, threads.
-- ``pentad_core.training``: :class:`TrainerConfig`, :func:`build_trainer`, :func:`fit`, :func:`test`.
+- ``pentad_core.training``: :class:`TrainerConfig`, :func:`build_trainer`, :func:`fit`, :func:`test`,
+  :class:`PentadModule` (the base of every domain's LightningModule).
 - ``pentad_core.runs``: run folders (config.yaml, metrics.json, checkpoints/, logs/, plots/).
 - ``pentad_core.checkpoint``: atomic saves, ``weights_only`` loads, exact resume.
 - ``pentad_core.cli``: the app scaffolding (verbs, common options, error policy).

@@ -1,8 +1,8 @@
 """Benchmark helpers (warm-up, median of N, throughput, tables) and the trainer parity benchmark.
 
 ``python -m pentad_core.bench`` trains the same small CNN on the same generated data with the
-pentad trainer (Lightning, checkpoints, loggers) and with a hand-written PyTorch loop, in one
-process, in alternating pairs, and prints the throughput ratio.
+pentad trainer (Lightning, checkpoints, loggers, the apps' module base) and with a hand-written
+PyTorch loop, in one process, in alternating pairs, and prints the throughput ratio.
 """
 
 from __future__ import annotations
@@ -168,13 +168,20 @@ def _hand_written_loop(dataset, epochs: int, batch_size: int, seed: int) -> tupl
 
 
 @functools.cache
-def _parity_module_class() -> type:
-    """The :class:`ParityCNN` as a LightningModule (built on first use: Lightning loads lazily)."""
+def _parity_module_class(pentad_base: bool) -> type:
+    """The :class:`ParityCNN` as a LightningModule (built on first use: Lightning loads lazily).
+
+    With ``pentad_base`` it inherits :class:`pentad_core.training.PentadModule`, as the apps' modules
+    do; otherwise Lightning's own ``LightningModule``.
+    """
     import pytorch_lightning as pl
 
     from pentad_core.logs import TrainingLog
+    from pentad_core.training import PentadModule
 
-    class ParityModule(pl.LightningModule):
+    base = PentadModule if pentad_base else pl.LightningModule
+
+    class ParityModule(base):
         def __init__(self, log_loss: bool) -> None:
             super().__init__()
             self.model = ParityCNN()
@@ -211,7 +218,7 @@ def _pentad_trainer(
 
     start = time.perf_counter()
     torch.manual_seed(seed)
-    module = _parity_module_class()(log_loss=True)
+    module = _parity_module_class(pentad_base=True)(log_loss=True)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
     with tempfile.TemporaryDirectory() as folder:
         config = TrainerConfig(
@@ -230,13 +237,13 @@ def _pentad_trainer(
 
 
 def _bare_lightning(dataset, epochs: int, batch_size: int, seed: int) -> tuple[float, float, int]:
-    """Lightning's ``Trainer`` as it ships, minus what it would write: no loggers, checkpoints,
-    progress bar or model summary, and a module that logs nothing."""
+    """Lightning's ``Trainer`` and ``LightningModule`` as they ship, minus what they would write: no
+    loggers, checkpoints, progress bar or model summary, and a module that logs nothing."""
     import pytorch_lightning as pl
 
     start = time.perf_counter()
     torch.manual_seed(seed)
-    module = _parity_module_class()(log_loss=False)
+    module = _parity_module_class(pentad_base=False)(log_loss=False)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
     trainer = pl.Trainer(
         max_epochs=epochs,

@@ -1,4 +1,4 @@
-"""The Lightning trainer factory and the ``fit``/``test`` helpers every domain uses.
+"""The Lightning trainer factory, the module base and the ``fit``/``test`` helpers every domain uses.
 
 A typed :class:`TrainerConfig` becomes a :class:`pytorch_lightning.Trainer` with best + last
 checkpoints (written atomically, random states included), optional early stopping, an LR monitor,
@@ -67,6 +67,24 @@ class NoProfiler(PassThroughProfiler):
     def profile(self, action_name: str) -> contextlib.nullcontext:
         """A reusable context that does nothing."""
         return self._NULL_CONTEXT
+
+
+class PentadModule(pl.LightningModule):
+    """The LightningModule every Pentad domain module inherits: Lightning's, with cheaper hook bookkeeping.
+
+    Around every hook call (about 22 per training step) Lightning writes the hook's name into
+    ``module._current_fx_name`` and then restores the previous one. ``nn.Module.__setattr__`` checks
+    each such write against the module's parameters, submodules and buffers, about 12 Python calls
+    for a value that is only ever a string or ``None``. Here that one attribute is stored directly,
+    with the same result: about 500 fewer Python calls per training step, a fifth of what Lightning
+    and pentad run per step. Every other attribute goes through ``nn.Module`` as usual.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)  # what nn.Module does for a plain attribute, minus its checks
+        else:
+            super().__setattr__(name, value)
 
 
 @dataclass

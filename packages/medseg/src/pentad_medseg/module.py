@@ -7,11 +7,11 @@ import time
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 
 from pentad_core.errors import ConfigError
 from pentad_core.logs import TrainingLog
+from pentad_core.training import PentadModule
 from pentad_medseg.inference import sliding_window_inference
 from pentad_medseg.losses import build_loss
 from pentad_medseg.metrics import best_f1_threshold, dataset_metrics
@@ -29,7 +29,7 @@ def build_network(
     return MODELS.build(model, in_channels=in_channels, out_channels=out_channels, **(model_options or {}))
 
 
-class SegmentationModule(pl.LightningModule):
+class SegmentationModule(PentadModule):
     """Trains a segmentation network on patches and evaluates it on whole images.
 
     Batches: training ``(image (B, C, P, P) normalised, mask (B, P, P), fov (B, P, P))``; validation

@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from pentad_core.logs import TrainingLog
+from pentad_core.training import PentadModule
 from pentad_recsys.data.interactions import Interactions
 from pentad_recsys.data.sampling import NegativeSampler
 from pentad_recsys.metrics import evaluate_ranking
@@ -79,7 +79,7 @@ def evaluate(
     return metrics
 
 
-class RecsysModule(pl.LightningModule):
+class RecsysModule(PentadModule):
     """Trains a :class:`Recommender`'s model; logs ``train/loss``, ``val/<metric>``, ``test/<metric>``.
 
     Args:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 
 from pentad_core.errors import ConfigError
 from pentad_core.logs import TrainingLog
+from pentad_core.training import PentadModule
 from pentad_traffic.metrics import horizon_metrics, null_mask
 from pentad_traffic.models import build_model
 from pentad_traffic.protocols import PreparedData, Protocol, Scaler
@@ -17,7 +17,7 @@ from pentad_traffic.protocols import PreparedData, Protocol, Scaler
 LOSSES = ("mse", "mae", "huber")
 
 
-class ForecastModule(pl.LightningModule):
+class ForecastModule(PentadModule):
     """Trains a forecaster on scaled inputs with a loss in original units (mph), masked where the
     truth is missing, and scores the test windows per horizon.
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from pentad_core.devices import is_channels_last
 from pentad_core.logs import TrainingLog
+from pentad_core.training import PentadModule
 from pentad_vision.config import AugmentConfig, OptimConfig
 from pentad_vision.data.base import ImageData, make_loader
 from pentad_vision.ema import ModelEMA
@@ -49,7 +50,7 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
 
 
-class ImageClassifier(pl.LightningModule):
+class ImageClassifier(PentadModule):
     """Trains any registered model on an :class:`~pentad_vision.data.ImageData`.
 
     Logs ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``val/top5`` and the same under
