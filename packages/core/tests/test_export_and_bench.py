@@ -4,8 +4,16 @@ import statistics
 import pytest
 import torch
 
-from pentad_core.bench import format_table, median_interval, throughput, time_callable, trainer_parity
+from pentad_core.bench import (
+    _parity_module_class,
+    format_table,
+    median_interval,
+    throughput,
+    time_callable,
+    trainer_parity,
+)
 from pentad_core.export import ParityError, check_onnx_parity, export_onnx
+from pentad_core.training import PentadModule
 
 
 class Toy(torch.nn.Module):
@@ -84,3 +92,15 @@ def test_trainer_parity_can_also_time_bare_lightning(tmp_path, monkeypatch):
     assert result["pentad_vs_bare_lightning"] > 0
     assert list(tmp_path.iterdir()) == []
     assert "bare_lightning_ratio" not in trainer_parity(samples=64, batch_size=32, epochs=1, repeats=1)
+
+
+def test_trainer_parity_can_also_time_the_pentad_trainer_on_lightnings_module_base():
+    result = trainer_parity(samples=128, batch_size=32, epochs=1, repeats=3, lightning_module_base=True)
+    gains = result["pentad_module_gain_round_ratios"]
+    assert len(gains) == 3 and all(gain > 0 for gain in gains)
+    assert result["pentad_module_gain"] == pytest.approx(statistics.median(gains))
+    assert result["pentad_module_gain_low"] <= result["pentad_module_gain"] <= result["pentad_module_gain_high"]
+    assert "pentad_module_gain" not in trainer_parity(samples=64, batch_size=32, epochs=1, repeats=1)
+    # the two sides differ in their module base only
+    assert issubclass(_parity_module_class(True), PentadModule)
+    assert not issubclass(_parity_module_class(False), PentadModule)

@@ -211,14 +211,20 @@ def _parity_module_class(pentad_base: bool) -> type:
 
 
 def _pentad_trainer(
-    dataset, epochs: int, batch_size: int, seed: int, retain_memory: bool, log_every_n_steps: int
+    dataset,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    retain_memory: bool,
+    log_every_n_steps: int,
+    pentad_base: bool = True,
 ) -> tuple[float, float, int]:
     from pentad_core.runs import RunDir
     from pentad_core.training import TrainerConfig, build_trainer
 
     start = time.perf_counter()
     torch.manual_seed(seed)
-    module = _parity_module_class(pentad_base=True)(log_loss=True)
+    module = _parity_module_class(pentad_base)(log_loss=True)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
     with tempfile.TemporaryDirectory() as folder:
         config = TrainerConfig(
@@ -243,7 +249,7 @@ def _bare_lightning(dataset, epochs: int, batch_size: int, seed: int) -> tuple[f
 
     start = time.perf_counter()
     torch.manual_seed(seed)
-    module = _parity_module_class(pentad_base=False)(log_loss=False)
+    module = _parity_module_class(False)(log_loss=False)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
     trainer = pl.Trainer(
         max_epochs=epochs,
@@ -275,6 +281,7 @@ def trainer_parity(
     retain_memory: bool = True,
     log_every_n_steps: int | None = None,
     bare_lightning: bool = False,
+    lightning_module_base: bool = False,
 ) -> dict:
     """Steps/s of the pentad trainer and of a hand-written loop, run in alternating pairs, and their ratio.
 
@@ -294,6 +301,9 @@ def trainer_parity(
     checkpoints or progress bar; the module logs nothing), the three in an order that rotates from
     round to round: its ratio to the hand-written loop is the part of the overhead that belongs to
     Lightning's own loop, and ``pentad_vs_bare_lightning`` what pentad's defaults add to it.
+    With ``lightning_module_base`` each round also times the pentad trainer on Lightning's own
+    ``LightningModule`` instead of :class:`~pentad_core.training.PentadModule`, everything else
+    equal: ``pentad_module_gain`` is what the module base saves.
 
     Returns:
         ``ratio`` (median of the per-round ratios, pentad / hand-written steps per second) with the
@@ -304,7 +314,9 @@ def trainer_parity(
         ``hand_written_steps_per_s`` and of both end-to-end times; and the settings. With
         ``bare_lightning`` also ``bare_lightning_ratio`` (with ``bare_lightning_ratio_low`` and
         ``_high``), ``pentad_vs_bare_lightning``, ``bare_lightning_steps_per_s`` and
-        ``bare_lightning_round_ratios``.
+        ``bare_lightning_round_ratios``. With ``lightning_module_base`` also ``pentad_module_gain``
+        (median of the per-round ratios, pentad trainer on ``PentadModule`` / on ``LightningModule``,
+        with ``pentad_module_gain_low`` and ``_high``) and ``pentad_module_gain_round_ratios``.
     """
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
@@ -322,6 +334,8 @@ def trainer_parity(
     _pentad_trainer(dataset, 1, batch_size, seed, retain_memory, log_every_n_steps)
     if bare_lightning:
         _bare_lightning(dataset, 1, batch_size, seed)
+    if lightning_module_base:
+        _pentad_trainer(dataset, 1, batch_size, seed, retain_memory, log_every_n_steps, pentad_base=False)
     runs: dict[str, list[tuple[float, float, int]]] = {"pentad": [], "hand": []}
     contenders = {
         "pentad": lambda: _pentad_trainer(dataset, epochs, batch_size, seed, retain_memory, log_every_n_steps),
@@ -330,6 +344,11 @@ def trainer_parity(
     if bare_lightning:
         runs["bare"] = []
         contenders["bare"] = lambda: _bare_lightning(dataset, epochs, batch_size, seed)
+    if lightning_module_base:
+        runs["lightning_base"] = []
+        contenders["lightning_base"] = lambda: _pentad_trainer(
+            dataset, epochs, batch_size, seed, retain_memory, log_every_n_steps, pentad_base=False
+        )
     order = list(contenders)
     for round_index in range(repeats):
         shift = round_index % len(order)  # with two: pentad first in even rounds, the hand loop in odd ones
@@ -377,6 +396,15 @@ def trainer_parity(
             "bare_lightning_steps_per_s": statistics.median(steps_per_s(run) for run in bare),
             "bare_lightning_round_ratios": tuple(bare_ratios),
         }
+    if lightning_module_base:
+        gains = [steps_per_s(p) / steps_per_s(b) for p, b in zip(pentad, runs["lightning_base"], strict=True)]
+        gain_low, gain_high = median_interval(gains)
+        result |= {
+            "pentad_module_gain": statistics.median(gains),
+            "pentad_module_gain_low": gain_low,
+            "pentad_module_gain_high": gain_high,
+            "pentad_module_gain_round_ratios": tuple(gains),
+        }
     return result
 
 
@@ -397,6 +425,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also time a bare Lightning Trainer in each round (the share of the overhead that is Lightning's own)",
     )
     parser.add_argument(
+        "--lightning-module-base",
+        action="store_true",
+        help="also time the pentad trainer on Lightning's own LightningModule in each round (what PentadModule saves)",
+    )
+    parser.add_argument(
         "--system-allocator",
         action="store_true",
         help="leave glibc malloc as it is (both loops); by default both reuse freed memory as the pentad trainer does",
@@ -414,6 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         retain_memory=not args.system_allocator,
         log_every_n_steps=args.log_every_n_steps,
         bare_lightning=args.bare_lightning,
+        lightning_module_base=args.lightning_module_base,
     )
     rows = [{"quantity": key, "value": value} for key, value in result.items() if not key.endswith("round_ratios")]
     print_table(rows, title="pentad trainer vs hand-written loop (medians over alternating rounds)")
@@ -428,6 +462,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"bare Lightning / hand-written: {result['bare_lightning_ratio']:.3f} (95 % interval of the median "
             f"{result['bare_lightning_ratio_low']:.3f}-{result['bare_lightning_ratio_high']:.3f}); "
             f"pentad / bare Lightning: {result['pentad_vs_bare_lightning']:.3f}"
+        )
+    if args.lightning_module_base:
+        print(
+            f"pentad trainer on PentadModule / on LightningModule: {result['pentad_module_gain']:.3f} (95 % "
+            f"interval of the median {result['pentad_module_gain_low']:.3f}-{result['pentad_module_gain_high']:.3f})"
         )
     return 0
 

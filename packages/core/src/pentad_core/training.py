@@ -55,10 +55,11 @@ class ModelOptimisations(pl.Callback):
 class NoProfiler(PassThroughProfiler):
     """Lightning's "no profiling" default, without its per-hook cost.
 
-    Lightning wraps every hook call (about 40 per training step) in ``profiler.profile(name)``; the
-    default :class:`~pytorch_lightning.profilers.PassThroughProfiler` answers with a new
-    generator-based context manager each time, 7 Python calls that record nothing (about a tenth of
-    the Python calls of a step). This one hands back one shared null context. Pass
+    Lightning wraps every hook call, once per callback for callback hooks (about 35 per training
+    step), in ``profiler.profile(name)``; the default
+    :class:`~pytorch_lightning.profilers.PassThroughProfiler` answers with a new generator-based
+    context manager each time, 7 Python calls that record nothing (about a tenth of the Python
+    calls of a step). This one hands back one shared null context. Pass
     ``profiler="simple"`` (or any profiler) to :func:`build_trainer` to profile instead.
     """
 
