@@ -127,8 +127,9 @@ class ResumeCallback(pl.Callback):
       written ahead of (:func:`~pentad_core.logs.pending_epoch_row`); on resume the CSV log drops
       the rows logged after the checkpoint and writes that row if it was lost.
 
-    One callback for both on purpose: Lightning hands each of a training step's six callback hooks
-    to every callback, used or not (about ten Python calls each).
+    One callback for both because both serve ``--resume``. (Lightning hands each of a training
+    step's six callback hooks to every callback, used or not, but measured that costs about 1 µs
+    per callback per step: merging callbacks is not a speed-up worth making.)
     """
 
     pending_row_key = "pentad_pending_epoch_row"
