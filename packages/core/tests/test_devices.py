@@ -132,7 +132,7 @@ def test_flush_denormals_zeroes_subnormal_results():
 
 FAULTS_PER_TRAINING_STEP = """
 import resource, sys, torch
-from pentad_core.bench import ParityCNN
+from pentad_core.parity import ParityCNN
 from pentad_core.devices import retain_freed_memory
 applied = retain_freed_memory() if sys.argv[1] != "default" else False
 if sys.argv[1] == "setting-only":

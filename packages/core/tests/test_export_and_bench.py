@@ -4,15 +4,9 @@ import statistics
 import pytest
 import torch
 
-from pentad_core.bench import (
-    _parity_module_class,
-    format_table,
-    median_interval,
-    throughput,
-    time_callable,
-    trainer_parity,
-)
+from pentad_core.bench import format_table, median_interval, throughput, time_callable
 from pentad_core.export import ParityError, check_onnx_parity, export_onnx
+from pentad_core.parity import _parity_module_class, trainer_parity
 from pentad_core.training import PentadModule
 
 
@@ -55,6 +49,20 @@ def test_timing_helpers():
     assert throughput(100, 2.0) == 50.0 and throughput(1, 0) == 0.0
     table = format_table([{"model": "a", "acc": 0.91234}])
     assert table.splitlines()[0] == "| model | acc |" and "0.9123" in table
+
+
+def test_bench_loads_no_torch_and_still_runs_the_parity_experiment():
+    import subprocess
+    import sys
+
+    check = "import sys, pentad_core.bench; print('torch' in sys.modules, 'pytorch_lightning' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    assert loaded.stdout.split() == ["False", "False"]
+    usage = subprocess.run(
+        [sys.executable, "-m", "pentad_core.bench", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert usage.startswith("usage: python -m pentad_core.bench")
+    assert all(option in usage for option in ("--repeats", "--bare-lightning", "--lightning-module-base"))
 
 
 def test_median_interval_uses_the_binomial_order_statistics():

@@ -12,7 +12,8 @@ Modules (import what you use; importing ``pentad_core`` itself is cheap):
 - ``pentad_core.cli``: the app scaffolding (verbs, common options, error policy).
 - ``pentad_core.data``: dataset folders, verified downloads, safe extraction.
 - ``pentad_core.export``: ONNX export and onnxruntime parity check.
-- ``pentad_core.bench``: timing helpers and the trainer-vs-hand-written-loop benchmark.
+- ``pentad_core.bench``: timing and table helpers for the apps' benchmarks.
+- ``pentad_core.parity``: the trainer-vs-hand-written-loop experiment (``python -m pentad_core.bench``).
 - ``pentad_core.plotting``: PNG figures without a display.
 - ``pentad_core.errors``: :class:`PentadError` and friends (exit code 2 in the CLI).
 """

@@ -93,7 +93,7 @@ def rng_state() -> dict[str, Any]:
         },
         "torch": torch.get_rng_state(),
         # A process that never initialised CUDA has drawn no CUDA random numbers; asking
-        # `is_available()` instead would load NVML on every save (5 ms on a machine without a GPU).
+        # `is_available()` instead would load NVML on every save, a cost even without a GPU.
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
     }
 
@@ -127,9 +127,8 @@ class ResumeCallback(pl.Callback):
       written ahead of (:func:`~pentad_core.logs.pending_epoch_row`); on resume the CSV log drops
       the rows logged after the checkpoint and writes that row if it was lost.
 
-    One callback for both because both serve ``--resume``. (Lightning hands each of a training
-    step's six callback hooks to every callback, used or not, but measured that costs about 1 µs
-    per callback per step: merging callbacks is not a speed-up worth making.)
+    One callback for both because both serve ``--resume``, so what resume needs is in one place;
+    the number of callbacks barely affects the speed of a step (docs/benchmarks.md).
     """
 
     pending_row_key = "pentad_pending_epoch_row"

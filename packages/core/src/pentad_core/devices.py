@@ -160,9 +160,9 @@ def set_threads(threads: int | None) -> int:
 def flush_denormals() -> bool:
     """Treat subnormal floats (below about 1e-38) as zero in CPU arithmetic.
 
-    x86 cores compute with subnormals many times slower, and tiny gradients and momentum terms can
-    drift into that range as training goes on; no model needs such values. Returns whether the
-    CPU supports it (x86 with SSE3).
+    Why: x86 cores take a slow path for arithmetic on subnormals, and tiny gradients and momentum
+    terms can drift into that range as training goes on, slowing the steps down for values no model
+    needs. Returns whether the CPU supports it (x86 with SSE3).
     """
     return torch.set_flush_denormal(True)
 
@@ -180,10 +180,10 @@ def retain_freed_memory() -> bool:
     glibc's malloc serves large blocks (above a threshold of at most 32 MiB) with a fresh ``mmap``
     and unmaps them on free, and trims the top of its heap when enough of it is free. A training
     step on the CPU frees its activations and allocates them again in the next step, so by default
-    the kernel maps and zero-fills them page by page every step: measured on 2 CPU cores with the
-    bench CNN, 46,000 page faults and 0.1 s of system time per step at batch 256, 800-6,500 faults
-    per step at batch 64. With mmap and trimming off, freed blocks stay in the heap and the next
-    step reuses them, as jemalloc or tcmalloc (PyTorch's CPU tuning guide) do.
+    the kernel maps and zero-fills them page by page every step, in page faults and system time
+    that the step then waits for (measured: docs/benchmarks.md). With mmap and trimming off, freed
+    blocks stay in the heap and the next step reuses them, as jemalloc or tcmalloc (PyTorch's CPU
+    tuning guide) do.
 
     The price: the process holds its peak heap until it exits. The setting is process-wide and
     applied once; it is left alone where it cannot help or someone chose otherwise (not Linux with
@@ -240,14 +240,9 @@ def is_channels_last(model: torch.nn.Module) -> bool:
     """Whether ``model``'s first 4-D weight is in channels-last layout (see :func:`maybe_channels_last`).
 
     Feed such a model channels-last inputs (``x.contiguous(memory_format=torch.channels_last)``):
-    an ordinary ``(B, C, H, W)`` tensor still works, but the first convolution then reorders it on
-    every call (about 10 % of a small CNN's training step on the CPU). Depends on the parameters
-    only, so ``torch.fx`` can trace a ``forward`` that asks it.
+    an ordinary ``(B, C, H, W)`` tensor still works, but the first convolution then copies it into
+    channels-last order on every call, which costs step time. Depends on the parameters only, so
+    ``torch.fx`` can trace a ``forward`` that asks it.
     """
     weight = next((p for p in model.parameters() if p.dim() == 4), None)
     return weight is not None and not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last)
-
-
-def maybe_compile(model: torch.nn.Module, enabled: bool, mode: str | None = None) -> torch.nn.Module:
-    """Wrap ``model`` with ``torch.compile`` when ``enabled`` (opt-in: compilation costs start-up time)."""
-    return torch.compile(model, mode=mode) if enabled else model

@@ -103,12 +103,13 @@ def pending_epoch_row(trainer: pl.Trainer) -> dict[str, Any] | None:
 class TrainingLog:
     """Training-step metrics handed to Lightning only at the steps Lightning writes them.
 
-    ``LightningModule.log`` runs about 2,000 Python calls each time (0.5-1 ms on a CPU core),
-    and a training step that calls it for every batch pays that on every batch, although the
-    loggers write only every ``log_every_n_steps`` batches and at the end of the epoch. Here each
-    batch adds its value, weighted by its batch size, to a running sum on the metric's device (no
-    host synchronisation); the window's mean goes to ``module.log`` on the steps where Lightning
-    writes logs and on the epoch's last batch, with the window's sample count as ``batch_size``.
+    Lightning's ``self.log`` is costly per call, and a training step that calls it for every batch
+    pays that on every batch, although the loggers write only every ``log_every_n_steps`` batches
+    and at the end of the epoch. This hands values to ``self.log`` only at the steps Lightning
+    writes: each batch adds its value, weighted by its batch size, to a running sum on the metric's
+    device (no host synchronisation), and the window's mean goes to ``module.log`` on the steps
+    where Lightning writes logs and on the epoch's last batch, with the window's sample count as
+    ``batch_size``. (The measured cost: docs/benchmarks.md.)
 
     So the epoch value (``<name>_epoch``, or ``<name>`` without ``on_step``) is the same
     batch-size-weighted mean that per-batch logging gives, and the step value (``<name>_step``)
@@ -197,8 +198,3 @@ def quiet_libraries(verbose: bool = False) -> None:
         ".*You are using the legacy TorchScript-based ONNX export.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)
-
-
-def metric_rows(metrics: dict[str, Any], prefix: str = "") -> list[dict[str, Any]]:
-    """``{"test/acc": 0.9}`` -> ``[{"metric": "test/acc", "value": 0.9}]`` for table printing."""
-    return [{"metric": key, "value": value} for key, value in sorted(metrics.items()) if key.startswith(prefix)]
