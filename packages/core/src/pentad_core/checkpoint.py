@@ -11,6 +11,7 @@ from __future__ import annotations
 import pickle
 import random
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,77 @@ def resolve_resume(resume: str | None, run_path: str | Path) -> Path | None:
             f"no checkpoint to resume from at {path}.", "Give the --out of an interrupted run, or a checkpoint path."
         )
     return path
+
+
+def load_module(
+    module_class: type[pl.LightningModule],
+    path: str | Path,
+    *,
+    build: Callable[[dict[str, Any]], pl.LightningModule] | None = None,
+    map_location: str | torch.device = "cpu",
+) -> pl.LightningModule:
+    """Rebuild a trained LightningModule from a Lightning checkpoint, in eval mode.
+
+    The checkpoint is read with ``weights_only=True``; the module is built from its saved
+    ``hyper_parameters`` (``module_class(**hyper_parameters)``, or ``build(hyper_parameters)`` when
+    the module needs more than its hyperparameters, e.g. the data's graph) and given its weights.
+
+    Args:
+        module_class: The domain's LightningModule class (named in messages).
+        path: A ``.ckpt`` written by the trainer.
+        build: Optional constructor from the hyperparameters dict.
+        map_location: Where the tensors go.
+
+    Raises:
+        CheckpointError: If the file is missing or damaged, is not a Lightning checkpoint, or its
+            weights do not fit the module its hyperparameters describe.
+    """
+    checkpoint = load_checkpoint(path, map_location)
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
+        raise CheckpointError(f"{path} is not a {module_class.__name__} checkpoint (no state_dict/hyper_parameters).")
+    hyper_parameters = dict(checkpoint["hyper_parameters"])
+    try:
+        module = build(hyper_parameters) if build is not None else module_class(**hyper_parameters)
+        module.load_state_dict(checkpoint["state_dict"])
+    except (RuntimeError, TypeError, KeyError, ValueError) as error:
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"checkpoint {path} does not fit {module_class.__name__} ({first}).") from None
+    return module.eval()
+
+
+def copy_matching_weights(
+    module: torch.nn.Module, path: str | Path, prefix: str = "", exclude: tuple[str, ...] = ()
+) -> list[str]:
+    """Initialise ``module`` from a checkpoint's tensors whose names (under ``prefix``) and shapes match.
+
+    Used for ``--pretrained``: a network trained on other data lends every layer that fits; the
+    rest (typically the output head) keeps its fresh initialisation.
+
+    Args:
+        module: The module to initialise in place.
+        path: A Lightning checkpoint (its ``state_dict``) or a saved state dict.
+        prefix: Only keys starting with it are copied (e.g. ``"net."``: the network, not the loss).
+        exclude: Keys never copied (e.g. the new dataset's normalisation buffers).
+
+    Returns:
+        The names of the module's tensors that were *not* copied (freshly initialised).
+
+    Raises:
+        CheckpointError: If the file cannot be read or no tensor matches.
+    """
+    state = load_checkpoint(path)
+    state = state.get("state_dict", state) if isinstance(state, dict) else {}
+    own = module.state_dict()
+    matching = {
+        key: value
+        for key, value in state.items()
+        if key.startswith(prefix)
+        and key in own
+        and key not in exclude
+        and getattr(value, "shape", None) == own[key].shape
+    }
+    if not matching:
+        raise CheckpointError(f"--pretrained {path} holds no tensor that fits this model.", "Is it the same network?")
+    own.update(matching)
+    module.load_state_dict(own)
+    return [key for key in own if key not in matching]

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from pentad_core.checkpoint import resolve_resume
-from pentad_core.config import config_to_dict, load_yaml, nest, parse_override, resolve_config
-from pentad_core.data import RemoteFile, dataset_root, download_dataset, verify_dataset
+from pentad_core.config import load_yaml, nest, parse_override, resolve_config
+from pentad_core.data import RemoteFile, dataset_folder, download_dataset, verify_dataset
 from pentad_core.errors import ConfigError, DataError, PentadError
 from pentad_core.registry import Registry
 from pentad_core.runs import RunDir, default_run_path, latest_run
@@ -43,8 +43,8 @@ RUN_DIR_ENV = "PENTAD_RUN_DIR"
 
 
 @dataclass
-class RunConfig:
-    """Settings every app shares; each app subclasses it with its own fields."""
+class BaseRunConfig:
+    """Settings every app shares; an app that does not train with Lightning (rl) subclasses this one."""
 
     #: Registered model name (see the `models` verb).
     model: str = ""
@@ -54,12 +54,18 @@ class RunConfig:
     data_dir: str | None = None
     #: Random seed for Python, NumPy and torch.
     seed: int = 0
+    #: Torch CPU threads (null keeps torch's default).
+    threads: int | None = None
+
+
+@dataclass
+class RunConfig(BaseRunConfig):
+    """Settings of the apps that train with the Lightning trainer; each app subclasses it with its own fields."""
+
     #: Samples per batch (per device).
     batch_size: int = 32
     #: DataLoader worker processes (0 loads in the main process).
     num_workers: int = 0
-    #: Torch CPU threads (null keeps torch's default).
-    threads: int | None = None
     #: Lightning trainer settings.
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
@@ -99,7 +105,8 @@ class Context:
         config: The resolved, typed config.
         run: The run folder (``None`` for verbs that write nothing).
         resume_path: Checkpoint to resume from (``--resume``), already checked to exist.
-        checkpoint: ``--checkpoint`` as a path, already checked to exist.
+        checkpoint: ``--checkpoint`` as a path (a run folder or a checkpoint file), already checked to exist;
+            the domain's ``Predictor.from_run`` takes either.
     """
 
     app: App
@@ -111,9 +118,9 @@ class Context:
     checkpoint: Path | None = None
 
     @property
-    def data_root(self) -> Path:
-        """Folder of the configured dataset."""
-        return dataset_root(self.config.dataset, self.config.data_dir)
+    def data_root(self) -> Path | None:
+        """Folder of the configured dataset; ``None`` for a dataset the package generates."""
+        return self.app.dataset_folder(self.config.dataset, self.config.data_dir)
 
     @property
     def is_main_process(self) -> bool:
@@ -176,14 +183,20 @@ class App:
     Args:
         name: App name (``apps/<name>``); also the run-folder and recipe sub-folder.
         description: One paragraph for ``--help``.
-        config_class: The app's config dataclass (a :class:`RunConfig` subclass).
+        config_class: The app's config dataclass: a :class:`RunConfig` subclass, or a
+            :class:`BaseRunConfig` subclass for an app that does not train with Lightning; such an
+            app offers none of the trainer's options (``--epochs``, ``--batch-size``,
+            ``--accelerator``, ``--devices``, ``--precision``, ``--num-nodes``, ``--strategy``),
+            which it would otherwise accept and ignore.
         models: The model registry listed by ``models``.
         datasets: The dataset registry listed by ``data list``.
-        remote_files: Official downloads per dataset name, for ``data download|verify``.
         verify_dataset: ``(name, root) -> summary`` that loads a dataset and raises
             :class:`DataError` when it is malformed; used by ``data verify`` and ``data list``.
         real_dataset: The app's main real dataset (help examples; the CLI contract test checks that
             a missing folder for it is reported cleanly).
+
+    Official downloads come from the dataset registry's :class:`~pentad_core.data.DatasetInfo`
+    (``files``); a dataset registered with ``generated=True`` has no folder.
     """
 
     def __init__(
@@ -194,22 +207,35 @@ class App:
         *,
         models: Registry | None = None,
         datasets: Registry | None = None,
-        remote_files: dict[str, list[RemoteFile]] | None = None,
         verify_dataset: Callable[[str, Path], str] | None = None,
         real_dataset: str | None = None,
     ) -> None:
-        if not (dataclasses.is_dataclass(config_class) and issubclass(config_class, RunConfig)):
-            raise TypeError("config_class must be a dataclass deriving from RunConfig")
+        if not (dataclasses.is_dataclass(config_class) and issubclass(config_class, BaseRunConfig)):
+            raise TypeError("config_class must be a dataclass deriving from RunConfig or BaseRunConfig")
         self.name = name
         self.description = description
         self.config_class = config_class
         self.models = models
         self.datasets = datasets
-        self.remote_files = remote_files or {}
+        self.trainer_options = issubclass(config_class, RunConfig)
         self.verify_hook = verify_dataset
         self.real_dataset = real_dataset
         self._verbs: dict[str, _Verb] = {}
         self._options: list[_Option] = []
+
+    @property
+    def remote_files(self) -> dict[str, list[RemoteFile]]:
+        """Official downloads per dataset name (from the registry's ``files``), for ``data download|verify``."""
+        if self.datasets is None:
+            return {}
+        files = {name: list(getattr(self.datasets.info(name), "files", ())) for name in self.datasets.names()}
+        return {name: entries for name, entries in files.items() if entries}
+
+    def dataset_folder(self, name: str, data_dir: str | Path | None) -> Path | None:
+        """Folder of dataset ``name`` (see :func:`~pentad_core.data.dataset_root`); ``None`` when generated."""
+        known = self.datasets is not None and name in self.datasets
+        generated = known and getattr(self.datasets.info(name), "generated", False)
+        return dataset_folder(name, data_dir, bool(generated))
 
     # -- registration ------------------------------------------------------------------------------
 
@@ -262,20 +288,24 @@ class App:
         group.add_argument("--dataset", metavar="NAME", help="dataset name (see `data list`)")
         group.add_argument("--data-dir", metavar="DIR", help="dataset folder (default $PENTAD_DATA/<dataset>)")
         group.add_argument("--model", metavar="NAME", help="model name (see `models`)")
-        group.add_argument("--epochs", type=int, metavar="N", help="training epochs")
-        group.add_argument("--batch-size", type=int, metavar="N", help="samples per batch")
+        if self.trainer_options:
+            group.add_argument("--epochs", type=int, metavar="N", help="training epochs")
+            group.add_argument("--batch-size", type=int, metavar="N", help="samples per batch")
         group.add_argument("--seed", type=int, metavar="N", help="random seed")
         group.add_argument(
             "--out", metavar="DIR", help=f"run folder (default runs/{self.name}/<time>-<model>-<dataset>)"
         )
         group.add_argument("--resume", metavar="last|PATH", help="continue an interrupted run")
         group.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
-        group.add_argument("--checkpoint", metavar="PATH", help="checkpoint to evaluate, predict with or export")
-        group.add_argument("--accelerator", metavar="NAME", help="auto, cpu, cuda/gpu or mps")
-        group.add_argument("--devices", metavar="N", help="devices per node: count, auto, or indices 0,1")
-        group.add_argument("--precision", metavar="P", help="auto, 32-true, bf16-mixed, 16-mixed, ...")
-        group.add_argument("--num-nodes", type=int, metavar="N", help="machines for distributed training")
-        group.add_argument("--strategy", metavar="NAME", help="auto, ddp, ddp_spawn, fsdp")
+        group.add_argument(
+            "--checkpoint", metavar="PATH", help="trained run folder or checkpoint to evaluate, predict with or export"
+        )
+        if self.trainer_options:
+            group.add_argument("--accelerator", metavar="NAME", help="auto, cpu, cuda/gpu or mps")
+            group.add_argument("--devices", metavar="N", help="devices per node: count, auto, or indices 0,1")
+            group.add_argument("--precision", metavar="P", help="auto, 32-true, bf16-mixed, 16-mixed, ...")
+            group.add_argument("--num-nodes", type=int, metavar="N", help="machines for distributed training")
+            group.add_argument("--strategy", metavar="NAME", help="auto, ddp, ddp_spawn, fsdp")
         group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
         group.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
         for option in self._options:
@@ -322,7 +352,7 @@ class App:
         checkpoint_yaml: dict[str, Any] = {}
         checkpoint = getattr(args, "checkpoint", None)
         if checkpoint:
-            run_config = _run_folder_of(Path(checkpoint)) / RunDir.CONFIG
+            run_config = _checkpoint_run_folder(Path(checkpoint)) / RunDir.CONFIG
             if run_config.is_file():
                 checkpoint_yaml = load_yaml(run_config)
         dataset = (
@@ -404,9 +434,10 @@ class App:
         checkpoint = None
         if args.checkpoint:
             checkpoint = Path(args.checkpoint)
-            if not checkpoint.is_file():
+            if not checkpoint.exists():
                 raise ConfigError(
-                    f"--checkpoint {checkpoint} does not exist.", "Give a .ckpt from a run's checkpoints/."
+                    f"--checkpoint {checkpoint} does not exist.",
+                    "Give a trained run folder or a checkpoint from a run's checkpoints/.",
                 )
         elif verb.needs_checkpoint:
             raise ConfigError(
@@ -416,7 +447,8 @@ class App:
 
         set_threads(config.threads)
         flush_denormals()
-        seed_everything(config.seed, config.trainer.deterministic)
+        trainer = getattr(config, "trainer", None)
+        seed_everything(config.seed, bool(trainer and trainer.deterministic))
         context = Context(self, verb.name, args, config, checkpoint=checkpoint)
         if verb.writes_run:
             context.run, context.resume_path = self._open_run(verb, args, config)
@@ -470,14 +502,15 @@ class App:
         names = self.datasets.names() if self.datasets is not None else sorted(self.remote_files)
         if args.action == "list":
             rows = []
+            remote = self.remote_files
             for name in names:
-                root = dataset_root(name, None)
+                root = self.dataset_folder(name, None)
                 rows.append({
                     "dataset": name,
                     "description": self.datasets.describe(name) if self.datasets is not None else "",
-                    "download": "yes" if name in self.remote_files else "no",
-                    "folder": str(root),
-                    "present": "yes" if root.exists() else "no",
+                    "download": "yes" if name in remote else "no",
+                    "folder": "generated" if root is None else str(root),
+                    "present": "yes" if root is None or root.exists() else "no",
                 })  # fmt: skip
             print_table(rows, title=f"{self.name} datasets")
             return 0
@@ -485,7 +518,11 @@ class App:
             raise ConfigError(f"`data {args.action}` needs a dataset name; run `data list`.")
         if self.datasets is not None:
             self.datasets.get(args.name)
-        root = dataset_root(args.name, args.data_dir)
+        folder = self.dataset_folder(args.name, args.data_dir)
+        if folder is None:
+            print(f"{args.name} is generated by the package: nothing to {args.action}")
+            return 0
+        root = folder
         if args.action == "download":
             files = self.remote_files.get(args.name)
             if not files:
@@ -512,28 +549,14 @@ class App:
         return 0
 
 
+def _checkpoint_run_folder(checkpoint: Path) -> Path:
+    """The run folder a ``--checkpoint`` (a run folder or a checkpoint file) belongs to."""
+    from pentad_core.predictor import run_folder_of
+
+    return checkpoint if checkpoint.is_dir() else run_folder_of(checkpoint)
+
+
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     from pentad_core.config import merge_dicts
 
     return merge_dicts(base, update)
-
-
-def _run_folder_of(checkpoint: Path) -> Path:
-    """``<run>/checkpoints/x.ckpt`` -> ``<run>``; other layouts -> the checkpoint's folder."""
-    parent = checkpoint.resolve().parent
-    return parent.parent if parent.name == "checkpoints" else parent
-
-
-def config_summary(config: Any) -> str:
-    """``key=value`` pairs of a config, for logs."""
-    flat = []
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}{key}.", item)
-        else:
-            flat.append(f"{prefix[:-1]}={value}")
-
-    walk("", config_to_dict(config))
-    return " ".join(flat)

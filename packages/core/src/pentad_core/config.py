@@ -222,25 +222,28 @@ def save_config(config: Any, path: str | Path) -> None:
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """The ``#:`` comment documentation of each field of a dataclass, read from its source.
+    """The ``#:`` comment documentation of each field of a dataclass (its bases' included), read from source.
 
     Used by ``--help`` listings and docs so that every config field carries its explanation.
     """
     import inspect
 
     docs: dict[str, str] = {}
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return docs
-    pending: list[str] = []
-    for line in source.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#:"):
-            pending.append(stripped[2:].strip())
-        elif ":" in stripped and pending and not stripped.startswith(("#", "@", "def", "class")):
-            docs[stripped.split(":", 1)[0].strip()] = " ".join(pending)
-            pending = []
-        elif not stripped.startswith("#"):
-            pending = []
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        pending: list[str] = []
+        for line in source.splitlines():
+            stripped = line.strip()
+            if stripped.startswith("#:"):
+                pending.append(stripped[2:].strip())
+            elif ":" in stripped and pending and not stripped.startswith(("#", "@", "def", "class")):
+                docs[stripped.split(":", 1)[0].strip()] = " ".join(pending)
+                pending = []
+            elif not stripped.startswith("#"):
+                pending = []
     return docs

@@ -62,6 +62,21 @@ class RemoteFile:
     mirrors: tuple[str, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the CLI knows about a registered dataset (the metadata of a dataset registry entry)."""
+
+    #: Generated in memory by the package: it has no folder, no download, and ``--data-dir`` does not apply.
+    generated: bool = False
+    #: The official files, fetched by ``data download NAME`` and checked by ``data verify NAME``.
+    files: tuple[RemoteFile, ...] = ()
+
+
+def dataset_folder(name: str, data_dir: str | Path | None, generated: bool) -> Path | None:
+    """The folder of dataset ``name``, or ``None`` for a generated dataset (which has none)."""
+    return None if generated else dataset_root(name, data_dir)
+
+
 def file_digest(path: str | Path, algorithm: str = "sha256", chunk_size: int = 1 << 20) -> str:
     """Hex digest of a file, read in chunks."""
     digest = hashlib.new(algorithm)

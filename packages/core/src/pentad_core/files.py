@@ -9,7 +9,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -81,3 +81,30 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def atomic_write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> Path:
+    """Write ``rows`` (dicts) as a CSV file with a header, atomically.
+
+    Args:
+        path: Destination.
+        rows: One mapping per row.
+        columns: Column order; default: the keys in order of first appearance. Missing cells are empty.
+            Floats are written with 6 significant digits (``.6g``); no rows and no columns: an empty file.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    import csv
+
+    path = Path(path)
+    if columns is None:
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+    with atomic_open(path, "w") as handle:
+        if not columns:
+            return path
+        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: f"{value:.6g}" if isinstance(value, float) else value for key, value in row.items()})
+    return path

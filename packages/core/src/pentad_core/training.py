@@ -8,6 +8,7 @@ a rich progress bar, and TensorBoard + CSV loggers in the run directory.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from pentad_core.devices import (
     select_precision,
 )
 from pentad_core.errors import ConfigError
-from pentad_core.logs import ResumableCSVLogger
+from pentad_core.logs import ResumableCSVLogger, TrainingLog
 from pentad_core.runs import RunDir
 
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp", "single_device")
@@ -53,14 +54,13 @@ class ModelOptimisations(pl.Callback):
 
 
 class NoProfiler(PassThroughProfiler):
-    """Lightning's "no profiling" default, without its per-hook cost.
+    """Lightning's "no profiling" default without its per-hook cost.
 
-    Lightning wraps every hook call, once per callback for callback hooks (about 35 per training
-    step), in ``profiler.profile(name)``; the default
-    :class:`~pytorch_lightning.profilers.PassThroughProfiler` answers with a new generator-based
-    context manager each time, 7 Python calls that record nothing (about a tenth of the Python
-    calls of a step). This one hands back one shared null context. Pass
-    ``profiler="simple"`` (or any profiler) to :func:`build_trainer` to profile instead.
+    Lightning wraps every hook call (once per callback for callback hooks) in
+    ``profiler.profile(name)``; the default profiler builds a new generator-based context manager
+    each time to record nothing. This one hands back one shared null context (the measured
+    difference is in docs/benchmarks.md, "core trainer"). Pass ``profiler="simple"`` (or any
+    profiler) to :func:`build_trainer` to profile instead.
     """
 
     _NULL_CONTEXT = contextlib.nullcontext()
@@ -71,22 +71,41 @@ class NoProfiler(PassThroughProfiler):
 
 
 class PentadModule(pl.LightningModule):
-    """The LightningModule every Pentad domain module inherits: Lightning's, with cheaper hook bookkeeping.
+    """The LightningModule every Pentad domain module inherits.
 
-    Around every hook call (about 22 per training step) Lightning writes the hook's name into
-    ``module._current_fx_name`` and then restores the previous one. ``nn.Module.__setattr__`` checks
-    each such write against the module's parameters, submodules and buffers, about 12 Python calls
-    for a value that is only ever a string or ``None``. Here that one attribute is stored directly,
-    with the same result: about 530 fewer Python calls per training step, a fifth of what Lightning
-    and pentad run per step (about 1 % of the bench CNN's step time on 2 CPU cores). Every other
-    attribute goes through ``nn.Module`` as usual.
+    - It owns a :class:`~pentad_core.logs.TrainingLog`: training steps report per-batch values with
+      :meth:`log_training`, which reach ``self.log`` only at the steps Lightning writes logs.
+    - Lightning writes the current hook's name into ``_current_fx_name`` around every hook call;
+      ``nn.Module.__setattr__`` would check each such write against the module's parameters,
+      submodules and buffers for a value that is only ever a string or ``None``, so that one
+      attribute is stored directly (what ``nn.Module`` does for a plain attribute, minus the
+      checks; measured in docs/benchmarks.md, "core trainer"). Every other attribute goes through
+      ``nn.Module`` as usual.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.training_log = TrainingLog()
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "_current_fx_name":
-            object.__setattr__(self, name, value)  # what nn.Module does for a plain attribute, minus its checks
+            object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
+
+    def log_training(
+        self, name: str, value: torch.Tensor | float, batch_size: int, *, on_step: bool = False, prog_bar: bool = False
+    ) -> None:
+        """Add one training batch's ``value`` of metric ``name`` (see :meth:`TrainingLog.log`).
+
+        Args:
+            name: Metric name, e.g. ``"train/loss"``.
+            value: The batch's mean value (a scalar tensor or a number).
+            batch_size: Samples in the batch (its weight in the epoch mean).
+            on_step: Also log per step (``<name>_step`` next to ``<name>_epoch``).
+            prog_bar: Show the metric in the progress bar.
+        """
+        self.training_log.log(self, name, value, batch_size, on_step=on_step, prog_bar=prog_bar)
 
 
 @dataclass
@@ -123,9 +142,8 @@ class TrainerConfig:
     limit_train_batches: float = 1.0
     #: Fraction (<= 1.0) or number (> 1) of validation batches; 1.0 uses all.
     limit_val_batches: float = 1.0
-    #: Write training metrics to the loggers every this many steps (Lightning's default). Each write
-    #: costs about 3 ms on 2 CPU cores (Lightning's logger connector, a TensorBoard flush, a CSV
-    #: append): about 1 % of the bench CNN's throughput at 10, 0.2 % at 50. Recipes set their own.
+    #: Write training metrics to the loggers every this many steps (Lightning's default); each write
+    #: flushes TensorBoard and the CSV log, so a small value costs throughput. Recipes set their own.
     log_every_n_steps: int = 50
     #: Validation batches run before training to catch bugs early (0 skips it).
     num_sanity_val_steps: int = 0
@@ -178,6 +196,7 @@ def build_trainer(
     *,
     callbacks: list[pl.Callback] | tuple[pl.Callback, ...] = (),
     enable_checkpointing: bool = True,
+    has_validation: bool = True,
     **overrides: Any,
 ) -> pl.Trainer:
     """Create a Lightning ``Trainer`` writing into ``run``.
@@ -185,6 +204,9 @@ def build_trainer(
     Args:
         config: The training settings.
         run: The run directory (checkpoints and logs go there).
+        has_validation: False when the data has no validation split: a ``val/*`` monitor and early
+            stopping are dropped (they would wait for a metric that never comes), validation is
+            skipped, and the one checkpoint kept is the latest, ``last.ckpt``.
         callbacks: Extra callbacks appended after the standard ones.
         enable_checkpointing: Set False for evaluation-only trainers.
         **overrides: Any other ``pl.Trainer`` keyword, for settings not in the config.
@@ -192,6 +214,9 @@ def build_trainer(
     Returns:
         The configured trainer.
     """
+    if not has_validation:
+        monitor = "" if config.monitor.startswith("val/") else config.monitor
+        config = dataclasses.replace(config, monitor=monitor, early_stopping_patience=0, limit_val_batches=0)
     hardware = describe_hardware()
     accelerator = select_accelerator(config.accelerator, hardware)
     precision = select_precision(config.precision, accelerator, hardware)
@@ -262,6 +287,8 @@ def build_trainer(
 
 
 def _limit(value: float) -> float | int | None:
+    if value == 0:
+        return 0  # no batches: the loop is skipped
     if value == 1.0:
         return None  # Lightning's default: every batch
     return int(value) if value > 1 else float(value)
