@@ -19,8 +19,7 @@ from torch import nn
 
 from pentad_core.checkpoint import atomic_save
 from pentad_core.cli import App, Context, RunConfig
-from pentad_core.logs import TrainingLog
-from pentad_core.training import build_trainer, fit
+from pentad_core.training import PentadModule, build_trainer, fit
 
 
 @dataclass
@@ -41,7 +40,7 @@ class ToyConfig(RunConfig):
     ddp_order: bool = False
 
 
-class ToyRegression(pl.LightningModule):
+class ToyRegression(PentadModule):
     """A linear layer trained with SGD + momentum and a step LR schedule."""
 
     def __init__(self, features: int, learning_rate: float) -> None:
@@ -49,12 +48,11 @@ class ToyRegression(pl.LightningModule):
         self.save_hyperparameters()  # logged by TensorBoard and CSV loggers, stored in checkpoints
         self.layer = nn.Linear(features, 1)
         self.learning_rate = learning_rate
-        self.training_log = TrainingLog()
 
     def training_step(self, batch, batch_index):
         inputs, targets = batch
         loss = nn.functional.mse_loss(self.layer(inputs), targets)
-        self.training_log.log(self, "train/loss", loss, batch_size=len(inputs))
+        self.log_training("train/loss", loss, batch_size=len(inputs))
         return loss
 
     def validation_step(self, batch, batch_index):
