@@ -1,8 +1,15 @@
-"""Typed settings of training: optimisation and augmentation (nested into the app's config)."""
+"""The vision app's typed config: :class:`VisionConfig`, with its optimisation and augmentation parts.
+
+What ``config.yaml`` of a run records; the pipeline and the predictor read it, and nothing changes
+it after it is written.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from pentad_core.cli import RunConfig
+from pentad_core.training import TrainerConfig
 
 
 @dataclass
@@ -53,3 +60,39 @@ class AugmentConfig:
     tta_flip: bool = False
     #: Also average over copies shifted by this many pixels up-left and down-right (airbench94: 1; 0 disables).
     tta_translate: int = 0
+
+
+def _vision_trainer() -> TrainerConfig:
+    return TrainerConfig(max_epochs=10, monitor="val/acc", monitor_mode="max")
+
+
+@dataclass
+class VisionConfig(RunConfig):
+    """Settings of the vision app (the common ones are in RunConfig)."""
+
+    #: Registered model name (see `models`).
+    model: str = "seed-convnet"
+    #: Samples per training batch.
+    batch_size: int = 128
+    #: Samples per evaluation batch.
+    eval_batch_size: int = 256
+    #: Share of the training images held out for validation (0: train on all, keep the last checkpoint).
+    val_fraction: float = 0.1
+    #: Skip unreadable images (listed in the log) instead of failing, in datasets and in `predict` inputs.
+    skip_bad: bool = False
+    #: Options of the model factory, checked against it (e.g. {hidden: 256} for seed-convnet,
+    #: {weights: DEFAULT} for torchvision's published weights).
+    model_options: dict = field(default_factory=dict)
+    #: Options of the dataset loader, checked against it (e.g. {image_size: 64, channels: 1} for imagefolder,
+    #: {num_train: 2000, num_test: 500, num_classes: 4, image_size: 32} for synthetic).
+    dataset_options: dict = field(default_factory=dict)
+    #: Fine-tune from a checkpoint of an earlier pentad run (new head when the class count differs).
+    pretrained: str | None = None
+    #: With --pretrained: train only the head for this many epochs first.
+    freeze_backbone_epochs: int = 0
+    #: Optimiser, schedule and loss.
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    #: Training augmentation and test-time flips.
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    #: Lightning trainer settings.
+    trainer: TrainerConfig = field(default_factory=_vision_trainer)

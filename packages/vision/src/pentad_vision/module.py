@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -11,7 +12,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from pentad_core.devices import is_channels_last
-from pentad_core.logs import TrainingLog
 from pentad_core.training import PentadModule
 from pentad_vision.config import AugmentConfig, OptimConfig
 from pentad_vision.data.base import ImageData, make_loader
@@ -54,8 +54,9 @@ class ImageClassifier(PentadModule):
     """Trains any registered model on an :class:`~pentad_vision.data.ImageData`.
 
     Logs ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``val/top5`` and the same under
-    ``test/``. Every constructor argument is a plain value, saved in the checkpoint, so
-    :meth:`load` rebuilds the module from the checkpoint alone.
+    ``test/``. Every constructor argument is a plain value, saved in the checkpoint's
+    ``hyper_parameters`` (class names and normalisation included), so
+    :func:`pentad_core.checkpoint.load_module` rebuilds the module from the checkpoint alone.
 
     Args:
         model: Registered model name.
@@ -67,7 +68,7 @@ class ImageClassifier(PentadModule):
         classes: Class names (stored for prediction).
         optim: :class:`~pentad_vision.config.OptimConfig` fields.
         augment: :class:`~pentad_vision.config.AugmentConfig` fields.
-        model_kwargs: Extra arguments of the model factory.
+        model_options: Options of the model factory (``model_options`` of the config).
         freeze_backbone_epochs: Train only the classification head for this many epochs (fine-tuning).
     """
 
@@ -82,11 +83,10 @@ class ImageClassifier(PentadModule):
         classes: list[str] | None = None,
         optim: dict[str, Any] | None = None,
         augment: dict[str, Any] | None = None,
-        model_kwargs: dict[str, Any] | None = None,
+        model_options: dict[str, Any] | None = None,
         freeze_backbone_epochs: int = 0,
     ) -> None:
         super().__init__()
-        self.training_log = TrainingLog()
         self.optim = OptimConfig(**(optim or {}))
         self.augment = AugmentConfig(**(augment or {}))
         self.classes = list(classes) if classes else [str(i) for i in range(num_classes)]
@@ -102,12 +102,12 @@ class ImageClassifier(PentadModule):
                 "classes": self.classes,
                 "optim": dataclasses.asdict(self.optim),
                 "augment": dataclasses.asdict(self.augment),
-                "model_kwargs": dict(model_kwargs or {}),
+                "model_options": dict(model_options or {}),
                 "freeze_backbone_epochs": freeze_backbone_epochs,
             },
             logger=False,  # config.yaml records the settings; core's CSV writer has no log_hparams
         )
-        backbone = build_model(model, num_classes, in_channels, image_size, **(model_kwargs or {}))
+        backbone = build_model(model, num_classes, in_channels, image_size, **(model_options or {}))
         self.net = Normalized(backbone, mean, std)
         self._trainable = {id(p) for p in backbone.parameters() if p.requires_grad}  # some stay frozen by design
         self.ema = ModelEMA(self.net, self.optim.ema_decay) if self.optim.ema_decay > 0 else None
@@ -158,9 +158,9 @@ class ImageClassifier(PentadModule):
         else:
             logits = self.net(x)
             loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
-        self.training_log.log(self, "train/loss", loss, batch_size=len(labels), on_step=True, prog_bar=True)
+        self.log_training("train/loss", loss, len(labels), on_step=True, prog_bar=True)
         accuracy = (logits.detach().argmax(1) == labels).float().mean()
-        self.training_log.log(self, "train/acc", accuracy, batch_size=len(labels))
+        self.log_training("train/acc", accuracy, len(labels))
         return loss
 
     def on_train_epoch_start(self) -> None:
@@ -227,52 +227,33 @@ class ImageClassifier(PentadModule):
         self._eval_epoch_end("test")
 
     # ----------------------------------------------------------------- loading
-    def load_pretrained(self, checkpoint: dict[str, Any]) -> list[str]:
-        """Start from the network of another run's checkpoint (fine-tuning).
+    def load_pretrained(self, path: str | Path) -> list[str]:
+        """Start from the network of another run's checkpoint (fine-tuning, ``--pretrained``).
 
         Tensors whose shape differs (the head, when the class count changes) keep their fresh
-        initialisation.
+        initialisation, and so do the normalisation buffers (the new dataset's statistics).
 
         Returns:
-            The names of the tensors that were not taken from the checkpoint.
+            The names (inside the network) of the tensors that were not taken from the checkpoint.
 
         Raises:
-            CheckpointError: When the checkpoint holds another model.
+            CheckpointError: When the checkpoint holds another model, or nothing that fits.
         """
+        from pentad_core.checkpoint import copy_matching_weights, load_checkpoint
         from pentad_core.errors import CheckpointError
 
-        hparams = checkpoint.get("hyper_parameters", {})
+        stored = load_checkpoint(path)
+        hparams = stored.get("hyper_parameters", {}) if isinstance(stored, dict) else {}
         if hparams.get("model") != self.hparams.model:
             raise CheckpointError(
                 f"--pretrained holds a {hparams.get('model')!r} network, not {self.hparams.model!r}.",
                 "Use the same --model as the pretrained run.",
             )
-        own = self.net.state_dict()
-        prefix = "net."
-        taken, fresh = {}, []
-        for key, value in own.items():
-            source = checkpoint["state_dict"].get(prefix + key)
-            if key in ("mean", "std"):
-                fresh.append(key)  # the new dataset's statistics
-            elif source is not None and source.shape == value.shape:
-                taken[key] = source
-            else:
-                fresh.append(key)
-        own.update(taken)
-        self.net.load_state_dict(own)
+        fresh = copy_matching_weights(self, path, prefix="net.", exclude=("net.mean", "net.std"))
         if self.ema is not None:
             self.ema.module.load_state_dict(self.net.state_dict())
         self.whitened = True
-        return fresh
-
-    @classmethod
-    def from_checkpoint_dict(cls, checkpoint: dict[str, Any]) -> ImageClassifier:
-        """Rebuild a module from a loaded Lightning checkpoint dict (``hyper_parameters`` + ``state_dict``)."""
-        hparams = dict(checkpoint["hyper_parameters"])
-        module = cls(**hparams)
-        module.load_state_dict(checkpoint["state_dict"])
-        module.whitened = True
-        return module.eval()
+        return [key.removeprefix("net.") for key in fresh if key.startswith("net.")]
 
 
 class VisionDataModule(pl.LightningDataModule):

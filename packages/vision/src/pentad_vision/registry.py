@@ -1,43 +1,22 @@
-"""Registries of the vision package: models and datasets by name.
+"""Registries of the vision package: models and datasets by name, with typed metadata.
 
-A model or dataset registered here is picked up by the CLI (``models``, ``data list``) and by the
-contract tests automatically.
+Each network (``models/<file>.py``) and each dataset (``data/<file>.py``) registers itself here with
+a decorator in its own file; the CLI (``models``, ``data list``) and the contract tests pick it up.
+
+Vocabulary of :class:`~pentad_core.registry.ModelInfo` in this domain: ``tasks=("classification",)``,
+``inputs="image"``, ``min_input_size`` the smallest square side (pixels) that survives the network's
+down-sampling, ``family`` ``"pentad"`` or ``"torchvision"``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pentad_core.data import DatasetInfo
+from pentad_core.registry import ModelInfo, Registry
 
-from pentad_core.registry import Registry
+#: Model factories ``(num_classes, in_channels, image_size, **model_options) -> nn.Module``.
+MODELS: Registry = Registry("model", ModelInfo)
+#: Dataset loaders ``(root, *, val_fraction, seed, **dataset_options) -> ImageData`` (no ``root`` when generated).
+DATASETS: Registry = Registry("dataset", DatasetInfo)
 
-#: Model factories ``(num_classes, in_channels, image_size, **kwargs) -> nn.Module``.
-MODELS: Registry = Registry("model")
-#: Dataset loaders ``(root, **options) -> ImageData``.
-DATASETS: Registry = Registry("dataset")
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the contract tests and the CLI need to know about a registered model.
-
-    Attributes:
-        min_input_size: Smallest square input side the network accepts.
-        family: ``"pentad"`` for the package's own networks, ``"torchvision"`` for torchvision's.
-    """
-
-    min_input_size: int = 8
-    family: str = "pentad"
-
-
-MODEL_INFO: dict[str, ModelInfo] = {}
-
-
-def register_model(name: str, *, min_input_size: int = 8, family: str = "pentad", description: str | None = None):
-    """Decorator: register a model factory together with its :class:`ModelInfo`."""
-
-    def add(factory):
-        MODELS.register(name, factory, description=description)
-        MODEL_INFO[name] = ModelInfo(min_input_size=min_input_size, family=family)
-        return factory
-
-    return add
+#: The ModelInfo fields every vision network shares.
+IMAGE_CLASSIFIER = {"tasks": ("classification",), "inputs": "image"}

@@ -1,40 +1,41 @@
-"""Datasets: every loader returns an :class:`ImageData` with in-memory ``uint8`` splits."""
+"""Datasets: every loader returns an :class:`ImageData` with in-memory ``uint8`` splits.
+
+Importing this package imports one module per dataset (each registers itself in :data:`DATASETS`).
+"""
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
 from pentad_core.errors import ConfigError
-from pentad_vision.data import cifar, imagefolder, mnist, synthetic  # noqa: F401  (registers the loaders)
+from pentad_vision.data import cifar, cifar10_jpeg, imagefolder, mnist, synthetic  # noqa: F401  (registers them)
 from pentad_vision.data.base import ImageData, ImageSplit, channel_stats, make_loader, stratified_split
 from pentad_vision.registry import DATASETS
 
-__all__ = ["ImageData", "ImageSplit", "channel_stats", "load_dataset", "make_loader", "stratified_split"]
+__all__ = ["DATASETS", "ImageData", "ImageSplit", "channel_stats", "load_dataset", "make_loader", "stratified_split"]
 
 
 def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> ImageData:
-    """Load the registered dataset ``name`` from ``root``.
+    """Load the registered dataset ``name`` from the folder ``root``.
 
-    ``None`` options mean the loader's default. Options the loader does not take (e.g.
-    ``skip_bad`` for the pickled CIFAR) are dropped when ``False`` and raise otherwise.
+    Args:
+        name: Registered dataset name.
+        root: The dataset folder; ``None`` for a generated dataset (``synthetic``), which has none.
+        **options: Keyword arguments of the loader (``val_fraction``, ``seed`` and its own options),
+            checked against its signature.
+
+    Raises:
+        ConfigError: Unknown dataset, an option the loader does not take (named, with the valid
+            ones), or a missing folder for a dataset that reads files.
 
     Example:
         >>> data = load_dataset("synthetic", num_train=64, num_test=32)
         >>> data.train.images.shape
         torch.Size([58, 3, 32, 32])
     """
-    loader = DATASETS.get(name)
-    accepted = inspect.signature(loader).parameters
-    kwargs = {}
-    for key, value in options.items():
-        if value is None:
-            continue  # None means "the loader's default"
-        if key in accepted:
-            kwargs[key] = value
-        elif value not in (None, False):
-            raise ConfigError(f"dataset {name!r} does not take the option {key}={value!r}.")
-    if root is None and name != "synthetic":
+    if DATASETS.info(name).generated:
+        return DATASETS.build(name, options)
+    if root is None:
         raise ConfigError(f"dataset {name!r} needs a folder: pass --data-dir or set PENTAD_DATA.")
-    return loader(root, **kwargs)
+    return DATASETS.build(name, options, root=root)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pentad_core.data import RemoteFile
 from pentad_core.errors import DataError, missing_file
 from pentad_vision.data.base import ImageData, ImageSplit, split_train_val
 from pentad_vision.registry import DATASETS
@@ -23,6 +24,24 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.247, 0.2435, 0.2616)
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+
+#: The official archives (``data download``), unpacked into the dataset folder.
+CIFAR10_FILES = (
+    RemoteFile(
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        "cifar-10-python.tar.gz",
+        md5="c58f30108f718f92721af3b95e74349a",
+        extract=True,
+    ),
+)
+CIFAR100_FILES = (
+    RemoteFile(
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        "cifar-100-python.tar.gz",
+        md5="eb9058c3a382ffc7106e4002c42a8d85",
+        extract=True,
+    ),
+)
 
 
 def _find_folder(root: Path, folder: str, name: str) -> Path:
@@ -76,7 +95,7 @@ def _load(root, name, folder, train_files, test_files, meta_file, names_key, lab
     return split_train_val(name, train, test, val_fraction=val_fraction, seed=seed, mean=mean, std=std)
 
 
-@DATASETS.register("cifar10")
+@DATASETS.register("cifar10", files=CIFAR10_FILES)
 def load_cifar10(root: str | Path, *, val_fraction: float = 0.1, seed: int = 0) -> ImageData:
     """CIFAR-10 (official pickles): 50,000 train / 10,000 test, 32x32 RGB, 10 classes."""
     train_files = [f"data_batch_{i}" for i in range(1, 6)]
@@ -86,7 +105,7 @@ def load_cifar10(root: str | Path, *, val_fraction: float = 0.1, seed: int = 0) 
     )  # fmt: skip
 
 
-@DATASETS.register("cifar100")
+@DATASETS.register("cifar100", files=CIFAR100_FILES)
 def load_cifar100(root: str | Path, *, val_fraction: float = 0.1, seed: int = 0) -> ImageData:
     """CIFAR-100 (official pickles, fine labels): 50,000 train / 10,000 test, 32x32 RGB, 100 classes."""
     return _load(

@@ -1,4 +1,4 @@
-"""Image folders: the user's own images, and the JPEG copy of CIFAR-10.
+"""Image folders: the user's own images (and the reader the JPEG copy of CIFAR-10 uses).
 
 Layouts:
 
@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from pentad_core.data import cached_extract
 from pentad_core.errors import ConfigError, DataError, missing_file
 from pentad_vision.data.base import ImageData, ImageSplit, split_train_val, stratified_split
 from pentad_vision.registry import DATASETS
@@ -28,7 +27,6 @@ from pentad_vision.registry import DATASETS
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-CIFAR10_JPEG_ARCHIVE = "cifar10-jpeg.tar.gz"
 
 
 def cache_root() -> Path:
@@ -206,42 +204,3 @@ def load_imagefolder(
         train, test = everything.subset(train_index), everything.subset(test_index)
         notes.append(f"test: a stratified {test_fraction:.0%} of the images in {root} (seed {seed})")
     return split_train_val(name, train, test, val_fraction=val_fraction, seed=seed, notes=notes, skipped=bad)
-
-
-def extract_archive(archive: Path, destination: Path) -> Path:
-    """Extract a tar archive into ``destination`` once, with core's safe extraction.
-
-    Returns:
-        ``destination``; a ``.complete`` marker, written last, records a finished extraction.
-    """
-    return cached_extract(archive, destination, marker=".complete")
-
-
-@DATASETS.register("cifar10-jpeg")
-def load_cifar10_jpeg(
-    root: str | Path, *, val_fraction: float = 0.1, seed: int = 0, skip_bad: bool = False
-) -> ImageData:
-    """CIFAR-10 re-encoded as JPEG (cifar10-jpeg.tar.gz, extracted to the cache), read as an image folder."""
-    root = Path(root)
-    if (root / "train").is_dir():
-        folder = root
-    elif (root / "cifar10-jpeg" / "train").is_dir():
-        folder = root / "cifar10-jpeg"
-    else:
-        archive = root / CIFAR10_JPEG_ARCHIVE if root.is_dir() else root
-        if not archive.is_file():
-            raise missing_file(root / CIFAR10_JPEG_ARCHIVE, "CIFAR-10 JPEG archive", "Pass --data-dir holding it.")
-        extracted = extract_archive(archive, cache_root() / "cifar10-jpeg" / "extracted")
-        folder = extracted / "cifar10-jpeg" if (extracted / "cifar10-jpeg").is_dir() else extracted
-    data = load_imagefolder(
-        folder,
-        val_fraction=val_fraction,
-        seed=seed,
-        image_size=32,
-        channels=3,
-        skip_bad=skip_bad,
-        cache_dir=cache_root() / "cifar10-jpeg" / "decoded",
-        name="cifar10-jpeg",
-    )
-    data.notes.append("cifar10-jpeg: CIFAR-10 re-encoded as JPEG (lossy); close to, not identical with, CIFAR-10")
-    return data

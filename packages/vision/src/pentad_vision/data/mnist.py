@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pentad_core.data import RemoteFile
 from pentad_core.errors import DataError, missing_file
 from pentad_vision.data.base import ImageData, ImageSplit, split_train_val, stratified_split
 from pentad_vision.registry import DATASETS
@@ -23,6 +24,34 @@ from pentad_vision.registry import DATASETS
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 FASHION_MEAN, FASHION_STD = (0.2860,), (0.3530,)
 MNIST_CLASSES = [str(i) for i in range(10)]
+
+_MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+_FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+
+
+def _idx_files(url: str, md5s: dict[str, str]) -> tuple[RemoteFile, ...]:
+    return tuple(RemoteFile(url + f"{stem}.gz", f"raw/{stem}.gz", md5=md5) for stem, md5 in md5s.items())
+
+
+#: The official idx files (``data download``), stored under ``<root>/raw/``; train split first.
+MNIST_FILES = _idx_files(
+    _MNIST_URL,
+    {
+        "train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+)
+FASHION_FILES = _idx_files(
+    _FASHION_URL,
+    {
+        "train-images-idx3-ubyte": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+)
 FASHION_CLASSES = [
     "T-shirt/top",
     "Trouser",
@@ -107,19 +136,19 @@ def _load_full(root, name, classes, mean, std, val_fraction, seed) -> ImageData:
     return split_train_val(name, train, test, val_fraction=val_fraction, seed=seed, mean=mean, std=std)
 
 
-@DATASETS.register("mnist")
+@DATASETS.register("mnist", files=MNIST_FILES)
 def load_mnist(root: str | Path, *, val_fraction: float = 0.1, seed: int = 0) -> ImageData:
     """MNIST digits (idx files): 60,000 train / 10,000 test, 28x28 grey, 10 classes."""
     return _load_full(root, "mnist", MNIST_CLASSES, MNIST_MEAN, MNIST_STD, val_fraction, seed)
 
 
-@DATASETS.register("fashion-mnist")
+@DATASETS.register("fashion-mnist", files=FASHION_FILES)
 def load_fashion_mnist(root: str | Path, *, val_fraction: float = 0.1, seed: int = 0) -> ImageData:
     """Fashion-MNIST (idx files): 60,000 train / 10,000 test, 28x28 grey, 10 clothing classes."""
     return _load_full(root, "fashion-mnist", FASHION_CLASSES, FASHION_MEAN, FASHION_STD, val_fraction, seed)
 
 
-@DATASETS.register("mnist10k")
+@DATASETS.register("mnist10k", files=MNIST_FILES[2:])
 def load_mnist10k(root: str | Path, *, val_fraction: float = 0.0, seed: int = 0) -> ImageData:
     """MNIST's official test split only, split 80/20 stratified: 8,000 train / 2,000 test."""
     everything = _read_split(Path(root), "t10k", "mnist10k", MNIST_CLASSES)

@@ -67,9 +67,8 @@ def make_shapes(
     return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), list(SHAPES[:num_classes])
 
 
-@DATASETS.register("synthetic")
+@DATASETS.register("synthetic", generated=True)
 def load_synthetic(
-    root: object = None,
     *,
     num_train: int = 2000,
     num_test: int = 500,

@@ -1,4 +1,8 @@
-"""Models: every factory takes ``num_classes``, ``in_channels`` and ``image_size``."""
+"""Models: every factory takes ``num_classes``, ``in_channels`` and ``image_size`` (set from the data),
+plus its own options (``model_options`` in the config), checked against its signature.
+
+Importing this package imports every network file, so each registers itself in :data:`MODELS`.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +12,38 @@ from torch import nn
 
 from pentad_vision.models import cifar_fast, resnet_cifar, seed_convnet, torchvision_models  # noqa: F401
 from pentad_vision.models.torchvision_models import replace_head
-from pentad_vision.registry import MODEL_INFO, MODELS
+from pentad_vision.registry import MODELS
 
-__all__ = ["MODELS", "MODEL_INFO", "build_model", "count_parameters", "replace_head"]
+__all__ = ["MODELS", "build_model", "count_parameters", "replace_head"]
 
 
-def build_model(name: str, num_classes: int, in_channels: int = 3, image_size: int = 32, **kwargs: Any) -> nn.Module:
-    """Build the registered model ``name``.
+def build_model(
+    name: str, num_classes: int, in_channels: int = 3, image_size: int | tuple[int, int] = 32, **options: Any
+) -> nn.Module:
+    """Build the registered model ``name`` for images ``(in_channels, image_size, image_size)``.
+
+    Args:
+        name: Registered name (see ``apps/vision models``).
+        num_classes: Output logits.
+        in_channels: Image channels.
+        image_size: Square side (or ``(H, W)``); must be at least the model's ``min_input_size``.
+        **options: The model's own options (``model_options``), checked against its factory.
+
+    Raises:
+        ConfigError: Unknown name, misspelled option, or images smaller than the network accepts.
 
     Example:
-        >>> model = build_model("seed-convnet", num_classes=10, in_channels=1, image_size=28)
+        >>> model = build_model("seed-convnet", num_classes=10, in_channels=1, image_size=28, hidden=128)
     """
     from pentad_core.errors import ConfigError
 
-    MODELS.get(name)  # unknown names raise ConfigError listing close matches
-    info = MODEL_INFO.get(name)
-    if info is not None and image_size < info.min_input_size:
+    smallest = MODELS.info(name).min_input_size  # unknown names raise ConfigError listing close matches
+    if min(image_size if isinstance(image_size, tuple) else (image_size,)) < smallest:
         raise ConfigError(
-            f"model {name!r} needs images of at least {info.min_input_size}x{info.min_input_size}, got {image_size}.",
+            f"model {name!r} needs images of at least {smallest}x{smallest}, got {image_size}.",
             "Pick another model or resize the images (--image-size).",
         )
-    return MODELS.build(name, num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs)
+    return MODELS.build(name, options, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pentad_vision.registry import register_model
+from pentad_vision.registry import IMAGE_CLASSIFIER, MODELS
 
 
 class ConvGroup(nn.Module):
@@ -82,7 +82,7 @@ class CifarFast(nn.Module):
         return self.head(x) * self.logit_scale
 
 
-@register_model("cifar-fast", min_input_size=9)
+@MODELS.register("cifar-fast", min_input_size=9, **IMAGE_CLASSIFIER)
 def cifar_fast(
     num_classes: int = 10, in_channels: int = 3, image_size: int = 32, widths: tuple[int, int, int] = (64, 256, 256)
 ) -> CifarFast:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pentad_vision.registry import register_model
+from pentad_vision.registry import IMAGE_CLASSIFIER, MODELS
 
 
 class BasicBlock(nn.Module):
@@ -60,7 +60,7 @@ class ResNetCifar(nn.Module):
         return self.fc(self.pool(self.layers(self.stem(x))).flatten(1))
 
 
-@register_model("resnet18-cifar", min_input_size=8)
+@MODELS.register("resnet18-cifar", min_input_size=8, **IMAGE_CLASSIFIER)
 def resnet18_cifar(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, width: int = 64) -> ResNetCifar:
     """ResNet-18 with a 3x3 stem and no max-pool (93% on CIFAR-10 in kuangliu/pytorch-cifar)."""
     return ResNetCifar(num_classes, in_channels, (2, 2, 2, 2), width)

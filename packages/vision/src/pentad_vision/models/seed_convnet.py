@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pentad_vision.registry import register_model
+from pentad_vision.registry import IMAGE_CLASSIFIER, MODELS
 
 
 def _check_features(features: torch.Tensor, expected: int, input_size: torch.Size) -> torch.Tensor:
@@ -61,7 +61,7 @@ class SeedConvNet(nn.Module):
         return self.classifier(features)
 
 
-@register_model("seed-convnet", min_input_size=4)
+@MODELS.register("seed-convnet", min_input_size=4, **IMAGE_CLASSIFIER)
 def seed_convnet(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, hidden: int = 512) -> SeedConvNet:
     """The classic two-conv reference ConvNet (flatten size from the input size)."""
     return SeedConvNet(num_classes, in_channels, image_size, hidden)

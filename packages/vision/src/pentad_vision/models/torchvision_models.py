@@ -1,6 +1,6 @@
 """torchvision's model families by name (``resnet18``, ``vgg11_bn``, ``mobilenet_v3_small``, ...).
 
-Built from scratch by default. ``weights="DEFAULT"`` (or an enum member name such as
+Built from scratch by default. ``model_options: {weights: DEFAULT}`` (or an enum member name such as
 ``"IMAGENET1K_V1"``) loads torchvision's published weights through its weight enums; without a
 network connection and without a cached copy that fails with a clear message.
 """
@@ -14,7 +14,7 @@ import torchvision
 from torch import nn
 
 from pentad_core.errors import ConfigError, DownloadError
-from pentad_vision.registry import register_model
+from pentad_vision.registry import IMAGE_CLASSIFIER, MODELS
 
 #: name -> smallest square input side that survives the network's down-sampling.
 TORCHVISION_FAMILIES: dict[str, int] = {
@@ -109,14 +109,22 @@ def _published(name: str, weights: str, extra: dict) -> nn.Module:
 
 
 def _register(name: str, min_size: int) -> None:
+    """Register torchvision's ``name`` with its smallest input side; the factory takes only ``weights``."""
+
     def factory(
         num_classes: int = 10, in_channels: int = 3, image_size: int = 224, weights: str | None = None
     ) -> TorchvisionClassifier:
         return TorchvisionClassifier(name, num_classes, in_channels, weights)
 
-    factory.__doc__ = f"torchvision {name} (from scratch, or published weights via weights=...)."
     factory.__name__ = name
-    register_model(name, min_input_size=min_size, family="torchvision")(factory)
+    MODELS.register(
+        name,
+        factory,
+        description=f"torchvision {name} (from scratch, or published weights via model_options.weights).",
+        min_input_size=min_size,
+        family="torchvision",
+        **IMAGE_CLASSIFIER,
+    )
 
 
 for _name, _size in TORCHVISION_FAMILIES.items():
