@@ -9,7 +9,7 @@ from PIL import Image
 
 from pentad_core.errors import ConfigError, DataError
 from pentad_medseg import load_dataset
-from pentad_medseg.datasets import read_label
+from pentad_medseg.data import read_label
 
 real_data = pytest.mark.skipif(not os.environ.get("PENTAD_DATA"), reason="PENTAD_DATA is unset")
 

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from pentad_core.errors import ConfigError
+from pentad_core.registry import ModelInfo
 from pentad_medseg import MODELS
+from pentad_medseg.models import build_model
 
 #: Small settings so that the whole contract runs in seconds on a CPU.
 SMALL = {"unet": {"depth": 2, "base_channels": 8}}
@@ -15,7 +17,7 @@ SMP_SMALL = {"encoder": "resnet18"}
 
 def build(name: str, in_channels: int = 3, out_channels: int = 1) -> torch.nn.Module:
     options = SMALL.get(name, SMP_SMALL if name.startswith("smp-") else {})
-    return MODELS.build(name, in_channels=in_channels, out_channels=out_channels, **options)
+    return MODELS.build(name, options=options, in_channels=in_channels, out_channels=out_channels)
 
 
 @pytest.fixture(autouse=True)
@@ -94,3 +96,32 @@ def test_smp_unknown_encoder_and_offline_weights():
         MODELS.build("smp-unet", encoder="resnet-34")
     with pytest.raises(ConfigError, match="unknown model"):
         MODELS.build("smp-unet3d")
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_model_has_typed_info(name):
+    info = MODELS.info(name)
+    assert isinstance(info, ModelInfo)
+    assert info.inputs == "image" and set(info.tasks) == {"binary", "multiclass"}
+    assert info.family == ("smp" if name.startswith("smp-") else "pentad")
+    MODELS.options(name, info.defaults, given=("in_channels", "out_channels"))  # its defaults are valid options
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_misspelled_model_option_names_it(name):
+    with pytest.raises(ConfigError, match="'depht'.*Valid options"):
+        build_model(name, in_channels=3, classes=2, model_options={"depht": 3})
+
+
+def test_misspelled_loss_and_dataset_options_name_them():
+    from pentad_medseg import load_dataset
+    from pentad_medseg.losses import build_loss
+
+    with pytest.raises(ConfigError, match="'smoth'.*Did you mean 'smooth'"):
+        build_loss("bce-dice", {"smoth": 1.0})
+    with pytest.raises(ConfigError, match="'gamma'"):
+        build_loss("ce", {"gamma": 2.0})  # plain cross-entropy has no options
+    with pytest.raises(ConfigError, match="'image_sise'.*Did you mean 'image_size'"):
+        load_dataset("synthetic", None, image_sise=32)
+    with pytest.raises(ConfigError, match="'val_image'.*Did you mean 'val_images'"):
+        load_dataset("drive", "/nonexistent/drive", val_image=1)  # checked before any file is read

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from pentad_core.checkpoint import load_module
 from pentad_core.runs import RunDir
 from pentad_core.training import TrainerConfig
 from pentad_medseg.cli import main
 from pentad_medseg.config import MedsegConfig
-from pentad_medseg.module import load_module
+from pentad_medseg.module import SegmentationModule
 from pentad_medseg.pipeline import evaluate_images, load_data, train_model
+from pentad_medseg.predictor import Predictor
 
 TINY = {
     "dataset_options": {"image_size": 48, "train_images": 6, "val_images": 1, "test_images": 2},
@@ -67,12 +69,37 @@ def test_training_learns_and_writes_a_complete_run(trained):
 
 def test_checkpoint_reload_predicts_identically(trained):
     out, module, _, data = trained
-    reloaded = load_module(str(out / "checkpoints" / "best.ckpt"))
+    reloaded = load_module(SegmentationModule, out / "checkpoints" / "best.ckpt")
     image = torch.from_numpy(data.test[0].image)[None]
     assert torch.equal(module.predict_probabilities(image), reloaded.predict_probabilities(image))
     assert float(reloaded.threshold) == float(module.threshold)
-    summary, rows, probabilities, _ = evaluate_images(reloaded, data.test, tta=True)
+    predictor = Predictor.from_run(out, tta=True)
+    summary, rows, probabilities, _ = evaluate_images(predictor, data.test)
     assert len(rows) == 2 and probabilities[0].shape == (1, 48, 48) and summary["auc"] > 0.8
+
+
+def test_predictor_from_run_folder_and_checkpoint_match_the_module(trained):
+    out, module, _, data = trained
+    item = data.test[0]
+    expected = module.predict_probabilities(torch.from_numpy(item.image)[None])[0].numpy()
+    for path in (out, out / "checkpoints" / "best.ckpt"):
+        predictor = Predictor.from_run(path)
+        assert predictor.run.checkpoint == out / "checkpoints" / "best.ckpt"
+        assert predictor.config.model_options == TINY["model_options"]  # the run's typed config
+        result = predictor.predict(item.image, fov=item.fov)
+        assert np.array_equal(result.probabilities, expected)
+        assert result.threshold == float(module.threshold)
+        assert np.array_equal(result.mask, ((expected[0] > result.threshold) & item.fov).astype(np.int64))
+    assert Predictor.from_run(out, threshold=0.99).predict(item.image).mask.sum() < result.mask.sum()
+
+
+def test_load_predictor_overrides_only_a_threshold_the_run_did_not_use(trained):
+    from pentad_medseg.pipeline import load_predictor
+
+    out, module, _, _ = trained
+    learned = float(module.threshold)  # chosen on validation data: the run's config says threshold null
+    assert load_predictor(tiny_config(threshold=None), out).threshold == learned
+    assert load_predictor(tiny_config(threshold=0.3), out).threshold == 0.3
 
 
 def test_cli_predict_png_and_nifti(trained, tmp_path):
@@ -102,7 +129,7 @@ def test_cli_predict_png_and_nifti(trained, tmp_path):
 def test_nifti_train_and_predict_keeps_affine(tmp_path):
     import nibabel as nib
 
-    from pentad_medseg.datasets import synthetic_image
+    from pentad_medseg.data import synthetic_image
 
     rng = np.random.default_rng(0)
     affine = np.diag([0.8, 0.8, 2.5, 1.0])
@@ -169,7 +196,7 @@ def test_drive_trains_briefly_well_above_chance(tmp_path):
 def test_folder_multiclass_train_and_pretrained(trained, tmp_path):
     from PIL import Image
 
-    from pentad_medseg.datasets import synthetic_image
+    from pentad_medseg.data import synthetic_image
 
     rng = np.random.default_rng(1)
     for split, count in (("train", 4), ("val", 1), ("test", 1)):
@@ -187,9 +214,16 @@ def test_folder_multiclass_train_and_pretrained(trained, tmp_path):
     assert code == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0 <= metrics["test/dice"] <= 1
-    module = load_module(str(run / "checkpoints" / "last.ckpt"))
+    module = load_module(SegmentationModule, run / "checkpoints" / "last.ckpt")
     assert module.hparams.classes == 3 and module.net.head.out_channels == 3
     assert main(["predict", "--checkpoint", str(run / "checkpoints" / "last.ckpt"), "--out", str(tmp_path / "p"),
                  "--dataset", "folder", "--data-dir", str(tmp_path / "data")]) == 0  # fmt: skip
     labels = np.asarray(Image.open(tmp_path / "p" / "predictions" / "c0_mask.png"))
     assert labels.max() <= 2
+    # the run predicts without its training data: the data folder is gone, the run folder suffices
+    image = np.asarray(Image.open(tmp_path / "data" / "test" / "images" / "c0.png"))
+    (tmp_path / "data").rename(tmp_path / "moved")
+    predictor = Predictor.from_run(run)
+    assert predictor.config.data_dir == str(tmp_path / "data") and not (tmp_path / "data").exists()
+    result = predictor.predict(image.transpose(2, 0, 1).astype(np.float32) / 255)
+    assert result.probabilities.shape == (3, 48, 48) and np.array_equal(result.mask, labels)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from pentad_medseg.datasets import SegImage
+from pentad_medseg.data import SegImage
 from pentad_medseg.inference import gaussian_importance, sliding_window_inference, window_starts
 from pentad_medseg.sampling import PatchDataset, PatchSampler
 

@@ -2,15 +2,18 @@
 
 Public API::
 
-    from pentad_medseg import MODELS, DATASETS, LOSSES, load_dataset, sliding_window_inference
+    from pentad_medseg import MODELS, DATASETS, LOSSES, Predictor, load_dataset, sliding_window_inference
     data = load_dataset("drive", "/data/drive")
-    model = MODELS.build("unet", in_channels=3, out_channels=1, depth=3, base_channels=16)
+    model = MODELS.build("unet", options={"depth": 3, "base_channels": 16}, in_channels=3, out_channels=1)
+    predictor = Predictor.from_run("runs/medseg/<run>")  # a trained run folder or checkpoint
+    result = predictor.predict(data.test[0].image, fov=data.test[0].fov)
 """
 
-from pentad_medseg import datasets, losses, models  # noqa: F401  (register entries)
-from pentad_medseg.datasets import SegImage, SegmentationData, load_dataset
+from pentad_medseg import data, losses, models  # noqa: F401  (register entries)
+from pentad_medseg.data import SegImage, SegmentationData, load_dataset
 from pentad_medseg.inference import sliding_window_inference
 from pentad_medseg.metrics import dataset_metrics, image_metrics
+from pentad_medseg.predictor import Predictor
 from pentad_medseg.registry import DATASETS, LOSSES, MODELS
 
 __version__ = "0.1.0"
@@ -19,6 +22,7 @@ __all__ = [
     "DATASETS",
     "LOSSES",
     "MODELS",
+    "Predictor",
     "SegImage",
     "SegmentationData",
     "__version__",

@@ -1,4 +1,8 @@
-"""``apps/medseg``: demo, train, evaluate, predict, export, benchmark (+ models, data from the core scaffold)."""
+"""``apps/medseg``: demo, train, evaluate, predict, export, benchmark (+ models, data from the core scaffold).
+
+Verbs only: each parses its options, calls :mod:`pentad_medseg.pipeline` or the
+:class:`~pentad_medseg.predictor.Predictor`, and prints.
+"""
 
 from __future__ import annotations
 
@@ -6,36 +10,29 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from pentad_core.cli import App, Context
-from pentad_core.errors import DataError
-from pentad_medseg import datasets as _datasets  # noqa: F401  (registers datasets)
+from pentad_medseg import data as _data  # noqa: F401  (registers datasets)
 from pentad_medseg import losses as _losses  # noqa: F401  (registers losses)
 from pentad_medseg import models as _models  # noqa: F401  (registers models)
 from pentad_medseg.config import MedsegConfig
-from pentad_medseg.datasets import NIFTI_SUFFIXES, SegImage, list_images, nifti_slices, read_image, read_label
-from pentad_medseg.metrics import write_csv
-from pentad_medseg.module import SegmentationModule, load_module
-from pentad_medseg.outputs import labels_from_probabilities, save_nifti, save_prediction_pngs
-from pentad_medseg.pipeline import evaluate_images, load_data, plot_run, train_model
+from pentad_medseg.data import load_dataset
+from pentad_medseg.pipeline import (
+    benchmark_report,
+    build_module,
+    evaluate_split,
+    export_onnx,
+    load_data,
+    load_predictor,
+    predict_files,
+    predict_images,
+    train_model,
+)
+from pentad_medseg.predictor import Predictor
 from pentad_medseg.registry import DATASETS, MODELS
-
-#: Reference numbers of the issue: published DRIVE results and the plain-PyTorch probe measured here.
-DRIVE_ANCHORS = [
-    {"method": "U-Net (R2U-Net paper)", "auc": 0.9755, "f1": 0.8142, "source": "published"},
-    {"method": "orobix retina-unet", "auc": 0.9790, "f1": 0.8161, "source": "published"},
-    {"method": "R2U-Net", "auc": 0.9784, "f1": 0.8171, "source": "published"},
-    {"method": "SA-UNet", "auc": 0.9864, "f1": 0.8263, "source": "published"},
-    {"method": "plain PyTorch U-Net probe, 15 min 2 CPU cores", "auc": 0.9750, "f1": 0.8149, "source": "anchor"},
-]
 
 
 def verify(name: str, root: Path) -> str:
     """``data verify``: load the dataset fully (raises DataError when malformed) and summarise it."""
-    from pentad_medseg.datasets import load_dataset
-
     return load_dataset(name, root).summary()
 
 
@@ -58,10 +55,6 @@ app.option("--tta", key="tta", action="store_const", const=True, help="flip test
 app.option("--max-minutes", key="max_minutes", type=float, metavar="M", help="training time limit")
 
 
-def _data_root(context: Context) -> Path | None:
-    return None if context.config.dataset == "synthetic" else context.data_root
-
-
 def _report(context: Context, metrics: dict[str, float], keys: tuple[str, ...] = ()) -> None:
     shown = {k: v for k, v in metrics.items() if not keys or k in keys}
     context.print(" ".join(f"{k}={v:.4f}" for k, v in sorted(shown.items())))
@@ -69,13 +62,15 @@ def _report(context: Context, metrics: dict[str, float], keys: tuple[str, ...] =
 
 def _train(context: Context) -> dict[str, float]:
     config, run = context.config, context.run
-    data = load_data(config, _data_root(context))
+    data = load_data(config, context.data_root)
     context.print(f"{config.dataset}: {data.summary()}")
-    module, metrics = train_model(config, run, data, context.resume_path)
-    context.module = module  # type: ignore[attr-defined]
-    context.data = data  # type: ignore[attr-defined]
+    module, copied = build_module(config, data)
+    if config.pretrained:
+        context.print(f"initialised {copied} tensors from {config.pretrained}")
+    _, metrics = train_model(config, run, data, context.resume_path, module=module)
     _report(context, metrics, ("test/auc", "test/dice", "test/hd95", "fit/patches_per_s", "fit/seconds"))
     context.print(f"run folder: {run.path}")
+    context.data = data  # type: ignore[attr-defined]
     return metrics
 
 
@@ -90,11 +85,10 @@ def train(context: Context) -> None:
 def demo(context: Context) -> None:
     start = time.perf_counter()
     _train(context)
-    module, data, run = context.module, context.data, context.run  # type: ignore[attr-defined]
+    run = context.run
+    predictor = Predictor.from_run(run.path)
     out = run.path / "predictions"
-    for item in data.test[: context.config.plot_examples]:
-        probabilities = module.predict_probabilities(torch.from_numpy(item.image)[None])[0].numpy()
-        save_prediction_pngs(item.name, item.image, probabilities, float(module.threshold), out, item.mask, item.fov)
+    predict_images(predictor, context.data.test[: context.config.plot_examples], out)  # type: ignore[attr-defined]
     context.print(f"demo finished in {time.perf_counter() - start:.0f} s; overlays in {out}, plots in {run.plots}")
 
 
@@ -105,36 +99,10 @@ def _split_arguments(parser: argparse.ArgumentParser) -> None:
 @app.verb("evaluate", "Evaluate a checkpoint on a dataset split: metrics.json and a per-image CSV.",
           arguments=_split_arguments, needs_checkpoint=True)  # fmt: skip
 def evaluate(context: Context) -> None:
-    config, run = context.config, context.run
-    module = _load(context)
-    data = load_data(config, _data_root(context))
-    images = data.split(context.args.split)
-    summary, rows, probabilities, seconds = evaluate_images(module, images, hd95=config.hd95)
-    split = context.args.split
-    pixels = sum(i.shape[0] * i.shape[1] for i in images)
-    metrics = {f"{split}/{k}": v for k, v in summary.items()}
-    metrics[f"{split}/megapixels_per_s"] = pixels / 1e6 / seconds
-    run.write_metrics(metrics)
-    write_csv(rows, run.path / f"{split}_per_image.csv")
-    plot_run(config, run, images, probabilities, float(module.threshold))
-    _report(context, metrics)
-
-
-def _load(context: Context) -> SegmentationModule:
-    module = load_module(str(context.checkpoint))
-    if context.config.threshold is not None and "threshold" in _explicit_keys(context):
-        module.threshold.fill_(context.config.threshold)
-    module.hparams.tta = bool(context.config.tta)
-    return module
-
-
-def _explicit_keys(context: Context) -> set[str]:
-    keys = set()
-    if getattr(context.args, "app_option_threshold", None) is not None:
-        keys.add("threshold")
-    for text in context.args.set or []:
-        keys.add(text.split("=", 1)[0].strip())
-    return keys
+    config, split = context.config, context.args.split
+    predictor = load_predictor(config, context.checkpoint)
+    images = load_data(config, context.data_root).split(split)
+    _report(context, evaluate_split(config, context.run, predictor, images, split))
 
 
 def _predict_arguments(parser: argparse.ArgumentParser) -> None:
@@ -145,53 +113,14 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
 @app.verb("predict", "Predict probability maps, masks and overlays (PNG, or NIfTI for volumes).",
           arguments=_predict_arguments, needs_checkpoint=True)  # fmt: skip
 def predict(context: Context) -> None:
-    config, run = context.config, context.run
-    module = _load(context)
-    threshold = float(module.threshold)
-    out = run.path / "predictions"
-    items: list[SegImage] = []
-    count = 0
-    if context.args.input:
-        for path in list_images(Path(context.args.input)):
-            if path.name.lower().endswith(NIFTI_SUFFIXES):
-                _predict_volume(module, path, out, threshold)
-                count += 1
-                continue
-            image = read_image(path)
-            truth = None
-            if context.args.masks:
-                candidates = sorted(Path(context.args.masks).glob(f"{path.stem}.*"))
-                truth = read_label(candidates[0], module.hparams.classes) if candidates else None
-            items.append(SegImage(path.stem, image, truth, np.ones(image.shape[1:], bool), path))
+    config, args = context.config, context.args
+    predictor = load_predictor(config, context.checkpoint)
+    out = context.run.path / "predictions"
+    if args.input:
+        count = predict_files(predictor, Path(args.input), out, Path(args.masks) if args.masks else None)
     else:
-        items = load_data(config, _data_root(context)).test
-    expected = module.hparams.in_channels
-    for item in items:
-        if item.image.shape[0] != expected:
-            raise DataError(
-                f"{item.source or item.name} has {item.image.shape[0]} channel(s); the model expects {expected}."
-            )
-        probabilities = module.predict_probabilities(torch.from_numpy(item.image)[None])[0].numpy()
-        save_prediction_pngs(item.name, item.image, probabilities, threshold, out, item.mask, item.fov)
-        count += 1
+        count = predict_images(predictor, load_data(config, context.data_root).test, out)
     context.print(f"wrote predictions of {count} input(s) to {out}")
-
-
-def _predict_volume(module: SegmentationModule, path: Path, out: Path, threshold: float) -> None:
-    slices = nifti_slices(path, None, module.hparams.classes)
-    if module.hparams.in_channels != 1:
-        raise DataError(f"{path} is a single-channel volume; the model expects {module.hparams.in_channels} channels.")
-    first = slices[0].meta
-    probabilities = np.zeros((*first["volume_shape"], 1 if module.hparams.classes == 2 else module.hparams.classes),
-                             np.float32)  # fmt: skip
-    for item in slices:
-        prob = module.predict_probabilities(torch.from_numpy(item.image)[None])[0].numpy()
-        probabilities[:, :, item.meta["slice"], :] = prob.transpose(1, 2, 0)
-    labels = labels_from_probabilities(probabilities.transpose(3, 0, 1, 2), threshold).astype(np.uint8)
-    stem = first["volume"]
-    foreground = probabilities[..., 0] if probabilities.shape[-1] == 1 else 1 - probabilities[..., 0]
-    save_nifti(foreground.astype(np.float32), first["affine"], out / f"{stem}_prob.nii.gz")
-    save_nifti(labels, first["affine"], out / f"{stem}_mask.nii.gz")
 
 
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
@@ -202,32 +131,10 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 @app.verb("export", "Export a checkpoint's network to ONNX (dynamic batch and size) with a parity check.",
           arguments=_export_arguments, needs_checkpoint=True)  # fmt: skip
 def export(context: Context) -> None:
-    from pentad_core.export import check_onnx_parity, export_onnx
-
-    module = load_module(str(context.checkpoint))
-    network = _NormalizedNetwork(module)
-    size = context.args.size
-    channels = module.hparams.in_channels
     path = context.run.path / "model.onnx"
-    export_onnx(network, torch.rand(1, channels, size, size), path, input_names=["image"], output_names=["logits"],
-                extra_dynamic_axes={"image": {2: "height", 3: "width"},
-                                    "logits": {2: "height", 3: "width"}})  # fmt: skip
-    report = check_onnx_parity(network, path, torch.rand(2, channels, size, size))
+    report = export_onnx(Predictor.from_run(context.checkpoint), path, context.args.size)
     context.run.write_metrics(report.as_metrics())
     context.print(f"wrote {path} (max abs difference to PyTorch {report.max_abs_diff:.2e})")
-
-
-class _NormalizedNetwork(torch.nn.Module):
-    """Raw image -> logits: the training-set normalisation is part of the exported graph."""
-
-    def __init__(self, module: SegmentationModule) -> None:
-        super().__init__()
-        self.net = module.net
-        self.register_buffer("mean", module.norm_mean.clone())
-        self.register_buffer("std", module.norm_std.clone())
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.net((image - self.mean) / self.std)
 
 
 @app.verb("benchmark", "DRIVE benchmark: train with the recipe's time budget, test inside the FOV, compare anchors.",
@@ -238,20 +145,8 @@ def benchmark(context: Context) -> None:
     from pentad_core.files import atomic_write_text
 
     metrics = _train(context)
-    rows = [dict(row) for row in DRIVE_ANCHORS]
-    rows.append({
-        "method": f"pentad {context.config.model} ({context.config.dataset})",
-        "auc": metrics.get("test/auc", float("nan")),
-        "f1": metrics.get("test/f1", float("nan")),
-        "source": "measured",
-    })  # fmt: skip
+    rows, summary = benchmark_report(context.config, metrics, describe_hardware().summary())
     table = format_table(rows, ["method", "auc", "f1", "source"])
-    summary = (
-        f"hardware: {describe_hardware().summary()}\n"
-        f"training: {metrics.get('fit/seconds', 0) / 60:.1f} min wall clock, "
-        f"{metrics.get('fit/patches_per_s', 0):.1f} patches/s; inference {metrics.get('test/megapixels_per_s', 0):.3f}"
-        " megapixels/s\n"
-    )
     atomic_write_text(context.run.path / "benchmark.md", table + "\n\n" + summary)
     context.print(table)
     context.print(summary)

@@ -12,11 +12,13 @@ for patches without foreground. Multi-class region losses average over the foreg
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pentad_core.errors import ConfigError
 from pentad_medseg.registry import LOSSES
 
 
@@ -150,50 +152,51 @@ class CombinedLoss(nn.Module):
 
 
 @LOSSES.register("bce")
-def bce(pos_weight: float = 1.0, **_: object) -> nn.Module:
+def bce(pos_weight: float = 1.0) -> nn.Module:
     """Binary cross-entropy (softmax cross-entropy for more than 2 classes), inside the FOV."""
     return CrossEntropyLoss(pos_weight)
 
 
 @LOSSES.register("ce")
-def ce(**_: object) -> nn.Module:
+def ce() -> nn.Module:
     """Softmax cross-entropy (binary cross-entropy for one logit), inside the FOV."""
     return CrossEntropyLoss()
 
 
 @LOSSES.register("dice")
-def dice(smooth: float = 1.0, **_: object) -> nn.Module:
+def dice(smooth: float = 1.0) -> nn.Module:
     """Soft Dice loss (mean over foreground classes), inside the FOV."""
     return DiceLoss(smooth)
 
 
 @LOSSES.register("bce-dice")
-def bce_dice(pos_weight: float = 1.0, smooth: float = 1.0, dice_weight: float = 1.0, **_: object) -> nn.Module:
+def bce_dice(pos_weight: float = 1.0, smooth: float = 1.0, dice_weight: float = 1.0) -> nn.Module:
     """BCE (or softmax CE) + soft Dice, inside the FOV."""
     return CombinedLoss(CrossEntropyLoss(pos_weight), DiceLoss(smooth), 1.0, dice_weight)
 
 
 @LOSSES.register("ce-dice")
-def ce_dice(smooth: float = 1.0, dice_weight: float = 1.0, **_: object) -> nn.Module:
+def ce_dice(smooth: float = 1.0, dice_weight: float = 1.0) -> nn.Module:
     """Softmax cross-entropy + soft Dice (nnU-Net's default), inside the FOV."""
     return CombinedLoss(CrossEntropyLoss(), DiceLoss(smooth), 1.0, dice_weight)
 
 
 @LOSSES.register("focal")
-def focal(gamma: float = 2.0, alpha: float | None = None, **_: object) -> nn.Module:
+def focal(gamma: float = 2.0, alpha: float | None = None) -> nn.Module:
     """Focal loss (sigmoid or softmax), inside the FOV."""
     return FocalLoss(gamma, alpha)
 
 
 @LOSSES.register("tversky")
-def tversky(alpha: float = 0.3, beta: float = 0.7, smooth: float = 1.0, **_: object) -> nn.Module:
+def tversky(alpha: float = 0.3, beta: float = 0.7, smooth: float = 1.0) -> nn.Module:
     """Tversky loss (alpha weights false positives, beta false negatives), inside the FOV."""
     return TverskyLoss(alpha, beta, smooth)
 
 
-def build_loss(name: str, **options: object) -> nn.Module:
-    """Build a registered loss; raises :class:`ConfigError` for unknown names."""
-    if name not in LOSSES:
-        LOSSES.get(name)
-        raise ConfigError(f"unknown loss {name!r}")  # pragma: no cover - get() raised already
-    return LOSSES.build(name, **options)
+def build_loss(name: str, loss_options: Mapping[str, Any] | None = None) -> nn.Module:
+    """Build registered loss ``name`` with the user's ``loss_options``.
+
+    Raises:
+        ConfigError: If the name is unknown or an option is not one the loss takes.
+    """
+    return LOSSES.build(name, options=loss_options)

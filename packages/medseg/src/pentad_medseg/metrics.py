@@ -212,17 +212,3 @@ def dataset_metrics(
     summary["dice_per_image"] = float(np.mean([r["dice"] for r in rows]))
     summary["threshold"] = float(threshold)
     return summary, rows
-
-
-def write_csv(rows: Sequence[dict[str, float | str]], path) -> None:
-    """Write per-image rows as CSV (atomic), columns in the order of the first row."""
-    from pentad_core.files import atomic_write_text
-
-    if not rows:
-        atomic_write_text(path, "")
-        return
-    columns = list(rows[0])
-    lines = [",".join(columns)]
-    for row in rows:
-        lines.append(",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in columns))
-    atomic_write_text(path, "\n".join(lines) + "\n")

@@ -10,23 +10,14 @@ import numpy as np
 import torch
 
 from pentad_core.errors import ConfigError
-from pentad_core.logs import TrainingLog
 from pentad_core.training import PentadModule
 from pentad_medseg.inference import sliding_window_inference
 from pentad_medseg.losses import build_loss
 from pentad_medseg.metrics import best_f1_threshold, dataset_metrics
-from pentad_medseg.registry import MODELS
+from pentad_medseg.models import build_model
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine")
-
-
-def build_network(
-    model: str, in_channels: int, classes: int, model_options: dict[str, Any] | None = None
-) -> torch.nn.Module:
-    """Build a registered network; binary tasks get one sigmoid logit, ``N``-class tasks ``N`` softmax logits."""
-    out_channels = 1 if classes == 2 else classes
-    return MODELS.build(model, in_channels=in_channels, out_channels=out_channels, **(model_options or {}))
 
 
 class SegmentationModule(PentadModule):
@@ -88,7 +79,6 @@ class SegmentationModule(PentadModule):
         hd95: bool = True,
     ) -> None:
         super().__init__()
-        self.training_log = TrainingLog()
         if optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}.")
         if scheduler not in SCHEDULERS:
@@ -97,8 +87,8 @@ class SegmentationModule(PentadModule):
             raise ConfigError(f"threshold must be in (0, 1) or null (chosen on validation data), got {threshold}.")
         # logger=False: the hyper-parameters live in the checkpoint and config.yaml, not in the CSV/TB logs.
         self.save_hyperparameters(logger=False)
-        self.net = build_network(model, in_channels, classes, model_options)
-        self.loss_fn = build_loss(loss, **(loss_options or {}))
+        self.net = build_model(model, in_channels, classes, model_options)
+        self.loss_fn = build_loss(loss, loss_options)
         mean_t = torch.tensor(mean if mean is not None else [0.0] * in_channels, dtype=torch.float32)
         std_t = torch.tensor(std if std is not None else [1.0] * in_channels, dtype=torch.float32)
         self.register_buffer("norm_mean", mean_t.view(1, -1, 1, 1))
@@ -151,7 +141,7 @@ class SegmentationModule(PentadModule):
         loss = self.loss_fn(self(images), masks, fovs)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step {self.global_step}; lower the lr.")
-        self.training_log.log(self, "train/loss", loss, batch_size=images.shape[0], on_step=True, prog_bar=True)
+        self.log_training("train/loss", loss, batch_size=images.shape[0], on_step=True, prog_bar=True)
         return loss
 
     # -- evaluation ------------------------------------------------------------------------------
@@ -229,23 +219,3 @@ class SegmentationModule(PentadModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "name": "train/lr"},
         }
-
-
-def load_module(path: str, map_location: str = "cpu") -> SegmentationModule:
-    """Rebuild a :class:`SegmentationModule` from a Lightning checkpoint (loaded with ``weights_only=True``).
-
-    Raises:
-        CheckpointError: If the file is missing, corrupt, or does not fit the model it describes.
-    """
-    from pentad_core.checkpoint import load_checkpoint
-    from pentad_core.errors import CheckpointError
-
-    checkpoint = load_checkpoint(path, map_location)
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
-        raise CheckpointError(f"{path} is not a medseg training checkpoint (no state_dict/hyper_parameters).")
-    module = SegmentationModule(**checkpoint["hyper_parameters"])
-    try:
-        module.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as error:
-        raise CheckpointError(f"checkpoint {path} does not fit its model: {str(error).splitlines()[0]}") from None
-    return module.eval()

@@ -1,6 +1,6 @@
-"""The library-level workflow behind the CLI: data -> loaders -> module -> train/test -> predict.
+"""The medseg workflow as plain functions: data -> module -> train/test, and evaluate/predict/export a run.
 
-Usable without the app::
+The CLI, the tests and Python users call these; nothing here prints (results are returned)::
 
     from pentad_medseg.config import MedsegConfig
     from pentad_medseg.pipeline import load_data, train_model
@@ -21,20 +21,39 @@ from typing import Any
 import numpy as np
 import torch
 
-from pentad_core.errors import CheckpointError, ConfigError, DataError
+from pentad_core.errors import ConfigError, DataError
+from pentad_core.files import atomic_write_csv
+from pentad_core.registry import accepted_options
 from pentad_core.runs import RunDir
 from pentad_medseg.config import MedsegConfig
-from pentad_medseg.datasets import SegImage, SegmentationData, load_dataset
-from pentad_medseg.metrics import dataset_metrics, write_csv
+from pentad_medseg.data import SegImage, SegmentationData, list_images, load_dataset, read_image, read_label
+from pentad_medseg.data.drive import DRIVE_ANCHORS
+from pentad_medseg.data.readers import NIFTI_SUFFIXES
+from pentad_medseg.metrics import dataset_metrics
 from pentad_medseg.module import SegmentationModule
+from pentad_medseg.outputs import save_nifti, save_prediction_pngs
+from pentad_medseg.predictor import Predictor
+from pentad_medseg.registry import DATASETS
 from pentad_medseg.sampling import ImageDataset, PatchDataset
 from pentad_medseg.transforms import Normalize, build_augmentation, channel_stats
 
+# -- data and module ---------------------------------------------------------------------------------
+
 
 def load_data(config: MedsegConfig, root: str | Path | None) -> SegmentationData:
-    """Load ``config.dataset`` from ``root`` with ``config.dataset_options`` (and ``config.classes``)."""
-    options = {"classes": config.classes, "split_seed": config.seed, **config.dataset_options}
-    data = load_dataset(config.dataset, root, **options)
+    """Load ``config.dataset`` from ``root`` (``None`` for a generated dataset).
+
+    The dataset gets ``config.classes`` and, when it splits at random, ``split_seed = config.seed``;
+    ``config.dataset_options`` may set either.
+
+    Raises:
+        ConfigError: If an option is unknown to the dataset or the classes disagree.
+        DataError: If the files are missing or malformed.
+    """
+    options: dict[str, Any] = {"classes": config.classes}
+    if "split_seed" in accepted_options(DATASETS.get(config.dataset))[0]:
+        options["split_seed"] = config.seed
+    data = load_dataset(config.dataset, root, **{**options, **config.dataset_options})
     if data.classes != config.classes:
         raise ConfigError(f"dataset {config.dataset} has {data.classes} classes but --classes is {config.classes}.")
     return data
@@ -45,8 +64,18 @@ def validation_images(data: SegmentationData) -> list[SegImage]:
     return data.val or data.train[:2]
 
 
-def build_module(config: MedsegConfig, data: SegmentationData) -> SegmentationModule:
-    """A fresh module with the training set's channel statistics (and ``config.pretrained`` weights)."""
+def build_module(config: MedsegConfig, data: SegmentationData) -> tuple[SegmentationModule, int]:
+    """A fresh module with the training set's channel statistics, initialised from ``config.pretrained``.
+
+    Returns:
+        The module and the number of network tensors copied from ``config.pretrained`` (0 without it).
+
+    Raises:
+        ConfigError: If a model or loss option is unknown.
+        CheckpointError: If ``config.pretrained`` is unreadable or holds no matching tensor.
+    """
+    from pentad_core.checkpoint import copy_matching_weights
+
     mean, std = channel_stats([item.image for item in data.train], [item.fov for item in data.train])
     module = SegmentationModule(
         model=config.model, in_channels=data.in_channels, classes=data.classes,
@@ -56,32 +85,11 @@ def build_module(config: MedsegConfig, data: SegmentationData) -> SegmentationMo
         overlap=config.overlap, blending=config.blending, tta=config.tta, threshold=config.threshold,
         infer_batch_size=config.infer_batch_size, hd95=config.hd95,
     )  # fmt: skip
+    copied = 0
     if config.pretrained:
-        copied = load_pretrained(module, config.pretrained)
-        print(f"initialised {copied} tensors from {config.pretrained}")
-    return module
-
-
-def load_pretrained(module: SegmentationModule, path: str | Path) -> int:
-    """Copy the network tensors of a project checkpoint whose names and shapes match; returns their count.
-
-    Raises:
-        CheckpointError: If the file is unreadable or no tensor matches.
-    """
-    from pentad_core.checkpoint import load_checkpoint
-
-    state = load_checkpoint(path)
-    state = state.get("state_dict", state) if isinstance(state, dict) else {}
-    own = module.state_dict()
-    matching = {
-        key: value for key, value in state.items()
-        if key.startswith("net.") and key in own and own[key].shape == value.shape
-    }  # fmt: skip
-    if not matching:
-        raise CheckpointError(f"--pretrained {path} holds no tensor matching model {module.hparams.model}.")
-    own.update(matching)
-    module.load_state_dict(own)
-    return len(matching)
+        fresh = copy_matching_weights(module, config.pretrained, prefix="net.")
+        copied = len(module.state_dict()) - len(fresh)
+    return module, copied
 
 
 def build_loaders(
@@ -105,20 +113,38 @@ def build_loaders(
     return train, val, test
 
 
+# -- training ----------------------------------------------------------------------------------------
+
+
 def train_model(
     config: MedsegConfig,
     run: RunDir,
     data: SegmentationData,
     resume_path: str | Path | None = None,
+    module: SegmentationModule | None = None,
 ) -> tuple[SegmentationModule, dict[str, float]]:
     """Train, then test the best checkpoint; writes metrics.json, the per-image CSV and plots.
 
+    ``config.yaml`` is written first when the run folder has none (the CLI writes it itself), so
+    that :meth:`Predictor.from_run <pentad_medseg.predictor.Predictor.from_run>` finds what ran.
+
+    Args:
+        config: The run's config.
+        run: The run folder.
+        data: The loaded dataset.
+        resume_path: Checkpoint to continue from.
+        module: A module from :func:`build_module`; built here when omitted.
+
     Returns:
-        The module (best weights when a test ran) and the merged metrics.
+        The module (best weights when a checkpoint was kept) and the merged metrics.
     """
+    from pentad_core.checkpoint import load_module
     from pentad_core.training import build_trainer, fit, test
 
-    module = build_module(config, data)
+    if not (run.path / RunDir.CONFIG).is_file():
+        run.write_config(config)
+    if module is None:
+        module, _ = build_module(config, data)
     train_loader, val_loader, test_loader = build_loaders(config, data, module)
     overrides: dict[str, Any] = {}
     if config.max_minutes is not None:
@@ -139,13 +165,11 @@ def train_model(
         seconds = time.perf_counter() - start
         pixels = sum(item.shape[0] * item.shape[1] for item in data.test)
         metrics.update(run.write_metrics({"test/seconds": seconds, "test/megapixels_per_s": pixels / 1e6 / seconds}))
-        write_csv(module.test_rows, run.path / "test_per_image.csv")
+        atomic_write_csv(run.path / "test_per_image.csv", module.test_rows)
         plot_run(config, run, data.test, module.test_probabilities, float(module.threshold))
     best = run.best_checkpoint if run.best_checkpoint.is_file() else run.last_checkpoint
     if best.is_file():
-        from pentad_medseg.module import load_module
-
-        module = load_module(str(best))
+        module = load_module(SegmentationModule, best)
     return module, metrics
 
 
@@ -170,25 +194,124 @@ def plot_run(
         )  # fmt: skip
 
 
+def benchmark_report(config: MedsegConfig, metrics: dict[str, float], hardware: str) -> tuple[list[dict], str]:
+    """The DRIVE anchors with this run's test AUC/F1 appended, and a summary of its speed.
+
+    Returns:
+        ``(rows with method/auc/f1/source, summary text)``.
+    """
+    rows = [dict(row) for row in DRIVE_ANCHORS]
+    rows.append({
+        "method": f"pentad {config.model} ({config.dataset})",
+        "auc": metrics.get("test/auc", float("nan")),
+        "f1": metrics.get("test/f1", float("nan")),
+        "source": "measured",
+    })  # fmt: skip
+    summary = (
+        f"hardware: {hardware}\n"
+        f"training: {metrics.get('fit/seconds', 0) / 60:.1f} min wall clock, "
+        f"{metrics.get('fit/patches_per_s', 0):.1f} patches/s; inference {metrics.get('test/megapixels_per_s', 0):.3f}"
+        " megapixels/s\n"
+    )
+    return rows, summary
+
+
+# -- using a trained run ------------------------------------------------------------------------------
+
+
+def load_predictor(config: MedsegConfig, checkpoint: str | Path) -> Predictor:
+    """The predictor of a run folder or checkpoint, with ``config``'s TTA and, where it differs from the
+    run's own, ``config``'s threshold (``--threshold`` overrides the stored one; ``null`` keeps it)."""
+    predictor = Predictor.from_run(checkpoint, tta=config.tta)
+    if config.threshold is not None and config.threshold != predictor.config.threshold:
+        predictor.threshold = float(config.threshold)
+    return predictor
+
+
 def evaluate_images(
-    module: SegmentationModule, images: Sequence[SegImage], tta: bool | None = None, hd95: bool = True
+    predictor: Predictor, images: Sequence[SegImage], hd95: bool = True
 ) -> tuple[dict[str, float], list[dict[str, Any]], list[np.ndarray], float]:
     """Sliding-window inference and metrics on images with masks.
 
     Returns:
-        ``(summary, per-image rows, probabilities, seconds of inference)``.
+        ``(summary, per-image rows, probabilities (K, H, W) per image, seconds of inference)``.
     """
     if not images:
         raise DataError("no images to evaluate in this split.")
     if any(item.mask is None for item in images):
         raise DataError("evaluation needs ground-truth masks for every image.")
-    probabilities = []
     start = time.perf_counter()
-    for item in images:
-        probabilities.append(module.predict_probabilities(torch.from_numpy(item.image)[None], tta)[0].cpu().numpy())
+    probabilities = [predictor.probabilities(item.image) for item in images]
     seconds = time.perf_counter() - start
     summary, rows = dataset_metrics(
         probabilities, [i.mask for i in images], [i.fov for i in images], [i.name for i in images],
-        float(module.threshold), hd95,
+        predictor.threshold, hd95,
     )  # fmt: skip
     return summary, rows, probabilities, seconds
+
+
+def evaluate_split(
+    config: MedsegConfig, run: RunDir, predictor: Predictor, images: Sequence[SegImage], split: str
+) -> dict[str, float]:
+    """Evaluate ``images`` of ``split``: writes ``<split>/*`` metrics, ``<split>_per_image.csv`` and plots."""
+    summary, rows, probabilities, seconds = evaluate_images(predictor, images, hd95=config.hd95)
+    pixels = sum(i.shape[0] * i.shape[1] for i in images)
+    metrics = {f"{split}/{k}": v for k, v in summary.items()}
+    metrics[f"{split}/megapixels_per_s"] = pixels / 1e6 / seconds
+    run.write_metrics(metrics)
+    atomic_write_csv(run.path / f"{split}_per_image.csv", rows)
+    plot_run(config, run, images, probabilities, predictor.threshold)
+    return metrics
+
+
+def predict_images(predictor: Predictor, images: Sequence[SegImage], out: Path) -> int:
+    """Write ``<name>_{prob,mask,overlay}.png`` under ``out`` for each image; returns their count."""
+    for item in images:
+        if item.image.shape[0] != predictor.in_channels:
+            raise DataError(
+                f"{item.source or item.name} has {item.image.shape[0]} channel(s); "
+                f"the model expects {predictor.in_channels}."
+            )
+        prediction = predictor.predict(item.image, item.fov)
+        save_prediction_pngs(item.name, item.image, prediction.probabilities, predictor.threshold, out, item.mask,
+                             item.fov)  # fmt: skip
+    return len(images)
+
+
+def predict_files(predictor: Predictor, path: Path, out: Path, masks: Path | None = None) -> int:
+    """Predict an image, a NIfTI volume or every one in a folder; returns the number of inputs.
+
+    Images give PNGs (see :func:`predict_images`; ground truth from ``masks/<stem>.*`` drawn on the
+    overlay when given); volumes give ``<stem>_prob.nii.gz`` and ``<stem>_mask.nii.gz`` with the input's affine.
+    """
+    images: list[SegImage] = []
+    volumes = 0
+    for file in list_images(path):
+        if file.name.lower().endswith(NIFTI_SUFFIXES):
+            volume = predictor.predict_volume(file)
+            save_nifti(volume.foreground, volume.affine, out / f"{volume.name}_prob.nii.gz")
+            save_nifti(volume.labels, volume.affine, out / f"{volume.name}_mask.nii.gz")
+            volumes += 1
+            continue
+        image = read_image(file)
+        candidates = sorted(masks.glob(f"{file.stem}.*")) if masks else []
+        truth = read_label(candidates[0], predictor.classes) if candidates else None
+        images.append(SegImage(file.stem, image, truth, np.ones(image.shape[1:], bool), file))
+    return volumes + predict_images(predictor, images, out)
+
+
+def export_onnx(predictor: Predictor, path: Path, size: int) -> Any:
+    """Write the normalised network to ONNX (dynamic batch, height and width) and check it against PyTorch.
+
+    Returns:
+        The :class:`~pentad_core.export.ParityReport`.
+    """
+    from pentad_core.export import check_onnx_parity
+    from pentad_core.export import export_onnx as write_onnx
+
+    network = predictor.network()
+    channels = predictor.in_channels
+    axes = {"image": {2: "height", 3: "width"}, "logits": {2: "height", 3: "width"}}
+    write_onnx(network, torch.rand(1, channels, size, size), path, input_names=["image"], output_names=["logits"],
+               extra_dynamic_axes=axes)  # fmt: skip
+    return check_onnx_parity(network, path, torch.rand(2, channels, size, size))

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from pentad_core.errors import ConfigError
-from pentad_medseg.datasets import SegImage
+from pentad_medseg.data.base import SegImage
 from pentad_medseg.transforms import Normalize, Transform
 
 

@@ -1,4 +1,8 @@
-"""segmentation-models-pytorch architectures by name, with any smp encoder, offline by default."""
+"""segmentation-models-pytorch architectures by name, with any smp encoder, offline by default.
+
+The smp family shares one wrapper and one set of options, so its architectures are registered in a
+loop here (one entry of :data:`SMP_ARCHITECTURES` adds one).
+"""
 
 from __future__ import annotations
 
@@ -83,17 +87,19 @@ class SMPModel(nn.Module):
 
 
 def _register(name: str, architecture: str) -> None:
+    """Register ``name`` as smp ``architecture`` (one factory per architecture, same options)."""
+
     def factory(
         in_channels: int = 3,
         out_channels: int = 1,
         encoder: str = "resnet34",
         encoder_weights: str | None = None,
-        **_: object,
     ) -> SMPModel:
         return SMPModel(architecture, encoder, in_channels, out_channels, encoder_weights)
 
     factory.__doc__ = f"segmentation-models-pytorch {architecture} with any smp encoder (--encoder)."
-    MODELS.register(name, factory)
+    factory.__name__ = factory.__qualname__ = name.replace("-", "_")
+    MODELS.register(name, factory, tasks=("binary", "multiclass"), inputs="image", family="smp")
 
 
 for _name, _architecture in SMP_ARCHITECTURES.items():

@@ -117,7 +117,7 @@ class UNet(nn.Module):
         return self.head(x)[..., :height, :width]
 
 
-@MODELS.register("unet")
+@MODELS.register("unet", tasks=("binary", "multiclass"), inputs="image", family="pentad")
 def unet(
     in_channels: int = 3,
     out_channels: int = 1,
@@ -126,7 +126,6 @@ def unet(
     norm: str = "batch",
     dropout: float = 0.0,
     upsampling: str = "transpose",
-    **_: object,
 ) -> UNet:
     """The project's U-Net: configurable depth, width, batch/instance norm, dropout, up-sampling."""
     return UNet(in_channels, out_channels, depth, base_channels, norm, dropout, upsampling)
