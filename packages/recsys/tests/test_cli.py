@@ -9,7 +9,7 @@ import pytest
 from pentad_recsys.cli import main
 
 TINY = [
-    "--set", "data_args={num_users: 40, num_items: 50, interactions_per_user: 10}",
+    "--set", "dataset_options={num_users: 40, num_items: 50, interactions_per_user: 10}",
     "--set", "trainer.progress_bar=false", "--epochs", "2", "--batch-size", "64",
 ]  # fmt: skip
 
@@ -86,9 +86,9 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
 
 
 def test_export_without_pyarrow_keeps_npy_and_says_parquet_was_skipped(trained, tmp_path, capsys, monkeypatch):
-    import pentad_recsys.export
+    import pentad_recsys.pipeline
 
-    monkeypatch.setattr(pentad_recsys.export, "parquet_available", lambda: False)
+    monkeypatch.setattr(pentad_recsys.pipeline, "parquet_available", lambda: False)
     checkpoint = str(trained / "checkpoints" / "best.ckpt")
     assert main(["export", "--checkpoint", checkpoint, "--out", str(tmp_path / "e")]) == 0
     assert "pentad-recsys[parquet]" in capsys.readouterr().out

@@ -8,7 +8,9 @@ import pytest
 from pentad_core.errors import ConfigError, DataError
 from pentad_recsys.data import load_dataset, make_split, make_synthetic
 from pentad_recsys.data.interactions import IdMap
-from pentad_recsys.data.movielens import load_ml1m, load_ml100k, load_ml_latest_small
+from pentad_recsys.data.ml1m import load_ml1m
+from pentad_recsys.data.ml100k import load_ml100k
+from pentad_recsys.data.ml_latest_small import load_ml_latest_small
 from pentad_recsys.data.sampling import NegativeSampler
 
 GENRES = "|".join(["0"] * 18)

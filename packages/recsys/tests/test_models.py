@@ -8,12 +8,12 @@ import torch
 
 import pentad_recsys  # noqa: F401  (registers models)
 from pentad_recsys.data.sampling import NegativeSampler
-from pentad_recsys.recommender import Recommender
+from pentad_recsys.predictor import Recommender
 from pentad_recsys.registry import MODELS
 from pentad_recsys.training import TrainSettings, batch_loss, fit, iterate_batches, needs_negatives
 
 SMALL = {"glocal-k": {"hidden": 16}}
-CASES = [(name, task) for name in MODELS.names() for task in MODELS.get(name).tasks]
+CASES = [(name, task) for name in MODELS.names() for task in MODELS.info(name).tasks]
 
 
 def make(name, task, split):
@@ -40,7 +40,7 @@ def test_forward_shapes_and_finite(tiny, name, task, batch):
 def test_gradients_reach_every_parameter(tiny, name, task):
     _, split = tiny
     rec = make(name, task, split)
-    if not rec.model.trainable:
+    if not rec.trainable:
         assert not list(rec.model.parameters()), "a non-trainable baseline must hold no parameters"
         return
     # BCE rather than BPR: under BPR a shared output bias cancels and rightly gets no gradient
@@ -79,7 +79,7 @@ def test_save_load_round_trip(tiny, name, task, tmp_path):
 def test_short_training_lowers_the_loss(tiny, name, task):
     _, split = tiny
     rec = make(name, task, split)
-    if not rec.model.trainable:
+    if not rec.trainable:
         pytest.skip(f"{name} has nothing to train")
     losses = []
     settings = TrainSettings(epochs=4, batch_size=128, lr=0.02, negatives=2, lbfgs_iterations=3)

@@ -8,7 +8,7 @@ import pytest
 
 from pentad_recsys.data import load_dataset, make_split
 from pentad_recsys.metrics import evaluate_ranking
-from pentad_recsys.recommender import Recommender
+from pentad_recsys.predictor import Recommender
 from pentad_recsys.training import TrainSettings, evaluate_rating, fit
 
 pytestmark = [

@@ -11,12 +11,12 @@ from pentad_recsys.data.interactions import build_interactions
 from pentad_recsys.data.splits import temporal_holdout
 from pentad_recsys.metrics import evaluate_ranking
 from pentad_recsys.models.sequential import PAD, time_ordered_histories
-from pentad_recsys.recommender import Recommender
+from pentad_recsys.pipeline import update
+from pentad_recsys.predictor import Recommender
 from pentad_recsys.registry import MODELS
 from pentad_recsys.training import TrainSettings, fit
-from pentad_recsys.update import update_recommender
 
-SEQUENTIAL = [name for name in MODELS.names() if getattr(MODELS.get(name), "sequential", False)]
+SEQUENTIAL = [name for name in MODELS.names() if MODELS.info(name).inputs == "sequence"]
 
 
 def cycle_data(num_users: int = 60, num_items: int = 20, length: int = 8, seed: int = 0):
@@ -98,7 +98,7 @@ def test_update_appends_new_events_to_the_history(tmp_path):
     old = rec.model.history[0].clone()
     new = tmp_path / "new.csv"
     new.write_text(f"user,item\n{user},7\n{user},9\n" + "".join(f"777,{i}\n" for i in (1, 2, 3, 4)))
-    report = update_recommender(rec, new, TrainSettings(epochs=1, batch_size=4, loss="ce"), holdout=0.0)
+    report = update(rec, new, TrainSettings(epochs=1, batch_size=4, loss="ce"), holdout=0.0)
     assert report["update/new_users"] == 1
     history = rec.model.history
     assert history.shape == (11, 8)

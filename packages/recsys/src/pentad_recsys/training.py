@@ -1,4 +1,7 @@
-"""Losses, batching and plain training loops shared by the Lightning module and the benchmarks.
+"""The training objective, batching, evaluation and the plain training loop.
+
+The Lightning module (:mod:`pentad_recsys.module`, what ``train`` uses) and the plain loop here
+(what the benchmarks and ``update`` use) optimise the same objective, :func:`batch_loss`.
 
 Every task trains through :func:`batch_loss`; the batch layout depends on the task:
 
@@ -24,8 +27,8 @@ import torch.nn.functional as F
 from pentad_core.errors import ConfigError
 from pentad_recsys.data.interactions import Interactions
 from pentad_recsys.data.sampling import NegativeSampler
-from pentad_recsys.metrics import mae, rmse
-from pentad_recsys.recommender import Recommender
+from pentad_recsys.metrics import evaluate_ranking, mae, rmse
+from pentad_recsys.predictor import Recommender
 
 
 @dataclass
@@ -174,6 +177,36 @@ def evaluate_rating(recommender: Recommender, test: Interactions) -> dict[str, f
     return {"rmse": rmse(predicted, test.ratings), "mae": mae(predicted, test.ratings)}
 
 
+def evaluate(
+    recommender: Recommender,
+    train: Interactions,
+    held_out: Interactions,
+    ks: tuple[int, ...] = (10,),
+    sampled_negatives: int = 99,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Rating metrics (``rmse``, ``mae``) or ranking metrics (full, and ``sampled_*``) on ``held_out``.
+
+    Ranking ranks every item the user did not interact with in ``train``; the sampled protocol
+    ranks the held-out item against ``sampled_negatives`` sampled items (0 skips it).
+    """
+    if recommender.task == "rating":
+        return evaluate_rating(recommender, held_out)
+    metrics = evaluate_ranking(recommender.score_all, train, held_out, ks=ks, protocol="full")
+    if sampled_negatives > 0:
+        sampled = evaluate_ranking(
+            recommender.score_all,
+            train,
+            held_out,
+            ks=ks,
+            protocol="sampled",
+            num_negatives=sampled_negatives,
+            seed=seed,
+        )
+        metrics.update({f"sampled_{k}": v for k, v in sampled.items()})
+    return metrics
+
+
 def fit(
     recommender: Recommender,
     train: Interactions,
@@ -194,7 +227,7 @@ def fit(
     model = recommender.model
     start = time.perf_counter()
     loss_value = float("nan")
-    if not model.trainable:
+    if not recommender.trainable:
         model.fit_statistics(train)
         return {
             "seconds": time.perf_counter() - start,

@@ -5,12 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from pentad_core.errors import ConfigError
-from pentad_recsys.data.movielens import RecDataset
+from pentad_recsys.data.interactions import RecDataset
 from pentad_recsys.data.readers import Columns, read_interactions
+from pentad_recsys.registry import DATASETS
 
 
+def column(value: int | str | None) -> int | str | None:
+    """A column as given on the command line: ``"3"`` -> position 3, ``"none"``/``""`` -> no column."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return value
+
+
+@DATASETS.register("csv", description="any delimited interactions file with a column mapping")
 def load_csv(
-    path: str | Path,
+    root: str | Path,
     *,
     user_col: int | str = 0,
     item_col: int | str = 1,
@@ -24,8 +35,10 @@ def load_csv(
 ) -> RecDataset:
     """Load a delimited file of interactions.
 
+    Column options may be given as the command line spells them (``"2"``, ``"none"``).
+
     Args:
-        path: The file (``--data-dir`` may also point at the file itself).
+        root: The interactions file (``--data-dir`` points at it).
         user_col: Column of user ids (position or header name).
         item_col: Column of item ids.
         rating_col: Column of ratings, or ``None`` for implicit events.
@@ -36,7 +49,11 @@ def load_csv(
         rating_max: Highest valid rating.
         encoding: Text encoding.
     """
-    path = Path(path)
+    path = Path(root)
+    user_col, item_col = column(user_col), column(item_col)
+    rating_col, time_col = column(rating_col), column(time_col)
+    if user_col is None or item_col is None:
+        raise ConfigError("the csv dataset needs user_col and item_col.")
     if (rating_min is None) != (rating_max is None):
         raise ConfigError("give both --rating-min and --rating-max, or neither.")
     rating_range = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -289,3 +290,20 @@ def build_interactions(
     )
     result.notes["duplicates_dropped"] = dropped
     return result
+
+
+@dataclass
+class RecDataset:
+    """A loaded dataset: all interactions plus the files of its official splits (if any).
+
+    Attributes:
+        name: Registry name.
+        interactions: Every event, with id maps covering all users and items.
+        official_splits: Split name -> ``(train_file, test_file)``.
+        root: Folder the data came from.
+    """
+
+    name: str
+    interactions: Interactions
+    official_splits: dict[str, tuple[Path, Path]] = field(default_factory=dict)
+    root: Path | None = None

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from pentad_core.errors import ConfigError, DataError
-from pentad_recsys.data.interactions import Interactions
-from pentad_recsys.data.movielens import ML100K_OFFICIAL_SPLITS, RecDataset, read_official_split
+from pentad_recsys.data.interactions import Interactions, RecDataset
+from pentad_recsys.data.ml100k import ML100K_OFFICIAL_SPLITS
+from pentad_recsys.data.readers import read_interactions
 
 SPLITS = ("random", "temporal", "loo", *ML100K_OFFICIAL_SPLITS)
 
@@ -58,6 +59,29 @@ def temporal_holdout(data: Interactions, n_last: int) -> tuple[np.ndarray, np.nd
     held = np.zeros(len(data), bool)
     held[order[held_sorted]] = True
     return ~held, held
+
+
+def read_official_split(dataset: RecDataset, split: str) -> tuple[Interactions, Interactions]:
+    """The official ``(train, test)`` pair of ``split`` (e.g. ``"u1"``), with the dataset's id maps.
+
+    Raises:
+        DataError: If the dataset has no such split or a split file is empty.
+    """
+    if split not in dataset.official_splits:
+        known = ", ".join(dataset.official_splits) or "none"
+        raise DataError(
+            f"dataset {dataset.name} has no official split {split!r} (known: {known}); "
+            "use --split random, temporal or loo."
+        )
+    parts = []
+    full = dataset.interactions
+    for path in dataset.official_splits[split]:
+        part = read_interactions(
+            path, sep="\t", rating_range=full.rating_range, user_map=full.user_map, item_map=full.item_map
+        )
+        part.features, part.item_titles, part.source = full.features, full.item_titles, f"{dataset.name}/{path.name}"
+        parts.append(part)
+    return parts[0], parts[1]
 
 
 def _check(part: Interactions, what: str, split: str) -> Interactions:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from pentad_recsys.data.interactions import IdMap, Interactions, SideFeatures
-from pentad_recsys.data.movielens import RecDataset
+from pentad_recsys.data.interactions import IdMap, Interactions, RecDataset, SideFeatures
+from pentad_recsys.registry import DATASETS
 
 
+@DATASETS.register("synthetic", description="generated offline from latent factors", generated=True)
 def make_synthetic(
     num_users: int = 300,
     num_items: int = 400,

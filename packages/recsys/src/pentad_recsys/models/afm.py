@@ -11,7 +11,12 @@ from pentad_recsys.models.layers import FieldModel
 from pentad_recsys.registry import MODELS
 
 
-@MODELS.register("afm", description="attentional factorisation machine (Xiao et al. 2017), with side features")
+@MODELS.register(
+    "afm",
+    description="attentional factorisation machine (Xiao et al. 2017), with side features",
+    tasks=("rating", "ranking"),
+    inputs="ids",
+)
 class AttentionalFM(FieldModel):
     """Pairwise products ``[B, P, D]`` weighted by an attention MLP, projected to a scalar.
 

@@ -15,8 +15,6 @@ from torch import nn
 
 from pentad_recsys.data.interactions import Interactions, SideFeatures
 
-TASKS = ("rating", "ranking")
-
 
 def user_table(num: int, dim: int, std: float = 0.01) -> nn.Embedding:
     """An embedding table indexed by user; :meth:`RecModel.grow` resizes it."""
@@ -37,19 +35,19 @@ def item_table(num: int, dim: int, std: float = 0.01) -> nn.Embedding:
 class RecModel(nn.Module):
     """Base class: ``forward(users [B], items [B]) -> scores [B]``.
 
+    What the CLI and the tests know about a model (tasks, input kind, trainable) is its
+    :class:`~pentad_core.registry.ModelInfo`, given where the model registers itself. The class
+    attributes below change how the model is trained and served.
+
     Class attributes:
-        tasks: Tasks the model serves (``"rating"``, ``"ranking"``).
-        trainable: False for non-parametric baselines (fitted by :meth:`fit_statistics`).
         full_batch: True when training uses whole-matrix steps (autoencoders).
-        uses_side_features: True when side features change the output.
         absolute_ratings: True when the rating output is the rating itself (no global mean added).
+        sequential: True when the model trains on user histories (next-item prediction).
     """
 
-    tasks: ClassVar[tuple[str, ...]] = TASKS
-    trainable: ClassVar[bool] = True
     full_batch: ClassVar[bool] = False
-    uses_side_features: ClassVar[bool] = False
     absolute_ratings: ClassVar[bool] = False
+    sequential: ClassVar[bool] = False
     _dynamic_buffers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, num_users: int, num_items: int) -> None:

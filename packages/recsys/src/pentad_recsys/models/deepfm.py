@@ -12,7 +12,10 @@ from pentad_recsys.registry import MODELS
 
 
 @MODELS.register(
-    "deepfm", description="DeepFM: FM + MLP over shared field embeddings (Guo et al. 2017), with side features"
+    "deepfm",
+    description="DeepFM: FM + MLP over shared field embeddings (Guo et al. 2017), with side features",
+    tasks=("rating", "ranking"),
+    inputs="ids",
 )
 class DeepFM(FieldModel):
     """``y = FM(fields) + MLP(concat(fields))``.

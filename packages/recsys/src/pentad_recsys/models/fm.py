@@ -8,7 +8,12 @@ from pentad_recsys.models.layers import FieldModel, bi_interaction
 from pentad_recsys.registry import MODELS
 
 
-@MODELS.register("fm", description="factorisation machine over user, item and side features (Rendle 2010)")
+@MODELS.register(
+    "fm",
+    description="factorisation machine over user, item and side features (Rendle 2010)",
+    tasks=("rating", "ranking"),
+    inputs="ids",
+)
 class FactorizationMachine(FieldModel):
     """``y = sum_f w_f + sum_{f<g} <v_f, v_g>`` over the fields of :class:`FieldModel`.
 

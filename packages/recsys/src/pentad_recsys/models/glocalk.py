@@ -61,7 +61,10 @@ class KernelLayer(nn.Module):
 
 
 @MODELS.register(
-    "glocal-k", description="GLocal-K: kernelised item autoencoder + global kernel (Han et al. 2021), ratings only"
+    "glocal-k",
+    description="GLocal-K: kernelised item autoencoder + global kernel (Han et al. 2021), ratings only",
+    tasks=("rating",),
+    inputs="ids",
 )
 class GLocalK(RecModel):
     """Kernelised item autoencoder with a global convolution kernel (rating task only).
@@ -80,7 +83,6 @@ class GLocalK(RecModel):
             local kernel only, i.e. the Sparse FC model of Muller et al.).
     """
 
-    tasks = ("rating",)
     full_batch = True
     absolute_ratings = True
     _dynamic_buffers = ("ratings_matrix",)

@@ -39,8 +39,6 @@ class FieldModel(RecModel):
         num_item_tags: Number of item tags; 0 for none.
     """
 
-    uses_side_features = True
-
     def __init__(
         self,
         num_users: int,

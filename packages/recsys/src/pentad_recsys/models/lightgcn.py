@@ -11,7 +11,12 @@ from pentad_recsys.models.base import FrozenDot, RecModel, item_table, user_tabl
 from pentad_recsys.registry import MODELS
 
 
-@MODELS.register("lightgcn", description="LightGCN: linear graph propagation of id embeddings (He et al. 2020)")
+@MODELS.register(
+    "lightgcn",
+    description="LightGCN: linear graph propagation of id embeddings (He et al. 2020)",
+    tasks=("rating", "ranking"),
+    inputs="ids",
+)
 class LightGCN(RecModel):
     """Final embedding = mean over ``layers + 1`` propagation steps of ``D^-1/2 A D^-1/2``.
 

@@ -9,7 +9,12 @@ from pentad_recsys.models.base import RecModel, item_table, user_table
 from pentad_recsys.registry import MODELS
 
 
-@MODELS.register("mf", description="biased matrix factorisation (MSE for ratings, BPR/BCE for ranking)")
+@MODELS.register(
+    "mf",
+    description="biased matrix factorisation (MSE for ratings, BPR/BCE for ranking)",
+    tasks=("rating", "ranking"),
+    inputs="ids",
+)
 class MatrixFactorization(RecModel):
     """``score(u, i) = b_u + b_i + p_u . q_i``.
 

@@ -12,7 +12,12 @@ from pentad_recsys.models.layers import FieldModel, mlp
 from pentad_recsys.registry import MODELS
 
 
-@MODELS.register("mmoe", description="multi-gate mixture of experts: rating + rated-at-all heads (Ma et al. 2018)")
+@MODELS.register(
+    "mmoe",
+    description="multi-gate mixture of experts: rating + rated-at-all heads (Ma et al. 2018)",
+    tasks=("rating", "ranking"),
+    inputs="ids",
+)
 class MMoE(FieldModel):
     """Shared experts over the concatenated field embeddings, one softmax gate and tower per task.
 

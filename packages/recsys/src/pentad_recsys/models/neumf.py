@@ -12,7 +12,12 @@ from pentad_recsys.models.layers import mlp
 from pentad_recsys.registry import MODELS
 
 
-@MODELS.register("neumf", description="NeuMF: GMF + MLP (He et al. 2017)")
+@MODELS.register(
+    "neumf",
+    description="NeuMF: GMF + MLP (He et al. 2017)",
+    tasks=("rating", "ranking"),
+    inputs="ids",
+)
 class NeuMF(RecModel):
     """``y = h^T [p_u * q_i ; MLP([p'_u ; q'_i])]``.
 

@@ -11,7 +11,12 @@ from pentad_recsys.models.layers import FieldModel, bi_interaction, mlp
 from pentad_recsys.registry import MODELS
 
 
-@MODELS.register("nfm", description="neural factorisation machine (He & Chua 2017), with side features")
+@MODELS.register(
+    "nfm",
+    description="neural factorisation machine (He & Chua 2017), with side features",
+    tasks=("rating", "ranking"),
+    inputs="ids",
+)
 class NeuralFM(FieldModel):
     """Bi-interaction pooling ``[B, D]`` -> MLP -> scalar, plus the linear term.
 

@@ -1,4 +1,4 @@
-"""Lightning module and data loaders: training through pentad_core's trainer factory.
+"""The Lightning module and its data loaders: how ``train`` trains through pentad_core's trainer.
 
 Every step calls :func:`pentad_recsys.training.batch_loss` (or the model's full-batch loss), so the
 Lightning path and the plain loop used by the benchmarks optimise exactly the same objective.
@@ -14,13 +14,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from pentad_core.logs import TrainingLog
 from pentad_core.training import PentadModule
 from pentad_recsys.data.interactions import Interactions
 from pentad_recsys.data.sampling import NegativeSampler
-from pentad_recsys.metrics import evaluate_ranking
-from pentad_recsys.recommender import Recommender
-from pentad_recsys.training import TrainSettings, batch_loss, epoch_batches, evaluate_rating, needs_negatives
+from pentad_recsys.predictor import Recommender
+from pentad_recsys.training import TrainSettings, batch_loss, epoch_batches, evaluate, needs_negatives
 
 
 class EpochBatches(IterableDataset):
@@ -53,32 +51,6 @@ def once_loader() -> DataLoader:
     return DataLoader(_Once(), batch_size=1)
 
 
-def evaluate(
-    recommender: Recommender,
-    train: Interactions,
-    held_out: Interactions,
-    ks: tuple[int, ...] = (10,),
-    sampled_negatives: int = 99,
-    seed: int = 0,
-) -> dict[str, float]:
-    """Rating metrics (``rmse``, ``mae``) or ranking metrics (full, and ``sampled_*``) on ``held_out``."""
-    if recommender.task == "rating":
-        return evaluate_rating(recommender, held_out)
-    metrics = evaluate_ranking(recommender.score_all, train, held_out, ks=ks, protocol="full")
-    if sampled_negatives > 0:
-        sampled = evaluate_ranking(
-            recommender.score_all,
-            train,
-            held_out,
-            ks=ks,
-            protocol="sampled",
-            num_negatives=sampled_negatives,
-            seed=seed,
-        )
-        metrics.update({f"sampled_{k}": v for k, v in sampled.items()})
-    return metrics
-
-
 class RecsysModule(PentadModule):
     """Trains a :class:`Recommender`'s model; logs ``train/loss``, ``val/<metric>``, ``test/<metric>``.
 
@@ -103,7 +75,6 @@ class RecsysModule(PentadModule):
         sampled_negatives: int = 99,
     ) -> None:
         super().__init__()
-        self.training_log = TrainingLog()
         self.recommender, self.model = recommender, recommender.model
         self.train_data, self.val_data, self.test_data = train, val, test
         self.settings, self.ks, self.sampled_negatives = settings, tuple(ks), sampled_negatives
@@ -130,7 +101,7 @@ class RecsysModule(PentadModule):
             if self.model.full_batch
             else batch_loss(self.recommender, batch, self.settings)
         )
-        self.training_log.log(self, "train/loss", loss, batch_size=len(batch[0]), prog_bar=True)
+        self.log_training("train/loss", loss, batch_size=len(batch[0]), prog_bar=True)
         return loss
 
     def _evaluate(self, prefix: str, held_out: Interactions | None) -> None:

@@ -1,4 +1,19 @@
-"""A trained model together with everything needed to serve it on raw ids."""
+"""A trained model with everything needed to serve it on raw ids, and the run loader.
+
+:class:`Recommender` is a model plus its id vocabularies, rating offset and range, item titles and
+the known (training) interactions; its state is saved in every checkpoint (Lightning checkpoints
+carry it under ``"recommender"``), so a checkpoint alone answers ``predict``/``recommend``/``similar``.
+:class:`Predictor` loads a trained run (a run folder or a checkpoint file) into one::
+
+    from pentad_recsys.predictor import Predictor
+
+    predictor = Predictor.from_run("runs/recsys/<run>")         # or .../checkpoints/best.ckpt
+    predictor.predict([196, 22], [242, 377])                     # ratings (rating task) or scores
+    predictor.recommend(196, k=10)                               # seen items excluded, with titles
+    predictor.similar(242, k=10)                                 # cosine neighbours of the item vectors
+
+None of this reads the training data.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +26,9 @@ import torch
 
 from pentad_core.checkpoint import atomic_save, load_checkpoint
 from pentad_core.errors import CheckpointError, ConfigError, DataError
+from pentad_core.predictor import Predictor as BasePredictor
+from pentad_core.predictor import TrainedRun
+from pentad_recsys.config import RecsysConfig
 from pentad_recsys.data.interactions import IdMap, Interactions, RawId
 from pentad_recsys.models.base import RecModel
 from pentad_recsys.registry import MODELS
@@ -18,18 +36,19 @@ from pentad_recsys.registry import MODELS
 CHECKPOINT_VERSION = 1
 
 
-def model_arguments(name: str, data: Interactions, task: str, **overrides: Any) -> dict[str, Any]:
-    """Constructor arguments of model ``name`` for ``data``: sizes, side-feature shapes, task.
+def model_arguments(name: str, data: Interactions, task: str) -> dict[str, Any]:
+    """What pentad derives for model ``name`` from ``data``: sizes, side-feature shapes, task.
 
-    Only arguments the constructor accepts are filled in; ``overrides`` are checked against the
-    signature so a typo in a hyper-parameter raises.
+    Only arguments the constructor takes are filled in; the user's ``model_options`` come on top
+    (see :meth:`Recommender.for_training`).
 
     Raises:
-        ConfigError: Unknown model or hyper-parameter, or a task the model does not serve.
+        ConfigError: Unknown model, or a task the model does not serve.
     """
     factory = MODELS.get(name)
-    if task not in getattr(factory, "tasks", ("rating", "ranking")):
-        raise ConfigError(f"model {name!r} does not serve the {task} task; it serves {', '.join(factory.tasks)}.")
+    tasks = MODELS.info(name).tasks
+    if task not in tasks:
+        raise ConfigError(f"model {name!r} does not serve the {task} task; it serves {', '.join(tasks)}.")
     parameters = inspect.signature(factory).parameters
     features = data.features
     candidates: dict[str, Any] = {
@@ -39,29 +58,7 @@ def model_arguments(name: str, data: Interactions, task: str, **overrides: Any) 
         "user_cardinalities": list(features.user_cardinalities) if features else [],
         "num_item_tags": features.num_item_tags if features else 0,
     }
-    arguments = {k: v for k, v in candidates.items() if k in parameters}
-    for key, value in overrides.items():
-        if key not in parameters:
-            known = ", ".join(p for p in parameters if p not in candidates)
-            raise ConfigError(f"model {name!r} has no hyper-parameter {key!r}; known: {known}.")
-        arguments[key] = list(value) if isinstance(value, tuple) else value
-    return arguments
-
-
-def build_model(name: str, train: Interactions, task: str = "rating", **overrides: Any) -> RecModel:
-    """Build model ``name`` sized for ``train``, with side features and data statistics filled in.
-
-    Args:
-        name: A name from :data:`~pentad_recsys.registry.MODELS`.
-        train: Training interactions (sizes, side features, statistics such as graphs).
-        task: ``"rating"`` or ``"ranking"``.
-        **overrides: Hyper-parameters (e.g. ``dim=32``).
-    """
-    model = MODELS.build(name, **model_arguments(name, train, task, **overrides))
-    if train.features is not None:
-        model.set_side_features(train.features)
-    model.fit_statistics(train)
-    return model
+    return {k: v for k, v in candidates.items() if k in parameters}
 
 
 class Recommender:
@@ -111,11 +108,22 @@ class Recommender:
 
     @classmethod
     def for_training(
-        cls, name: str, train: Interactions, task: str = "rating", dataset: str = "", **overrides: Any
+        cls, name: str, train: Interactions, task: str = "rating", dataset: str = "", **options: Any
     ) -> Recommender:
-        """A fresh (untrained) recommender for ``train``."""
-        kwargs = model_arguments(name, train, task, **overrides)
-        model = MODELS.build(name, **kwargs)
+        """A fresh (untrained) recommender for ``train``.
+
+        Args:
+            name: A name from :data:`~pentad_recsys.registry.MODELS`.
+            train: Training interactions (sizes, side features, statistics such as graphs).
+            task: ``"rating"`` or ``"ranking"``.
+            dataset: Name recorded with the model (default: ``train.source``).
+            **options: The model's options (``model_options``, e.g. ``dim=32``), checked against
+                its constructor: a misspelled key raises :class:`ConfigError` naming it.
+        """
+        arguments = model_arguments(name, train, task)
+        options = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+        model = MODELS.build(name, options=options, **arguments)
+        kwargs = {**arguments, **MODELS.options(name, options, given=tuple(arguments))}
         if train.features is not None:
             model.set_side_features(train.features)
         model.fit_statistics(train)
@@ -139,6 +147,11 @@ class Recommender:
             dataset or train.source,
             train.ratings[order],
         )
+
+    @property
+    def trainable(self) -> bool:
+        """Whether the model learns by gradient descent (its registry info); baselines only fit statistics."""
+        return bool(MODELS.info(self.model_name).trainable)
 
     # ----------------------------------------------------------------------------- scoring
     def _output(self, raw: torch.Tensor) -> torch.Tensor:
@@ -249,7 +262,11 @@ class Recommender:
         """
         if not isinstance(state, dict) or "model_name" not in state or "state_dict" not in state:
             raise CheckpointError("the checkpoint is not a pentad-recsys model (no model_name/state_dict).")
-        model = MODELS.build(state["model_name"], **state["model_kwargs"])
+        try:
+            model = MODELS.get(state["model_name"])(**state["model_kwargs"])
+        except TypeError as error:
+            name = state["model_name"]
+            raise CheckpointError(f"the checkpoint's options do not fit model {name!r}: {error}") from None
         try:
             model.load_state_dict(state["state_dict"])
         except RuntimeError as error:
@@ -306,4 +323,70 @@ class Recommender:
         return users, items
 
 
-__all__ = ["DataError", "Recommender", "build_model", "model_arguments"]
+class Predictor(BasePredictor):
+    """A trained recsys run, served on raw ids.
+
+    Args:
+        run: The run's files.
+        config: The run's typed config (``config.yaml``; defaults with the checkpoint's model and
+            task for a checkpoint outside a run folder).
+        recommender: The model with its vocabularies, known items and titles, from the checkpoint.
+    """
+
+    config_class = RecsysConfig
+
+    def __init__(self, run: TrainedRun, config: RecsysConfig, recommender: Recommender) -> None:
+        super().__init__(run, config)
+        self.recommender = recommender
+
+    @classmethod
+    def from_trained_run(cls, run: TrainedRun, **options: Any) -> Predictor:
+        """Load the checkpoint of ``run`` (no option is taken; the training data is not read).
+
+        Raises:
+            CheckpointError: Missing, unreadable or foreign checkpoint.
+            ConfigError: An unreadable ``config.yaml`` or an unknown option.
+        """
+        if options:
+            raise ConfigError(f"the recsys predictor takes no options; got {', '.join(options)}.")
+        recommender = Recommender.load(run.checkpoint)
+        if run.config:
+            config = run.typed_config(RecsysConfig)
+        else:
+            config = RecsysConfig(model=recommender.model_name, task=recommender.task)
+        return cls(run, config, recommender)
+
+    def predict(self, users: Any, items: Any = None) -> np.ndarray:
+        """``[N]`` predicted ratings (rating task: clipped to the rating range) or relevance scores.
+
+        Args:
+            users: ``N`` raw user ids; or, with ``items`` omitted, ``N`` ``(user, item)`` pairs.
+            items: ``N`` raw item ids.
+
+        Raises:
+            DataError: A user or item the model was not trained on.
+            ConfigError: ``users`` and ``items`` of different lengths.
+        """
+        if items is None:
+            pairs = list(users)
+            users, items = [p[0] for p in pairs], [p[1] for p in pairs]
+        users, items = list(users), list(items)
+        if len(users) != len(items):
+            raise ConfigError(f"predict needs as many users as items; got {len(users)} and {len(items)}.")
+        return self.recommender.predict(users, items)
+
+    def recommend(self, user: RawId, k: int = 10, exclude_seen: bool = True) -> list[dict[str, Any]]:
+        """Top-``k`` items for ``user`` (``[{"item", "score", "title"}]``, best first); the items the
+        user interacted with in training are excluded unless ``exclude_seen`` is False."""
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, got {k}.")
+        return self.recommender.recommend(user, k, exclude_seen)
+
+    def similar(self, item: RawId, k: int = 10) -> list[dict[str, Any]]:
+        """The ``k`` items nearest to ``item`` by cosine similarity of the item vectors."""
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, got {k}.")
+        return self.recommender.similar_items(item, k)
+
+
+__all__ = ["DataError", "Predictor", "Recommender", "model_arguments"]

@@ -1,0 +1,547 @@
+"""The recsys workflow as plain functions: load and split data, train, evaluate, update, export,
+plot, benchmark. The CLI, the tests and Python users call these; nothing here prints (results are
+returned; benchmark rows go to an optional ``log`` callback).
+
+Benchmarks on MovieLens 100K use the protocols of the reference numbers:
+
+- Explicit: the official ``u1``..``u5`` splits (train on ``uN.base``, RMSE/MAE on ``uN.test``),
+  the protocol of the Surprise anchor and of GC-MC / GLocal-K (``u1``).
+- Implicit: leave-one-out (each user's latest rating held out, ties by line order; every rating
+  is an interaction), full ranking over unseen items and the sampled protocol (99 negatives,
+  ``numpy.default_rng(0)``), the protocol of the popularity anchor and of NCF.
+
+Benchmark settings are fixed here (no tuning on the test split at run time) and printed with the
+results. They train through the plain loop of :mod:`pentad_recsys.training` (the same loss code as
+the Lightning module) so that the timings measure the model, not the trainer's bookkeeping.
+
+Parquet export needs pyarrow (``pip install "pentad-recsys[parquet]"``); without it the ``.npy``
+files and JSON id maps carry the same content and :func:`export` reports Parquet as skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pentad_core.errors import ConfigError
+from pentad_core.export import check_onnx_parity, export_onnx
+from pentad_core.files import atomic_write_bytes, atomic_write_json
+from pentad_core.runs import RunDir
+from pentad_recsys.config import RecsysConfig, resolve_monitor
+from pentad_recsys.data import RecDataset, Split, load_dataset, make_split
+from pentad_recsys.data.csvfile import column
+from pentad_recsys.data.interactions import Interactions
+from pentad_recsys.data.readers import Columns, read_interactions
+from pentad_recsys.metrics import evaluate_ranking
+from pentad_recsys.predictor import Recommender
+from pentad_recsys.registry import MODELS
+from pentad_recsys.training import TrainSettings, evaluate, evaluate_rating, fit
+
+
+# --------------------------------------------------------------------------------------------- data
+def load_data(config: RecsysConfig, root: str | Path | None = None) -> RecDataset:
+    """The dataset named by ``config`` with its ``dataset_options``.
+
+    Args:
+        config: The run's config.
+        root: The dataset's folder (the CLI's ``context.data_root``); ``None``: ``config.data_dir``,
+            else ``$PENTAD_DATA/<dataset>``. Ignored by a generated dataset.
+    """
+    return load_dataset(config.dataset, root if root is not None else config.data_dir, **config.dataset_options)
+
+
+def split_data(config: RecsysConfig, dataset: RecDataset) -> Split:
+    """The train/val/test split ``config`` names."""
+    return make_split(
+        dataset, config.split, ratio=config.ratio, n_test=config.n_test, val_ratio=config.val_ratio, seed=config.seed
+    )
+
+
+def train_settings(config: RecsysConfig, epochs: int | None = None) -> TrainSettings:
+    """The optimisation settings of ``config`` (``epochs`` overrides ``trainer.max_epochs``)."""
+    return TrainSettings(
+        epochs=config.trainer.max_epochs if epochs is None else epochs,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        weight_decay=config.weight_decay,
+        negatives=config.negatives,
+        loss=config.loss,
+        lbfgs_iterations=config.lbfgs_iterations,
+        seed=config.seed,
+    )
+
+
+def build_recommender(config: RecsysConfig, train: Interactions) -> Recommender:
+    """An untrained recommender of ``config.model`` for ``train``, built with ``config.model_options``.
+
+    Raises:
+        ConfigError: Unknown model, a task it does not serve, or a misspelled option.
+    """
+    if not config.model:
+        raise ConfigError("no model given: pass --model NAME (see `models`).")
+    return Recommender.for_training(config.model, train, task=config.task, dataset=config.dataset,
+                                    **config.model_options)  # fmt: skip
+
+
+def in_model_ids(recommender: Recommender, data: Interactions) -> Interactions:
+    """``data`` re-indexed by ``recommender``'s id maps (raises DataError for an unknown id)."""
+    users, items = recommender.encode(data)
+    return Interactions(users, items, data.ratings, data.timestamps, recommender.user_map, recommender.item_map,
+                        data.rating_range, None, recommender.item_titles, data.source)  # fmt: skip
+
+
+def read_pairs(path: str | Path) -> tuple[list, list]:
+    """Raw ``(users, items)`` from a CSV with a header and the columns ``user,item``."""
+    pairs = read_interactions(path, sep=",", header=True, columns=Columns(0, 1, None, None), rating_range=None)
+    return [pairs.user_map.raw(u) for u in pairs.users], [pairs.item_map.raw(i) for i in pairs.items]
+
+
+# --------------------------------------------------------------------------------------------- training
+def train(
+    config: RecsysConfig, run: RunDir, split: Split, resume_path: Path | None = None
+) -> tuple[Recommender, dict[str, float]]:
+    """Train ``config.model`` on ``split`` into ``run`` and test the best checkpoint.
+
+    Trainable models go through pentad_core's trainer (the best epoch by the task's validation
+    metric, see :func:`~pentad_recsys.config.resolve_monitor`; without a validation part the last
+    epoch); a full-batch model with a fine-tuning stage (glocal-k's ``finetune_epochs``) runs those
+    epochs after ``trainer.max_epochs``. Statistics-only baselines are fitted and evaluated directly.
+    Both write ``checkpoints/best.ckpt`` and ``last.ckpt`` and the metrics to ``run``.
+
+    Returns:
+        The recommender of the best checkpoint, and the metrics (``val/*``, ``test/*``, ``fit/*``).
+    """
+    from pentad_core.training import build_trainer
+    from pentad_core.training import fit as core_fit
+    from pentad_core.training import test as core_test
+    from pentad_recsys.module import RecsysModule
+
+    config = resolve_monitor(config)  # a no-op for the CLI, which resolved it before writing config.yaml
+    recommender = build_recommender(config, split.train)
+    settings = train_settings(config)
+    ks = tuple(config.ks)
+    if not recommender.trainable:
+        start = time.perf_counter()
+        fit(recommender, split.train, settings)
+        metrics = {"fit/seconds": time.perf_counter() - start}
+        for prefix, part in (("val", split.val), ("test", split.test)):
+            if part is not None:
+                values = evaluate(recommender, split.train, part, ks, config.sampled_negatives)
+                metrics.update({f"{prefix}/{k}": v for k, v in values.items()})
+        for name in ("best.ckpt", "last.ckpt"):
+            recommender.save(run.checkpoints / name)
+        run.write_metrics(metrics)
+        return recommender, metrics
+    finetune = int(getattr(recommender.model, "finetune_epochs", 0))
+    trainer_config = dataclasses.replace(config.trainer, max_epochs=config.trainer.max_epochs + finetune)
+    module = RecsysModule(recommender, split.train, split.val, split.test, settings, ks, config.sampled_negatives)
+    trainer = build_trainer(trainer_config, run, has_validation=split.val is not None)
+    metrics = core_fit(trainer, module, run, ckpt_path=resume_path)
+    metrics.update(core_test(trainer, module, run, ckpt_path="best"))
+    best = run.checkpoints / "best.ckpt"
+    if best.is_file():
+        recommender = Recommender.load(best)
+    return recommender, metrics
+
+
+def evaluate_split(recommender: Recommender, split: Split, config: RecsysConfig) -> dict[str, float]:
+    """``test/*`` metrics of a trained recommender on ``split`` (re-indexed by the model's id maps)."""
+    train_part, test_part = in_model_ids(recommender, split.train), in_model_ids(recommender, split.test)
+    metrics = evaluate(recommender, train_part, test_part, tuple(config.ks), config.sampled_negatives)
+    return {f"test/{k}": v for k, v in metrics.items()}
+
+
+def sample_recommendations(recommender: Recommender, split: Split, k: int = 5) -> dict[str, Any]:
+    """For the first test user: predictions on ``k`` of the test items, and the top-``k``
+    (``{"user", "items", "predictions", "top"}``; what ``demo`` shows)."""
+    user = split.test.user_map.raw(int(split.test.users[0]))
+    items = [split.test.item_map.raw(int(i)) for i in split.test.items[:k]]
+    predictions = recommender.predict([user] * len(items), items)
+    return {"user": user, "items": items, "predictions": predictions.tolist(), "top": recommender.recommend(user, k)}
+
+
+def plot_run(run: RunDir, recommender: Recommender) -> list[Path]:
+    """``plots/learning_curves.png`` (training loss, validation RMSE or NDCG per epoch, from the run's
+    CSV log) and ``plots/item_embeddings.png`` (item vectors on their first two principal components,
+    coloured by log training count); returns the files written."""
+    from pentad_core.plotting import new_figure, plot_curves, read_logged_curves, save_figure
+
+    written = []
+    csv = run.logs / "metrics.csv"
+    if csv.is_file():
+        curves = read_logged_curves(csv)
+        curves = {k: v for k, v in curves.items() if k.startswith(("train/loss", "val/rmse", "val/ndcg")) and v}
+        if curves:
+            written.append(plot_curves(curves, run.plot_path("learning_curves"), ylabel="value"))
+    vectors = recommender.model.item_embeddings()
+    if vectors is not None and vectors.shape[0] > 2 and vectors.shape[1] >= 2:
+        with torch.no_grad():
+            centred = vectors.float() - vectors.float().mean(dim=0)
+            _, _, basis = torch.linalg.svd(centred, full_matrices=False)
+            points = (centred @ basis[:2].T).numpy()
+        figure, axis = new_figure()
+        counts = np.bincount(recommender.seen_items, minlength=len(points))[: len(points)]
+        scatter = axis.scatter(points[:, 0], points[:, 1], c=np.log1p(counts), s=6, cmap="viridis")
+        figure.colorbar(scatter, ax=axis, label="log(1 + training interactions)")
+        axis.set_title(f"{recommender.model_name}: item embeddings, first two principal components")
+        written.append(save_figure(figure, run.plot_path("item_embeddings")))
+    return written
+
+
+# --------------------------------------------------------------------------------------------- update
+def _update_metrics(recommender: Recommender, known: Interactions, held: Interactions) -> dict[str, float]:
+    if recommender.task == "rating":
+        return evaluate_rating(recommender, held)
+    return evaluate_ranking(recommender.score_all, known, held, ks=(10,), protocol="full")
+
+
+def update(
+    recommender: Recommender,
+    path: Path,
+    settings: TrainSettings,
+    holdout: float = 0.2,
+    options: dict[str, Any] | None = None,
+) -> dict[str, float]:
+    """Grow the model for new users/items in ``path`` and train on the new interactions.
+
+    The new file is read with columns ``user,item,rating[,time]`` and a header (``options`` may
+    override ``sep``, ``header``, ``user_col``, ``item_col``, ``rating_col``, ``time_col``). A random
+    ``holdout`` fraction of it is kept aside; the report gives its metrics before and after the
+    update. Training replays an equal-sized random sample of the old interactions alongside the
+    new ones so that the old users are not forgotten.
+
+    Returns:
+        ``before/<metric>``, ``after/<metric>``, ``update/new_users``, ``update/new_items``,
+        ``update/interactions``.
+
+    Raises:
+        ConfigError: For models whose input size is the number of users (glocal-k).
+        DataError: Malformed file (with its line number) or ratings out of range.
+    """
+    options = dict(options or {})
+    for key in ("user_col", "item_col", "rating_col", "time_col"):
+        if key in options:
+            options[key] = column(options[key])
+    model = recommender.model
+    if model.full_batch:
+        raise ConfigError(f"model {recommender.model_name!r} cannot grow incrementally; retrain it with `train`.")
+    rating_col = options.get("rating_col", 2 if recommender.task == "rating" else None)
+    new = read_interactions(
+        path,
+        sep=options.get("sep", ","),
+        header=bool(options.get("header", True)),
+        columns=Columns(options.get("user_col", 0), options.get("item_col", 1), rating_col, options.get("time_col")),
+        rating_range=recommender.rating_range if rating_col is not None else None,
+    )
+    raw_users = [new.user_map.raw(u) for u in new.users]
+    raw_items = [new.item_map.raw(i) for i in new.items]
+    old_users, old_items = len(recommender.user_map), len(recommender.item_map)
+    recommender.user_map.extend(raw_users)
+    added_items = recommender.item_map.extend(raw_items)
+    num_users, num_items = len(recommender.user_map), len(recommender.item_map)
+    model.grow(num_users, num_items)
+    recommender.model_kwargs.update(num_users=num_users, num_items=num_items)
+    if recommender.item_titles is not None:
+        recommender.item_titles += [f"item {recommender.item_map.raw(i)}" for i in added_items]
+    users = recommender.user_map.indices(raw_users, "user")
+    items = recommender.item_map.indices(raw_items, "item")
+    ratings = new.ratings if rating_col is not None else np.ones(len(users), np.float32)
+
+    def table(u, i, r) -> Interactions:
+        return Interactions(u, i, r, np.arange(len(u)), recommender.user_map, recommender.item_map,
+                            recommender.rating_range, None, recommender.item_titles, str(path))  # fmt: skip
+
+    rng = np.random.default_rng(settings.seed)
+    held = np.zeros(len(users), bool)
+    held[rng.permutation(len(users))[: int(holdout * len(users))]] = True
+    old = table(recommender.seen_users, recommender.seen_items, recommender.seen_ratings)
+    replay = rng.choice(len(old), size=min(len(old), int((~held).sum())), replace=False)
+    train = table(
+        np.concatenate([users[~held], old.users[replay]]),
+        np.concatenate([items[~held], old.items[replay]]),
+        np.concatenate([ratings[~held], old.ratings[replay]]),
+    )
+    known = table(np.concatenate([old.users, users[~held]]), np.concatenate([old.items, items[~held]]),
+                  np.concatenate([old.ratings, ratings[~held]]))  # fmt: skip
+    held_out = table(users[held], items[held], ratings[held])
+    recommender.seen_users, recommender.seen_items, recommender.seen_ratings = known.users, known.items, known.ratings
+    model.fit_statistics(known)  # graphs, counts and similarities include the new interactions
+    report: dict[str, float] = {}
+    if len(held_out):
+        report.update({f"before/{k}": v for k, v in _update_metrics(recommender, known, held_out).items()})
+    if recommender.trainable:
+        fit(recommender, train, settings)
+    if len(held_out):
+        report.update({f"after/{k}": v for k, v in _update_metrics(recommender, known, held_out).items()})
+    report.update({
+        "update/new_users": float(num_users - old_users),
+        "update/new_items": float(num_items - old_items),
+        "update/interactions": float(len(users)),
+    })  # fmt: skip
+    return report
+
+
+# --------------------------------------------------------------------------------------------- export
+class ScoringModel(nn.Module):
+    """``(users [B], items [B]) -> [B]`` predictions as served: the model plus the global mean and
+    the clipping to the rating range (rating task)."""
+
+    def __init__(self, recommender: Recommender) -> None:
+        super().__init__()
+        self.model = recommender.model.serving_module()
+        self.offset = (
+            0.0 if recommender.model.absolute_ratings or recommender.task != "rating" else recommender.global_mean
+        )
+        self.low, self.high = recommender.rating_range or (float("-inf"), float("inf"))
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(self.model(users, items) + self.offset, self.low, self.high)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> Path:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def parquet_available() -> bool:
+    """Whether pyarrow can be imported (the ``parquet`` extra)."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _save_parquet(path: Path, raw_ids: list, table: np.ndarray) -> Path:
+    """One row per id: column ``id`` (the raw user/item id) and ``embedding`` (fixed-size float32 list)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    values = pa.array(np.ascontiguousarray(table, dtype=np.float32).reshape(-1))
+    ids = pa.array(raw_ids) if all(isinstance(i, int) for i in raw_ids) else pa.array([str(i) for i in raw_ids])
+    frame = pa.table({"id": ids, "embedding": pa.FixedSizeListArray.from_arrays(values, table.shape[1])})
+    buffer = io.BytesIO()
+    pq.write_table(frame, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def export(recommender: Recommender, folder: Path) -> dict:
+    """Write ``model.onnx`` (inputs ``users``, ``items``; output ``score``), the embeddings and id maps.
+
+    The embedding tables go to ``<name>.npy`` (row ``i`` = internal index ``i``) and, when pyarrow is
+    installed, ``<name>.parquet`` (columns ``id``, ``embedding``: raw ids beside their vectors).
+
+    Returns:
+        Name -> written path, plus ``max_abs_diff`` of the ONNX parity check and ``parquet`` (bool).
+
+    Raises:
+        ConfigError: If the model cannot be expressed in ONNX (the message says why).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    written: dict = {}
+    scoring = ScoringModel(recommender).eval()
+    n = min(8, len(recommender.user_map), len(recommender.item_map))
+    example = (torch.arange(n), torch.arange(n).flip(0))
+    try:
+        written["onnx"] = export_onnx(scoring, example, folder / "model.onnx", input_names=["users", "items"],
+                                      output_names=["score"])  # fmt: skip
+    except Exception as error:  # the exporter raises many types for unsupported operators
+        raise ConfigError(
+            f"model {recommender.model_name!r} cannot be exported to ONNX ({type(error).__name__})."
+        ) from None
+    check = (torch.arange(3), torch.tensor([0, 1, 2]) % len(recommender.item_map))
+    report = check_onnx_parity(scoring, written["onnx"], check, tolerance=1e-3)
+    written["max_abs_diff"] = float(report.max_abs_diff)
+    written["parquet"] = parquet_available()
+    with torch.no_grad():
+        tables = (
+            ("user_embeddings", recommender.model.user_embeddings(), recommender.user_map),
+            ("item_embeddings", recommender.model.item_embeddings(), recommender.item_map),
+        )
+        for name, table, id_map in tables:
+            if table is None:
+                continue
+            array = table.detach().float().numpy()
+            written[name] = _save_npy(folder / f"{name}.npy", array)
+            if written["parquet"] and len(array) == len(id_map):
+                written[f"{name}_parquet"] = _save_parquet(folder / f"{name}.parquet", id_map.state(), array)
+    atomic_write_json(folder / "user_ids.json", recommender.user_map.state())
+    atomic_write_json(folder / "item_ids.json", recommender.item_map.state())
+    written["id_maps"] = folder / "user_ids.json"
+    return written
+
+
+# --------------------------------------------------------------------------------------------- benchmark
+#: model -> (hyper-parameters, training settings) for the explicit benchmark.
+RATING_SETTINGS: dict[str, tuple[dict[str, Any], TrainSettings]] = {
+    "glocal-k": ({"hidden": 500, "layers": 2}, TrainSettings(epochs=22, lbfgs_iterations=5)),
+    "mf": ({"dim": 64}, TrainSettings(epochs=20, lr=0.005, batch_size=1024, weight_decay=0.05)),
+    "fm": ({"dim": 32}, TrainSettings(epochs=20, lr=0.005, batch_size=1024, weight_decay=0.05)),
+    "itemknn": ({"k": 40}, TrainSettings(epochs=1)),
+    "popularity": ({}, TrainSettings(epochs=1)),
+}
+
+#: model -> (hyper-parameters, training settings) for the implicit (leave-one-out) benchmark.
+RANKING_SETTINGS: dict[str, tuple[dict[str, Any], TrainSettings]] = {
+    "popularity": ({}, TrainSettings(epochs=1)),
+    # chosen on the validation split (each user's second-to-last event), not on the test events
+    "mf": ({"dim": 64}, TrainSettings(epochs=20, lr=0.01, batch_size=1024, weight_decay=3e-3, negatives=4, loss="bpr")),
+    "neumf": ({"dim": 32}, TrainSettings(epochs=10, lr=0.002, batch_size=1024, negatives=4, loss="bce")),
+    # epochs chosen on the validation split: full HR@10 0.1113 / 0.1336 / 0.1432 / 0.1474 at
+    # 15 / 30 / 50 / 80 epochs (0.1453 at 50 with 4 negatives)
+    "lightgcn": (
+        {"dim": 64, "layers": 2},
+        TrainSettings(epochs=80, lr=0.005, batch_size=2048, weight_decay=1e-4, loss="bpr"),
+    ),
+    # sequence models: batch_size counts users (whole histories). sasrec's settings were chosen on
+    # the validation split among max_len 50/100/200, dropout 0.2/0.5, lr 0.001/0.003 and 5-40
+    # epochs (CE loss, dim 64, batch 128); gru4rec reuses them (one validation check, 10-30 epochs)
+    "sasrec": (
+        {"dim": 64, "max_len": 200, "layers": 2, "heads": 1, "dropout": 0.2},
+        TrainSettings(epochs=30, lr=0.003, batch_size=128, loss="ce"),
+    ),
+    "gru4rec": (
+        {"dim": 64, "max_len": 200, "dropout": 0.2},
+        TrainSettings(epochs=30, lr=0.003, batch_size=128, loss="ce"),
+    ),
+}
+
+
+#: Torch threads per model: the full-batch autoencoder's large matrix products use both cores; the
+#: embedding models' small per-batch ops run faster on one thread (no synchronisation overhead).
+THREADS = {"glocal-k": 2}
+
+
+def _timed_fit(recommender: Recommender, train, settings: TrainSettings) -> dict[str, float]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(THREADS.get(recommender.model_name, 1))
+    try:
+        cpu = time.process_time()
+        result = fit(recommender, train, settings)
+        result["cpu_seconds"] = time.process_time() - cpu
+    finally:
+        torch.set_num_threads(previous)
+    return result
+
+
+def _log(log: Callable[[dict], None] | None, row: dict) -> None:
+    if log is not None:
+        log(row)
+
+
+def rating_benchmark(
+    data_dir: str | Path | None,
+    models: list[str],
+    splits: list[str],
+    seed: int = 0,
+    log: Callable[[dict], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train each model on each official split; one row per (model, split) plus a mean row."""
+    dataset = load_dataset("ml-100k", data_dir)
+    rows: list[dict[str, Any]] = []
+    for name in models:
+        hyper, settings = RATING_SETTINGS.get(name, ({}, TrainSettings()))
+        settings = TrainSettings(**{**settings.__dict__, "seed": seed})
+        per_split = []
+        for split_name in splits:
+            torch.manual_seed(seed)
+            split = make_split(dataset, split_name)
+            rec = Recommender.for_training(name, split.train, task="rating", dataset="ml-100k", **hyper)
+            timing = _timed_fit(rec, split.train, settings)
+            metrics = evaluate_rating(rec, split.test)
+            row = {
+                "model": name,
+                "split": split_name,
+                "rmse": metrics["rmse"],
+                "mae": metrics["mae"],
+                "train_s": timing["seconds"],
+                "cpu_s": timing["cpu_seconds"],
+                "interactions/s": timing["interactions_per_second"],
+            }
+            _log(log, row)
+            rows.append(row)
+            per_split.append(row)
+        if len(per_split) > 1:
+            rows.append({
+                "model": name,
+                "split": f"mean {splits[0]}..{splits[-1]}",
+                "rmse": sum(r["rmse"] for r in per_split) / len(per_split),
+                "mae": sum(r["mae"] for r in per_split) / len(per_split),
+                "train_s": sum(r["train_s"] for r in per_split) / len(per_split),
+                "cpu_s": sum(r["cpu_s"] for r in per_split) / len(per_split),
+                "interactions/s": sum(r["interactions/s"] for r in per_split) / len(per_split),
+            })  # fmt: skip
+            _log(log, rows[-1])
+    return rows
+
+
+def ranking_benchmark(
+    data_dir: str | Path | None, models: list[str], seed: int = 0, log: Callable[[dict], None] | None = None
+) -> list[dict[str, Any]]:
+    """Leave-one-out ranking on ml-100k: full and sampled-99 HR@10 / NDCG@10 per model."""
+    dataset = load_dataset("ml-100k", data_dir)
+    split = make_split(dataset, "loo")
+    rows = []
+    for name in models:
+        hyper, settings = RANKING_SETTINGS.get(name, ({}, TrainSettings()))
+        settings = TrainSettings(**{**settings.__dict__, "seed": seed})
+        torch.manual_seed(seed)
+        rec = Recommender.for_training(name, split.train, task="ranking", dataset="ml-100k", **hyper)
+        timing = _timed_fit(rec, split.train, settings)
+        full = evaluate_ranking(rec.score_all, split.train, split.test, ks=(10,), protocol="full")
+        sampled = evaluate_ranking(rec.score_all, split.train, split.test, ks=(10,), protocol="sampled", seed=0)
+        row = {
+            "model": name,
+            "full_hr@10": full["hr@10"],
+            "full_ndcg@10": full["ndcg@10"],
+            "sampled_hr@10": sampled["hr@10"],
+            "sampled_ndcg@10": sampled["ndcg@10"],
+            "train_s": timing["seconds"],
+            "cpu_s": timing["cpu_seconds"],
+            "interactions/s": timing["interactions_per_second"],
+        }
+        _log(log, row)
+        rows.append(row)
+    return rows
+
+
+def throughput_benchmark(
+    data_dir: str | Path | None, models: list[str], epochs: int = 1, log: Callable[[dict], None] | None = None
+) -> list[dict[str, Any]]:
+    """Training throughput (interactions/s) of each model on ml-100k u1.base, rating task
+    (ranking for models that serve only ranking, with their ranking hyper-parameters), batch 1024
+    (users for sequence models), ``epochs`` epochs. Sequence models count the next-item positions
+    they predict."""
+    dataset = load_dataset("ml-100k", data_dir)
+    split = make_split(dataset, "u1")
+    rows = []
+    for name in models:
+        task = "rating" if "rating" in MODELS.info(name).tasks else "ranking"
+        hyper = (RATING_SETTINGS if task == "rating" else RANKING_SETTINGS).get(name, ({}, None))[0]
+        settings = TrainSettings(epochs=epochs, lr=0.005, batch_size=1024, lbfgs_iterations=5)
+        torch.manual_seed(0)
+        rec = Recommender.for_training(name, split.train, task=task, dataset="ml-100k", **hyper)
+        timing = _timed_fit(rec, split.train, settings)
+        row = {
+            "model": name,
+            "task": task,
+            "threads": THREADS.get(name, 1),
+            "epochs": epochs,
+            "train_s": timing["seconds"],
+            "cpu_s": timing["cpu_seconds"],
+            "interactions/s": timing["interactions_per_second"],
+        }
+        _log(log, row)
+        rows.append(row)
+    return rows
