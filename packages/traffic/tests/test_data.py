@@ -141,6 +141,22 @@ def test_synthetic_is_deterministic_periodic_and_connected() -> None:
     assert np.allclose(first.adjacency, first.adjacency.T)
 
 
+def test_a_misspelled_dataset_option_names_it() -> None:
+    from pentad_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="num_node"):
+        load_dataset("synthetic", options={"num_node": 4})
+    assert load_dataset("synthetic", options={"num_nodes": 4, "num_days": 1}).num_nodes == 4
+
+
+def test_registry_metadata_of_the_datasets() -> None:
+    from pentad_traffic.registry import DATASETS
+
+    assert DATASETS.info("synthetic").generated and not DATASETS.info("synthetic").files
+    assert {file.filename for file in DATASETS.info("los-loop").files} == {"los_speed.csv", "los_adj.csv"}
+    assert all(not DATASETS.info(name).generated for name in DATASETS.names() if name != "synthetic")
+
+
 def test_unknown_dataset_lists_known_names() -> None:
     from pentad_core.errors import ConfigError
 

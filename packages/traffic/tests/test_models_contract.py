@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from pentad_core.errors import ConfigError
+from pentad_core.registry import ModelInfo
 from pentad_traffic import MODELS, build_model
 
 
@@ -41,8 +43,8 @@ def test_output_shape_and_finiteness(name: str, num_nodes: int, input_len: int, 
 def test_gradients_reach_every_parameter(name: str):
     model = make(name, 6, 12, 4, 2).train()
     parameters = [p for p in model.parameters() if p.requires_grad]
-    if not model.trainable:
-        assert not parameters
+    if not parameters:  # a heuristic baseline: nothing to learn, and the registry says so
+        assert not MODELS.info(name).trainable
         return
     x = torch.rand(4, 12, 6, 2)
     loss = (model(x) - torch.rand(4, 4, 6)).pow(2).mean()
@@ -75,6 +77,29 @@ def test_wrong_input_shape_is_rejected(name: str):
         model(torch.rand(2, 12, 4, 1))
 
 
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_model_has_its_metadata(name: str):
+    info = MODELS.info(name)
+    assert isinstance(info, ModelInfo)
+    assert info.tasks == ("forecast",) and info.inputs == "window"
+    assert MODELS.describe(name)
+    # Learned models are the ones with parameters for gradient descent and an optimiser.
+    model = make(name, 4, 12, 3)
+    assert info.trainable == (any(p.requires_grad for p in model.parameters()) and not model.closed_form)
+
+
+def test_baselines_are_not_trainable_and_the_networks_are():
+    learned = {name for name in MODELS.names() if MODELS.info(name).trainable}
+    assert learned == {"gru", "gcn", "tgcn", "a3tgcn", "stgcn", "graph-wavenet"}
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_a_misspelled_model_option_names_it(name: str):
+    with pytest.raises(ConfigError, match="hiden") as error:
+        build_model(name, {"hiden": 8}, num_nodes=3, input_len=12, horizon=2)
+    assert "Valid options" in str(error.value)
+
+
 def test_baselines_compute_what_they_promise():
     x = torch.arange(2 * 4 * 3, dtype=torch.float32).view(2, 4, 3, 1)
     persistence = build_model("persistence", num_nodes=3, input_len=4, horizon=2)
@@ -89,7 +114,7 @@ def test_var_least_squares_recovers_a_linear_system():
     x = torch.rand(300, 2, 3, 1)
     transition = torch.tensor([[0.9, 0.1, 0.0], [0.0, 0.8, 0.2], [0.1, 0.0, 0.9]])
     y = (x[:, -1, :, 0] @ transition.T + 0.3 * x[:, 0, :, 0] + 0.5)[:, None]  # (S, 1, 3)
-    model = build_model("var", num_nodes=3, input_len=2, horizon=1, lags=2, ridge=1e-9).fit(x, y)
+    model = build_model("var", {"lags": 2, "ridge": 1e-9}, num_nodes=3, input_len=2, horizon=1).fit(x, y)
     assert torch.allclose(model(x), y, atol=1e-4)
 
 
@@ -111,7 +136,7 @@ def test_joint_gru_uses_other_sensors_and_node_wise_gru_does_not():
     changed[:, :, 0] += 1.0
     for joint in (True, False):
         torch.manual_seed(0)
-        model = build_model("gru", num_nodes=3, input_len=12, horizon=2, joint=joint).eval()
+        model = build_model("gru", {"joint": joint}, num_nodes=3, input_len=12, horizon=2).eval()
         assert model(x).shape == (1, 2, 3)
         moved = not torch.allclose(model(x)[:, :, 1], model(changed)[:, :, 1])
         assert moved == joint

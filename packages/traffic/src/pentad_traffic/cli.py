@@ -1,57 +1,27 @@
 """``apps/traffic``: spatio-temporal traffic forecasting (see docs/traffic.md).
 
 Verbs: demo, train, evaluate, predict, export, benchmark, data (list|download|verify), models.
+Each verb parses, calls :mod:`pentad_traffic.pipeline` or :class:`pentad_traffic.predictor.Predictor`,
+and prints.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
 
-from pentad_core.bench import format_table, print_table
+from pentad_core.bench import print_table
 from pentad_core.cli import App, Context
-from pentad_core.data import RemoteFile
 from pentad_core.errors import ConfigError
-from pentad_core.files import atomic_write_bytes
 from pentad_core.runs import RunDir
-from pentad_core.training import TrainerConfig
-from pentad_traffic import outputs
+from pentad_traffic import outputs, pipeline
 from pentad_traffic.config import TrafficConfig
-from pentad_traffic.data import load_dataset
-from pentad_traffic.module import ForecastModule
-from pentad_traffic.pipeline import build_module, forecast, load_module, prepare_run_data, train_model
-from pentad_traffic.protocols import PreparedData
+from pentad_traffic.data import TrafficData, load_dataset
+from pentad_traffic.predictor import Predictor
+from pentad_traffic.protocols import Protocol, prepare
 from pentad_traffic.registry import DATASETS, MODELS
-
-#: Official files. Los-loop is published in the T-GCN repository; the DCRNN graphs in the DCRNN
-#: repository. The METR-LA / PEMS-BAY speed tables are only on Google Drive / Baidu (no stable URL):
-#: put metr-la.h5 / pems-bay.h5 into the dataset folder by hand (docs/traffic.md).
-REMOTE_FILES: dict[str, list[RemoteFile]] = {
-    "los-loop": [
-        RemoteFile(
-            "https://raw.githubusercontent.com/lehaifeng/T-GCN/master/data/los_speed.csv",
-            "los_speed.csv",
-            sha256="7b732d86ae32b2930595becba28aff39dacbfb2197e250fc0332e1744ce2cbf4",
-        ),
-        RemoteFile(
-            "https://raw.githubusercontent.com/lehaifeng/T-GCN/master/data/los_adj.csv",
-            "los_adj.csv",
-            sha256="7a6eb41e10677992b5af50f5ab187c6c05c5c3a92cb973950cfddbf857361e76",
-        ),
-    ],
-}
-
-#: Anchors measured on Los-loop under the T-GCN protocol with /work/shared/anchors scripts (RMSE, MAE).
-LOS_LOOP_ANCHORS = {
-    "persistence h3": (5.539, 3.155),
-    "ridge-ar+neighbours h3": (5.201, 3.060),
-    "ridge-ar+neighbours h12": (7.692, 4.387),
-}
 
 
 def verify(name: str, root: Path) -> str:
@@ -66,7 +36,6 @@ app = App(
     TrafficConfig,
     models=MODELS,
     datasets=DATASETS,
-    remote_files=REMOTE_FILES,
     verify_dataset=verify,
     real_dataset="los-loop",
 )
@@ -75,48 +44,21 @@ app.option("--loss", key="loss", metavar="NAME", help="training loss: mse, mae o
 app.option("--lr", key="lr", type=float, metavar="LR", help="learning rate")
 
 
-def _data_root(context: Context) -> Path | None:
-    if context.config.dataset == "synthetic":
-        return None
-    if context.config.dataset == "csv":
-        return Path(context.config.data_dir) if context.config.data_dir else Path.cwd()
-    return context.data_root
+def _load_data(context: Context) -> TrafficData:
+    data = pipeline.load_data(context.config)
+    context.print(data.describe())
+    return data
 
 
-def _prepared(context: Context) -> PreparedData:
-    prepared = prepare_run_data(context.config, _data_root(context))
-    context.print(prepared.data.describe())
-    return prepared
+def _show(context: Context, rows: list[dict[str, object]], data: TrafficData, protocol: Protocol) -> None:
+    print_table(rows, title=f"{context.config.model} on {data.name} ({protocol.name} protocol)")
 
 
-def _report(context: Context, prepared: PreparedData, metrics: dict[str, float], prefix: str = "test") -> None:
-    protocol = prepared.protocol
-    rows = outputs.horizon_rows(
-        metrics, protocol.horizons, protocol.metrics, prefix, 24 * 60 / prepared.data.steps_per_day
-    )
-    outputs.write_csv(context.run.path / "horizons.csv", rows)
-    print_table(rows, title=f"{context.config.model} on {prepared.data.name} ({protocol.name} protocol)")
-
-
-def _plots(context: Context, module: ForecastModule, prepared: PreparedData) -> None:
-    config, plots = context.config, context.run.plots
-    starts = prepared.test.starts
-    pred, true = forecast(module, prepared, starts)
-    horizon = min(config.plot_horizon, prepared.protocol.output_len)
-    outputs.plot_prediction_vs_truth(
-        plots / "prediction_vs_truth.png", prepared, starts, pred, true, config.plot_sensors, horizon
-    )
-    curves = outputs.error_by_horizon(pred, true, prepared.protocol.null_value)
-    outputs.plot_error_by_horizon(plots / "error_by_horizon.png", curves, 24 * 60 / prepared.data.steps_per_day)
-    outputs.plot_error_by_time_of_day(plots / "error_by_time_of_day.png", prepared, starts, pred, true, horizon)
-
-
-def _train(context: Context) -> tuple[ForecastModule, PreparedData, dict[str, float]]:
-    prepared = _prepared(context)
-    module, metrics = train_model(context.config, prepared, context.run, resume=context.resume_path)
-    _report(context, prepared, metrics)
-    _plots(context, module, prepared)
-    return module, prepared, metrics
+def _train(context: Context) -> pipeline.Trained:
+    prepared = prepare(_load_data(context), context.config.build_protocol())
+    trained = pipeline.train(context.config, context.run, prepared, resume=context.resume_path)
+    _show(context, trained.rows, prepared.data, prepared.protocol)
+    return trained
 
 
 @app.verb(
@@ -135,28 +77,33 @@ def train(context: Context) -> None:
     dataset="synthetic",
 )
 def demo(context: Context) -> None:
-    """Train on synthetic data, evaluate, write forecasts and plots."""
-    module, prepared, _ = _train(context)
-    starts = prepared.test.starts[:1]
-    pred, true = forecast(module, prepared, starts)
-    outputs.write_forecasts(context.run.path / "forecasts.csv", prepared, starts, pred, true)
-    context.print(f"demo finished: plots in {context.run.plots}, forecasts in {context.run.path / 'forecasts.csv'}")
+    """Train on synthetic data, evaluate, write the forecasts of the first test window and plots."""
+    trained = _train(context)
+    forecasts, data = trained.forecasts, trained.prepared.data
+    path = outputs.write_forecasts(
+        context.run.path / "forecasts.csv",
+        data,
+        trained.prepared.protocol,
+        forecasts.starts[:1],
+        forecasts.predictions[:1],
+        forecasts.truths[:1],
+    )
+    context.print(f"demo finished: plots in {context.run.plots}, forecasts in {path}")
 
 
 @app.verb(
     "evaluate",
-    "Evaluate a checkpoint on the test windows: table per horizon, metrics.json, plots.",
+    "Evaluate a trained run on the test windows: table per horizon, metrics.json, plots.",
     needs_checkpoint=True,
 )
 def evaluate(context: Context) -> None:
-    """Score a checkpoint under its run's protocol."""
-    prepared = _prepared(context)
-    module = load_module(context.checkpoint, context.config, prepared)
-    pred, true = forecast(module, prepared, prepared.test.starts)
-    metrics = {f"test/{key}": value for key, value in module.score(pred, true).items()}
+    """Score a trained run under its own protocol and scaler on its dataset's test windows."""
+    predictor = Predictor.from_run(context.checkpoint)
+    data = _load_data(context)
+    forecasts, metrics = pipeline.evaluate(predictor, data)
     context.run.write_metrics(metrics)
-    _report(context, prepared, metrics)
-    _plots(context, module, prepared)
+    rows = pipeline.write_report(context.run, data, predictor.protocol, metrics, forecasts, context.config)
+    _show(context, rows, data, predictor.protocol)
 
 
 def _predict_arguments(parser: argparse.ArgumentParser) -> None:
@@ -171,58 +118,42 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
 
 @app.verb(
     "predict",
-    "Forecast a time window from a checkpoint: forecasts.csv (forecast and truth per sensor) + plot.",
+    "Forecast a time window from a trained run: forecasts.csv (forecast and truth per sensor) + plot.",
     needs_checkpoint=True,
     arguments=_predict_arguments,
 )
 def predict(context: Context) -> None:
     """Write forecasts for ``--windows`` windows starting at ``--start``."""
-    prepared = _prepared(context)
-    module = load_module(context.checkpoint, context.config, prepared)
-    first = context.args.start if context.args.start is not None else int(prepared.test.starts[0])
-    last_start = prepared.data.num_steps - prepared.protocol.input_len
-    if not 0 <= first <= last_start or context.args.windows < 1:
-        raise ConfigError(
-            f"--start must lie in 0..{last_start} and --windows be at least 1 (got {first}, {context.args.windows})."
-        )
-    starts = np.arange(first, min(first + context.args.windows, last_start + 1))
-    pred, true = forecast(module, prepared, starts)
-    path = outputs.write_forecasts(context.run.path / "forecasts.csv", prepared, starts, pred, true)
-    horizon = min(context.config.plot_horizon, prepared.protocol.output_len)
+    predictor = Predictor.from_run(context.checkpoint)
+    protocol = predictor.protocol
+    data = _load_data(context)
+    start, count = context.args.start, context.args.windows
+    first = start if start is not None else int(pipeline.test_starts(data, protocol)[0])
+    last_start = data.num_steps - protocol.input_len
+    if not 0 <= first <= last_start or count < 1:
+        raise ConfigError(f"--start must lie in 0..{last_start} and --windows be at least 1 (got {first}, {count}).")
+    starts = np.arange(first, min(first + count, last_start + 1))
+    forecasts = pipeline.forecast(predictor, data, starts)
+    pred, true = forecasts.predictions, forecasts.truths
+    path = outputs.write_forecasts(context.run.path / "forecasts.csv", data, protocol, starts, pred, true)
+    horizon = min(context.config.plot_horizon, protocol.output_len)
     outputs.plot_prediction_vs_truth(
-        context.run.plots / "forecast.png", prepared, starts, pred, true, context.config.plot_sensors, horizon
+        context.run.plots / "forecast.png", data, protocol, starts, pred, true, context.config.plot_sensors, horizon
     )
     context.print(f"{len(starts)} window(s) x {pred.shape[1]} steps x {pred.shape[2]} sensors -> {path}")
 
 
-class _Exportable(torch.nn.Module):
-    def __init__(self, module: ForecastModule) -> None:
-        super().__init__()
-        self.module = module
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x)
-
-
 @app.verb(
     "export",
-    "Export a checkpoint to ONNX (scaled (B, L, N, F) in, (B, H, N) speeds out), check parity.",
+    "Export a trained run to ONNX (scaled (B, L, N, F) in, (B, H, N) speeds out), check parity.",
     needs_checkpoint=True,
 )
 def export(context: Context) -> None:
-    """ONNX export plus an onnxruntime parity check on test windows."""
-    from pentad_core.export import check_onnx_parity, export_onnx
-
-    prepared = _prepared(context)
-    module = load_module(context.checkpoint, context.config, prepared)
-    x, _ = prepared.test.tensors()
-    wrapper = _Exportable(module).eval()
-    path = export_onnx(
-        wrapper, x[:2], context.run.path / "model.onnx", input_names=["inputs"], output_names=["forecast"]
-    )
-    report = check_onnx_parity(wrapper, path, x[:5], tolerance=1e-3)
-    context.run.write_metrics({"export/max_abs_diff": report.max_abs_diff})
-    context.print(f"exported {path} (max |torch - onnxruntime| = {report.max_abs_diff:.2e})")
+    """ONNX export plus an onnxruntime parity check on generated inputs (no data needed)."""
+    predictor = Predictor.from_run(context.checkpoint)
+    path, difference = pipeline.export(predictor, context.run.path / "model.onnx", seed=context.config.seed)
+    context.run.write_metrics({"export/max_abs_diff": difference})
+    context.print(f"exported {path} (max |torch - onnxruntime| = {difference:.2e})")
 
 
 def _benchmark_arguments(parser: argparse.ArgumentParser) -> None:
@@ -241,61 +172,22 @@ def benchmark(context: Context) -> None:
     names = context.args.models.split(",") if context.args.models else list(config.benchmark_models)
     for name in names:
         MODELS.get(name)
-    prepared = _prepared(context)
+    prepared = prepare(_load_data(context), config.build_protocol())
     protocol = prepared.protocol
-    results: dict[str, dict[str, Any]] = {}
-    all_metrics: dict[str, float] = {}
+    results = {}
     for name in names:
-        override = dict(config.benchmark_overrides.get(name, {}))
-        epochs = int(override.pop("epochs", config.trainer.max_epochs))
-        trainer_config = TrainerConfig(**{**config.trainer.__dict__, "max_epochs": epochs})
-        unknown = set(override) - {"lr", "loss", "huber_delta", "weight_decay", "model_options"}
-        if unknown:
-            raise ConfigError(
-                f"benchmark_overrides.{name} has unknown keys {sorted(unknown)}; use epochs, lr, "
-                "loss, huber_delta, weight_decay, model_options."
-            )
-        override.setdefault("model_options", {})  # the recipe's model_options belong to `model` only
-        module = build_module(config, prepared, model=name, epochs=epochs, **override)
-        run = RunDir(context.run.path / "models" / name)
-        start = time.perf_counter()
-        torch.manual_seed(config.seed)
-        module, metrics = train_model(config, prepared, run, module=module, trainer_config=trainer_config)
-        seconds = time.perf_counter() - start
-        learned = module.network.trainable and not module.network.closed_form
-        results[name] = {**metrics, "seconds": seconds, "epochs": epochs if learned else 0}
-        for key, value in metrics.items():
-            if key.startswith("test/"):
-                all_metrics[f"test/{name}/{key[5:]}"] = value
-        all_metrics[f"fit/{name}/seconds"] = seconds
-        context.print(
-            f"{name}: "
-            + ", ".join(
-                f"h{h} {results[name].get(f'test/h{h}/rmse', float('nan')):.3f}/"
-                f"{results[name].get(f'test/h{h}/mae', float('nan')):.3f}"
-                for h in protocol.horizons
-            )
-            + f" (RMSE/MAE), {seconds:.0f} s"
+        result = pipeline.benchmark_model(config, prepared, RunDir(context.run.path / "models" / name), name)
+        results[name] = result
+        scores = ", ".join(
+            f"h{h} {result.get(f'test/h{h}/rmse', float('nan')):.3f}/{result.get(f'test/h{h}/mae', float('nan')):.3f}"
+            for h in protocol.horizons
         )
-    context.run.write_metrics(all_metrics)
-    minutes = 24 * 60 / prepared.data.steps_per_day
-    rows = []
-    for name, metrics in results.items():
-        row: dict[str, Any] = {"model": name}
-        for horizon in protocol.horizons:
-            label = f"{round(horizon * minutes)} min"
-            row[f"{label} RMSE"] = metrics.get(f"test/h{horizon}/rmse", float("nan"))
-            row[f"{label} MAE"] = metrics.get(f"test/h{horizon}/mae", float("nan"))
-        if "accuracy" in protocol.metrics:
-            row["accuracy (all)"] = metrics.get("test/accuracy", float("nan"))
-        row["epochs"] = metrics["epochs"]
-        row["train s"] = round(metrics["seconds"], 1)
-        rows.append(row)
-    table = format_table([{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows])
-    atomic_write_bytes(context.run.path / "benchmark.md", (table + "\n").encode("utf-8"))
-    outputs.write_csv(context.run.path / "benchmark.csv", rows)
+        context.print(f"{name}: {scores} (RMSE/MAE), {result['seconds']:.0f} s")
+    context.run.write_metrics(pipeline.benchmark_metrics(results))
+    rows = outputs.benchmark_rows(results, protocol, 24 * 60 / prepared.data.steps_per_day)
+    table = outputs.write_benchmark(context.run.path, rows)
     print_table(rows, title=f"{prepared.data.name}, {protocol.name} protocol (RMSE / MAE per horizon)")
-    context.print(f"table: {context.run.path / 'benchmark.md'}")
+    context.print(f"table: {table}")
 
 
 def main(argv: list[str] | None = None) -> int:

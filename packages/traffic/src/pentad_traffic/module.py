@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 import torch
 
 from pentad_core.errors import ConfigError
-from pentad_core.logs import TrainingLog
 from pentad_core.training import PentadModule
 from pentad_traffic.metrics import horizon_metrics, null_mask
 from pentad_traffic.models import build_model
 from pentad_traffic.protocols import PreparedData, Protocol, Scaler
+from pentad_traffic.registry import MODELS
 
 LOSSES = ("mse", "mae", "huber")
 
@@ -24,19 +25,24 @@ class ForecastModule(PentadModule):
     Logs ``train/loss``, ``val/loss``, ``val/mae``, ``val/rmse``, and at test time
     ``test/h<k>/<metric>`` for every protocol horizon plus ``test/<metric>`` over all steps.
 
+    Everything a forecast needs is saved in the checkpoint's hyper-parameters: the road graph, the
+    protocol (window lengths, horizons, time features, masking), the scaler and the sensor ids, so
+    :class:`pentad_traffic.predictor.Predictor` rebuilds the module without the training data.
+
     Args:
         model: Registered model name.
         num_nodes: Sensors ``N``.
-        adjacency: ``(N, N)`` road graph (not stored in hyper-parameters; the weights carry it).
-        protocol: The evaluation protocol (input/output length, horizons, masking, metrics).
+        adjacency: ``(N, N)`` road graph weights (numpy or tensor).
+        protocol: The evaluation protocol, or its fields as a dict (how a checkpoint stores it).
         scaler_center: Scaler offset fitted on the training data.
         scaler_scale: Scaler divisor fitted on the training data.
-        model_options: Extra constructor options of the model.
+        model_options: The model's own constructor options (checked against its signature).
         loss: ``mse``, ``mae`` or ``huber`` (quadratic below ``huber_delta`` mph, linear above).
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
         epochs: Epochs of the cosine learning-rate schedule.
         huber_delta: Error (mph) where the Huber loss turns from quadratic to linear.
+        sensor_ids: The ``N`` sensor ids in column order (default ``"0" .. "N-1"``).
     """
 
     def __init__(
@@ -44,7 +50,7 @@ class ForecastModule(PentadModule):
         model: str,
         num_nodes: int,
         adjacency: Any,
-        protocol: Protocol,
+        protocol: Protocol | dict[str, Any],
         scaler_center: float,
         scaler_scale: float,
         model_options: dict[str, Any] | None = None,
@@ -53,31 +59,49 @@ class ForecastModule(PentadModule):
         weight_decay: float = 0.0,
         epochs: int = 10,
         huber_delta: float = 1.0,
+        sensor_ids: list[str] | None = None,
     ) -> None:
         super().__init__()
-        self.training_log = TrainingLog()
         if loss not in LOSSES:
             raise ConfigError(f"loss {loss!r} is not one of {', '.join(LOSSES)}.")
         if huber_delta <= 0:
             raise ConfigError(f"huber_delta must be positive, got {huber_delta}.")
-        self.save_hyperparameters(ignore=["adjacency", "protocol"], logger=False)
+        protocol = protocol if isinstance(protocol, Protocol) else Protocol(**protocol)
+        graph = torch.as_tensor(np.asarray(adjacency, dtype=np.float32))
+        sensor_ids = [str(sensor) for sensor in sensor_ids] if sensor_ids else [str(i) for i in range(num_nodes)]
+        if len(sensor_ids) != num_nodes:
+            raise ConfigError(f"{len(sensor_ids)} sensor ids for {num_nodes} sensors.")
+        self.save_hyperparameters(ignore=["adjacency", "protocol", "sensor_ids"], logger=False)
+        # What a forecast needs besides the weights, as plain types and tensors (checkpoints are
+        # read back with weights_only=True).
+        self.hparams.update(
+            {
+                "adjacency": graph,
+                "protocol": dataclasses.asdict(protocol),
+                "sensor_ids": sensor_ids,
+                "model_options": dict(model_options or {}),
+            }
+        )
         self.protocol = protocol
         self.scaler = Scaler(scaler_center, scaler_scale)
+        self.sensor_ids = sensor_ids
+        #: Trained by gradient descent (registry metadata); False for the baselines.
+        self.learned = MODELS.info(model).trainable
         self.network = build_model(
             model,
+            options=model_options,
             num_nodes=num_nodes,
             input_len=protocol.input_len,
             horizon=protocol.output_len,
             in_features=protocol.in_features,
-            adjacency=np.asarray(adjacency, dtype=np.float32),
-            **(model_options or {}),
+            adjacency=graph.numpy(),
         )
         self._test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.test_predictions: torch.Tensor | None = None
 
     @classmethod
     def for_data(cls, model: str, prepared: PreparedData, **options: Any) -> ForecastModule:
-        """Build a module for a prepared dataset."""
+        """Build a module for a prepared dataset (``options``: the constructor's keyword arguments)."""
         return cls(
             model,
             prepared.data.num_nodes,
@@ -85,6 +109,7 @@ class ForecastModule(PentadModule):
             prepared.protocol,
             prepared.scaler.center,
             prepared.scaler.scale,
+            sensor_ids=prepared.data.sensor_ids,
             **options,
         )
 
@@ -104,11 +129,11 @@ class ForecastModule(PentadModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> torch.Tensor | None:
         """One optimisation step (nothing for models without gradient training)."""
-        if not self.network.trainable or self.network.closed_form:
+        if not self.learned:
             return None
         x, y = batch
         loss = self._loss(self(x), y)
-        self.training_log.log(self, "train/loss", loss, batch_size=len(x), prog_bar=True)
+        self.log_training("train/loss", loss, len(x), prog_bar=True)
         return loss
 
     def fit_closed_form(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -126,7 +151,7 @@ class ForecastModule(PentadModule):
             y: ``(S, H, N)`` speeds in mph (missing readings are left out).
         """
         highway = getattr(self.network, "highway", None)
-        if highway is None or not self.network.trainable or self.network.closed_form:
+        if highway is None or not self.learned:
             return False
         x, y = x.to(self.device), y.to(self.device)
         target = self.scaler.transform(torch.where(null_mask(y, self.protocol.null_value), y, float("nan")))
@@ -175,7 +200,7 @@ class ForecastModule(PentadModule):
 
     def configure_optimizers(self):
         parameters = [p for p in self.parameters() if p.requires_grad]
-        if not parameters or not self.network.trainable or self.network.closed_form:
+        if not parameters or not self.learned:
             return None
         optimizer = torch.optim.Adam(parameters, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.hparams.epochs))

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from pentad_core.files import atomic_write_bytes
+from pentad_core.bench import format_table
+from pentad_core.files import atomic_write_bytes, atomic_write_csv
 from pentad_core.plotting import new_figure, save_figure
+from pentad_traffic.data.core import TrafficData
 from pentad_traffic.metrics import mae, null_mask, rmse
-from pentad_traffic.protocols import PreparedData
+from pentad_traffic.protocols import Protocol
 
 
 def horizon_rows(
@@ -35,25 +36,15 @@ def horizon_rows(
     return rows
 
 
-def write_csv(path: Path, rows: list[dict[str, object]]) -> Path:
-    """Write dict rows as CSV (atomically)."""
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
-    return path
-
-
 def write_forecasts(
-    path: Path, prepared: PreparedData, starts: np.ndarray, pred: torch.Tensor, true: torch.Tensor
+    path: Path, data: TrafficData, protocol: Protocol, starts: np.ndarray, pred: torch.Tensor, true: torch.Tensor
 ) -> Path:
-    """CSV with one row per (window, step ahead): series step, horizon, forecast per sensor, truth per sensor."""
-    ids = prepared.data.sensor_ids
+    """CSV with one row per (window, step ahead): series step, horizon, (time), forecast and truth per sensor."""
+    ids = data.sensor_ids
+    columns = ["input_start", "step", "horizon"] + (["time"] if data.timestamps is not None else [])
+    columns += [f"pred_{sensor}" for sensor in ids] + [f"true_{sensor}" for sensor in ids]
     rows = []
-    input_len = prepared.protocol.input_len
+    input_len = protocol.input_len
     for window, start in enumerate(starts):
         for step in range(pred.shape[1]):
             row: dict[str, object] = {
@@ -61,17 +52,45 @@ def write_forecasts(
                 "step": int(start + input_len + step),
                 "horizon": step + 1,
             }
-            if prepared.data.timestamps is not None and start + input_len + step < prepared.data.num_steps:
-                row["time"] = str(prepared.data.timestamps[start + input_len + step])
+            if data.timestamps is not None and start + input_len + step < data.num_steps:
+                row["time"] = str(data.timestamps[start + input_len + step])
             row.update({f"pred_{sensor}": float(pred[window, step, i]) for i, sensor in enumerate(ids)})
             row.update({f"true_{sensor}": float(true[window, step, i]) for i, sensor in enumerate(ids)})
             rows.append(row)
-    return write_csv(path, rows)
+    return atomic_write_csv(path, rows, columns)
+
+
+def benchmark_rows(
+    results: dict[str, dict[str, Any]], protocol: Protocol, minutes_per_step: float
+) -> list[dict[str, Any]]:
+    """The benchmark table: one row per model with RMSE and MAE per horizon, epochs and training seconds."""
+    rows = []
+    for name, metrics in results.items():
+        row: dict[str, Any] = {"model": name}
+        for horizon in protocol.horizons:
+            label = f"{round(horizon * minutes_per_step)} min"
+            row[f"{label} RMSE"] = metrics.get(f"test/h{horizon}/rmse", float("nan"))
+            row[f"{label} MAE"] = metrics.get(f"test/h{horizon}/mae", float("nan"))
+        if "accuracy" in protocol.metrics:
+            row["accuracy (all)"] = metrics.get("test/accuracy", float("nan"))
+        row["epochs"] = metrics["epochs"]
+        row["train s"] = round(metrics["seconds"], 1)
+        rows.append(row)
+    return rows
+
+
+def write_benchmark(folder: Path, rows: list[dict[str, Any]]) -> Path:
+    """Write the benchmark table as ``benchmark.md`` (3 decimals) and ``benchmark.csv``; returns the ``.md``."""
+    table = format_table([{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows])
+    atomic_write_bytes(folder / "benchmark.md", (table + "\n").encode("utf-8"))
+    atomic_write_csv(folder / "benchmark.csv", rows)
+    return folder / "benchmark.md"
 
 
 def plot_prediction_vs_truth(
     path: Path,
-    prepared: PreparedData,
+    data: TrafficData,
+    protocol: Protocol,
     starts: np.ndarray,
     pred: torch.Tensor,
     true: torch.Tensor,
@@ -79,12 +98,12 @@ def plot_prediction_vs_truth(
     horizon: int,
 ) -> Path:
     """Truth and the ``horizon``-step-ahead forecast over the test period, one panel per sensor."""
-    sensors = [s for s in sensors if 0 <= s < prepared.data.num_nodes] or [0]
+    sensors = [s for s in sensors if 0 <= s < data.num_nodes] or [0]
     horizon = min(max(1, horizon), pred.shape[1])
     figure, _ = new_figure(9.0, 2.4 * len(sensors))
     figure.clf()
-    steps = starts + prepared.protocol.input_len + horizon - 1
-    keep = steps < prepared.data.num_steps
+    steps = starts + protocol.input_len + horizon - 1
+    keep = steps < data.num_steps
     for panel, sensor in enumerate(sensors, start=1):
         axis = figure.add_subplot(len(sensors), 1, panel)
         axis.plot(steps[keep], true[keep, horizon - 1, sensor].numpy(), color="black", lw=1.0, label="truth")
@@ -96,7 +115,7 @@ def plot_prediction_vs_truth(
             label=f"forecast {horizon} steps ahead",
         )
         axis.set_ylabel("speed")
-        axis.set_title(f"sensor {prepared.data.sensor_ids[sensor]}", fontsize=9)
+        axis.set_title(f"sensor {data.sensor_ids[sensor]}", fontsize=9)
         axis.grid(alpha=0.3)
         if panel == 1:
             axis.legend(fontsize=8, loc="lower left")
@@ -130,15 +149,21 @@ def plot_error_by_horizon(path: Path, curves: dict[str, list[float]], minutes_pe
 
 
 def plot_error_by_time_of_day(
-    path: Path, prepared: PreparedData, starts: np.ndarray, pred: torch.Tensor, true: torch.Tensor, horizon: int
+    path: Path,
+    data: TrafficData,
+    protocol: Protocol,
+    starts: np.ndarray,
+    pred: torch.Tensor,
+    true: torch.Tensor,
+    horizon: int,
 ) -> Path:
     """MAE of the ``horizon``-step-ahead forecast by hour of the day of the forecast target."""
     horizon = min(max(1, horizon), pred.shape[1])
-    steps = starts + prepared.protocol.input_len + horizon - 1
-    keep = steps < prepared.data.num_steps
-    hours = np.floor(prepared.data.time_of_day()[steps[keep]] * 24).astype(int)
+    steps = starts + protocol.input_len + horizon - 1
+    keep = steps < data.num_steps
+    hours = np.floor(data.time_of_day()[steps[keep]] * 24).astype(int)
     errors = (pred[keep, horizon - 1] - true[keep, horizon - 1]).abs()
-    mask = null_mask(true[keep, horizon - 1], prepared.protocol.null_value)
+    mask = null_mask(true[keep, horizon - 1], protocol.null_value)
     values = [
         float(errors[torch.as_tensor(hours == h)][mask[torch.as_tensor(hours == h)]].mean())
         if (hours == h).any()

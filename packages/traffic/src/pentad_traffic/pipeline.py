@@ -1,16 +1,21 @@
-"""Library-level training and prediction: load data, build, train, test, forecast.
+"""The traffic workflow as plain functions: load data, build, train, test, forecast, evaluate, benchmark, export.
 
-The CLI verbs are thin wrappers around these functions, so the package works without the app::
+The CLI verbs, the tests and Python users call these; nothing here prints::
 
     from pentad_traffic.pipeline import prepare_run_data, train_model
-    prepared = prepare_run_data(config)          # TrafficConfig
-    module, metrics = train_model(config, prepared, run)  # pentad_core.runs.RunDir
+    prepared = prepare_run_data(config)                    # TrafficConfig
+    module, metrics = train_model(config, prepared, run)   # pentad_core.runs.RunDir
+
+A trained run is used through :class:`pentad_traffic.predictor.Predictor`, which needs no data;
+:func:`forecast` and :func:`evaluate` apply it to the windows of a dataset.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +23,49 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from pentad_core.checkpoint import load_checkpoint
-from pentad_core.errors import CheckpointError
+from pentad_core.errors import ConfigError
+from pentad_core.files import atomic_write_csv
 from pentad_core.runs import RunDir
-from pentad_core.training import build_trainer, fit, test
+from pentad_core.training import TrainerConfig, build_trainer, fit, test
+from pentad_traffic import outputs
 from pentad_traffic.config import TrafficConfig
-from pentad_traffic.data import load_dataset
+from pentad_traffic.data import TrafficData, load_dataset
 from pentad_traffic.module import ForecastModule
-from pentad_traffic.protocols import PreparedData, prepare
+from pentad_traffic.predictor import Predictor
+from pentad_traffic.protocols import PreparedData, Protocol, model_inputs, prepare, split
+from pentad_traffic.registry import MODELS
+
+#: Keys of a ``benchmark_overrides`` entry: the epochs and the module options a model may change.
+BENCHMARK_KEYS = ("epochs", "lr", "loss", "huber_delta", "weight_decay", "model_options")
 
 
-def prepare_run_data(config: TrafficConfig, data_root: Path | None = None) -> PreparedData:
-    """Load ``config.dataset`` and prepare it under the configured protocol."""
-    root = data_root if config.dataset not in ("synthetic",) else None
-    if config.dataset == "csv" and data_root is None:
-        root = Path(config.data_dir) if config.data_dir else None
-    data = load_dataset(config.dataset, root=root, **config.dataset_options)
-    return prepare(data, config.build_protocol())
+@dataclass
+class Forecasts:
+    """Forecasts of a set of windows of a series.
+
+    Attributes:
+        starts: ``(S,)`` series steps where the input windows begin.
+        predictions: ``(S, H, N)`` forecasts in mph.
+        truths: ``(S, H, N)`` the readings that followed (NaN past the end of the series).
+    """
+
+    starts: np.ndarray
+    predictions: torch.Tensor
+    truths: torch.Tensor
+
+
+def load_data(config: TrafficConfig) -> TrafficData:
+    """Load ``config.dataset`` from ``config.data_dir`` (or its default folder) with ``config.dataset_options``."""
+    return load_dataset(config.dataset, root=config.data_dir, options=config.dataset_options)
+
+
+def prepare_run_data(config: TrafficConfig) -> PreparedData:
+    """Load ``config.dataset`` and prepare it (split, scale, window) under the configured protocol."""
+    return prepare(load_data(config), config.build_protocol())
 
 
 def loaders(prepared: PreparedData, batch_size: int, num_workers: int = 0) -> dict[str, DataLoader | None]:
-    """Train (shuffled), validation and test loaders."""
+    """Train (shuffled), validation (None without a validation split) and test loaders."""
 
     def make(dataset, shuffle: bool) -> DataLoader | None:
         if dataset is None:
@@ -49,7 +76,8 @@ def loaders(prepared: PreparedData, batch_size: int, num_workers: int = 0) -> di
 
 
 def build_module(config: TrafficConfig, prepared: PreparedData, **overrides: Any) -> ForecastModule:
-    """A :class:`ForecastModule` for ``config.model`` (``overrides`` replace module options)."""
+    """A :class:`ForecastModule` for ``config.model``; ``overrides`` replace module options
+    (``model`` picks another model, e.g. in the benchmark)."""
     options = {
         "model_options": dict(config.model_options),
         "loss": config.loss,
@@ -70,29 +98,28 @@ def train_model(
     *,
     module: ForecastModule | None = None,
     resume: Path | None = None,
-    trainer_config=None,
+    trainer_config: TrainerConfig | None = None,
 ) -> tuple[ForecastModule, dict[str, float]]:
     """Train (or fit) the configured model, then test it; metrics go to ``run/metrics.json``.
+
+    A model that is not trained by gradient descent (``MODELS.info(name).trainable`` False) runs
+    one epoch without an optimiser, so that the run still writes a checkpoint and logs; the VAR is
+    fitted by least squares first, and the learned models' linear highway is warm-started by least
+    squares (``config.highway_init``).
 
     Returns:
         The trained module and the fit + test metrics (``test/h3/rmse``, ...).
     """
     module = module or build_module(config, prepared)
     trainer_config = trainer_config or config.trainer
-    if prepared.val is None and trainer_config.monitor.startswith("val/"):
-        trainer_config = type(trainer_config)(
-            **{**trainer_config.__dict__, "monitor": "", "early_stopping_patience": 0}
-        )
-    if not module.network.trainable or module.network.closed_form:
-        trainer_config = type(trainer_config)(
-            **{**trainer_config.__dict__, "max_epochs": 1, "monitor": "", "early_stopping_patience": 0}
-        )
+    if not module.learned:
+        trainer_config = dataclasses.replace(trainer_config, max_epochs=1, monitor="", early_stopping_patience=0)
     if module.network.closed_form and resume is None:
         module.fit_closed_form(*prepared.train.tensors())
     elif config.highway_init and resume is None:
         module.initialise_highway(*prepared.train.tensors())
     data = loaders(prepared, config.batch_size, config.num_workers)
-    trainer = build_trainer(trainer_config, run, limit_val_batches=None if data["val"] else 0)
+    trainer = build_trainer(trainer_config, run, has_validation=data["val"] is not None)
     start = time.perf_counter()
     with warnings.catch_warnings():
         # Expected for baselines (no optimiser) and for the T-GCN protocol (no validation split).
@@ -112,41 +139,176 @@ def train_model(
     return module, metrics
 
 
-def load_module(checkpoint: Path, config: TrafficConfig, prepared: PreparedData) -> ForecastModule:
-    """Rebuild a trained module from a checkpoint (loaded with ``weights_only=True``)."""
-    state = load_checkpoint(checkpoint)
-    if not isinstance(state, dict) or "state_dict" not in state:
-        raise CheckpointError(f"{checkpoint} is not a Lightning checkpoint of a traffic run.")
-    hparams = dict(state.get("hyper_parameters", {}))
-    model = hparams.pop("model", config.model)
-    for key in ("num_nodes", "scaler_center", "scaler_scale"):
-        hparams.pop(key, None)
-    module = ForecastModule.for_data(model, prepared, **hparams)
-    module.scaler = type(module.scaler)(
-        state["hyper_parameters"]["scaler_center"], state["hyper_parameters"]["scaler_scale"]
-    )
-    try:
-        module.load_state_dict(state["state_dict"])
-    except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise CheckpointError(f"{checkpoint} does not fit model {model!r} on this dataset ({first}).") from None
-    return module.eval()
+def test_starts(data: TrafficData, protocol: Protocol) -> np.ndarray:
+    """Series steps where the protocol's test windows begin in ``data``."""
+    return split(data.num_steps, protocol, data.name).test
 
 
-@torch.no_grad()
-def forecast(module: ForecastModule, prepared: PreparedData, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forecasts ``(S, H, N)`` in mph for windows whose inputs begin at series steps ``starts``,
-    with the truths (NaN past the end of the series)."""
-    from pentad_traffic.protocols import WindowDataset
+test_starts.__test__ = False  # a library function, not a pytest test
 
-    dataset = WindowDataset(
-        prepared.test.inputs, prepared.test.targets, starts, prepared.protocol.input_len, prepared.protocol.output_len
+
+def forecast(predictor: Predictor, data: TrafficData, starts: np.ndarray) -> Forecasts:
+    """Forecast the windows of ``data`` whose inputs begin at series steps ``starts``.
+
+    The inputs are scaled with the run's scaler (not one fitted on ``data``).
+
+    Raises:
+        ConfigError: If ``data`` has other sensors than the run, or a window leaves the series.
+    """
+    if list(data.sensor_ids) != list(predictor.sensor_ids):
+        raise ConfigError(
+            f"{data.name} has {data.num_nodes} sensors ({', '.join(data.sensor_ids[:3])}, ...) but the model was "
+            f"trained on {len(predictor.sensor_ids)} ({', '.join(predictor.sensor_ids[:3])}, ...)."
+        )
+    protocol = predictor.protocol
+    starts = np.asarray(starts, dtype=np.int64)
+    if len(starts) and (starts.min() < 0 or starts.max() > data.num_steps - protocol.input_len):
+        raise ConfigError(f"input windows must start in 0..{data.num_steps - protocol.input_len}.")
+    inputs = model_inputs(
+        data.speeds,
+        predictor.scaler,
+        data.time_of_day() if protocol.time_of_day else None,
+        data.day_of_week() if protocol.day_of_week else None,
     )
-    x, y = dataset.tensors()
-    module.eval()
-    predictions = (
-        torch.cat([module(x[i : i + 256]) for i in range(0, len(x), 256)])
-        if len(x)
-        else x.new_zeros(0, prepared.protocol.output_len, prepared.data.num_nodes)
+    targets = torch.as_tensor(data.speeds, dtype=torch.float32)
+    targets = torch.cat([targets, torch.full((protocol.output_len, data.num_nodes), float("nan"))])
+    index = torch.as_tensor(starts)[:, None]
+    x = inputs[index + torch.arange(protocol.input_len)]
+    y = targets[index + protocol.input_len + torch.arange(protocol.output_len)]
+    return Forecasts(starts, predictor.forecast_inputs(x), y)
+
+
+def evaluate(predictor: Predictor, data: TrafficData) -> tuple[Forecasts, dict[str, float]]:
+    """Forecast every test window of ``data`` under the run's protocol and score them.
+
+    Returns:
+        The forecasts and the metrics ``test/h<k>/<metric>`` and ``test/<metric>`` (all steps).
+    """
+    forecasts = forecast(predictor, data, test_starts(data, predictor.protocol))
+    scores = predictor.score(forecasts.predictions, forecasts.truths)
+    return forecasts, {f"test/{key}": value for key, value in scores.items()}
+
+
+def write_report(
+    run: RunDir,
+    data: TrafficData,
+    protocol: Protocol,
+    metrics: dict[str, float],
+    forecasts: Forecasts,
+    config: TrafficConfig,
+) -> list[dict[str, object]]:
+    """Write ``horizons.csv`` and the three plots of the test windows into ``run``.
+
+    Returns:
+        The rows of ``horizons.csv`` (one per horizon, and one over all steps).
+    """
+    minutes = 24 * 60 / data.steps_per_day
+    rows = outputs.horizon_rows(metrics, protocol.horizons, protocol.metrics, "test", minutes)
+    atomic_write_csv(run.path / "horizons.csv", rows)
+    horizon = min(config.plot_horizon, protocol.output_len)
+    pred, true, starts = forecasts.predictions, forecasts.truths, forecasts.starts
+    outputs.plot_prediction_vs_truth(
+        run.plots / "prediction_vs_truth.png", data, protocol, starts, pred, true, config.plot_sensors, horizon
     )
-    return predictions, y
+    curves = outputs.error_by_horizon(pred, true, protocol.null_value)
+    outputs.plot_error_by_horizon(run.plots / "error_by_horizon.png", curves, minutes)
+    outputs.plot_error_by_time_of_day(
+        run.plots / "error_by_time_of_day.png", data, protocol, starts, pred, true, horizon
+    )
+    return rows
+
+
+@dataclass
+class Trained:
+    """What :func:`train` returns.
+
+    Attributes:
+        predictor: The trained model, ready to forecast.
+        prepared: The data it was trained and tested on.
+        forecasts: Its forecasts of every test window.
+        metrics: Fit and test metrics (as in ``metrics.json``).
+        rows: The rows of ``horizons.csv``.
+    """
+
+    predictor: Predictor
+    prepared: PreparedData
+    forecasts: Forecasts
+    metrics: dict[str, float]
+    rows: list[dict[str, object]]
+
+
+def train(config: TrafficConfig, run: RunDir, prepared: PreparedData, resume: Path | None = None) -> Trained:
+    """Train ``config.model`` on ``prepared``, test it, write ``horizons.csv`` and the plots of the test windows."""
+    module, metrics = train_model(config, prepared, run, resume=resume)
+    predictor = Predictor(module)
+    forecasts = forecast(predictor, prepared.data, prepared.test.starts)
+    rows = write_report(run, prepared.data, prepared.protocol, metrics, forecasts, config)
+    return Trained(predictor, prepared, forecasts, metrics, rows)
+
+
+def benchmark_model(config: TrafficConfig, prepared: PreparedData, run: RunDir, name: str) -> dict[str, Any]:
+    """Train model ``name`` with its ``benchmark_overrides`` into ``run`` and test it.
+
+    Returns:
+        Its fit and test metrics, ``seconds`` of training and ``epochs`` (0 for the baselines).
+
+    Raises:
+        ConfigError: If the model is unknown or its overrides hold a key not in :data:`BENCHMARK_KEYS`.
+    """
+    MODELS.get(name)
+    override = dict(config.benchmark_overrides.get(name, {}))
+    unknown = set(override) - set(BENCHMARK_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"benchmark_overrides.{name} has unknown keys {sorted(unknown)}; use {', '.join(BENCHMARK_KEYS)}."
+        )
+    epochs = int(override.pop("epochs", config.trainer.max_epochs))
+    trainer_config = dataclasses.replace(config.trainer, max_epochs=epochs)
+    override.setdefault("model_options", {})  # the recipe's model_options belong to `model` only
+    module = build_module(config, prepared, model=name, epochs=epochs, **override)
+    start = time.perf_counter()
+    torch.manual_seed(config.seed)
+    module, metrics = train_model(config, prepared, run, module=module, trainer_config=trainer_config)
+    seconds = time.perf_counter() - start
+    return {**metrics, "seconds": seconds, "epochs": epochs if MODELS.info(name).trainable else 0}
+
+
+def benchmark_metrics(results: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """The metrics of a benchmark run: ``test/<model>/<metric>`` and ``fit/<model>/seconds``."""
+    metrics: dict[str, float] = {}
+    for name, result in results.items():
+        for key, value in result.items():
+            if key.startswith("test/"):
+                metrics[f"test/{name}/{key[5:]}"] = value
+        metrics[f"fit/{name}/seconds"] = result["seconds"]
+    return metrics
+
+
+class _Forecast(torch.nn.Module):
+    """The trained network plus the inverse scaling as a plain module (what ONNX exports)."""
+
+    def __init__(self, module: ForecastModule) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+
+def export(predictor: Predictor, path: Path, seed: int = 0) -> tuple[Path, float]:
+    """Export the model to ONNX (scaled ``(B, T, N, F)`` in, ``(B, H, N)`` mph out) and check it
+    against torch on generated inputs (no data needed).
+
+    Returns:
+        The ONNX file and the largest absolute difference between torch and onnxruntime.
+    """
+    from pentad_core.export import check_onnx_parity, export_onnx
+
+    protocol = predictor.protocol
+    generator = torch.Generator().manual_seed(seed)
+    shape = (5, protocol.input_len, len(predictor.sensor_ids), protocol.in_features)
+    x = torch.rand(shape, generator=generator)
+    wrapper = _Forecast(predictor.module).eval()
+    path = export_onnx(wrapper, x[:2], path, input_names=["inputs"], output_names=["forecast"])
+    report = check_onnx_parity(wrapper, path, x, tolerance=1e-3)
+    return path, report.max_abs_diff

@@ -197,27 +197,70 @@ class PreparedData:
     test_starts_step: int
 
 
-def build_inputs(data: TrafficData, protocol: Protocol, scaler: Scaler) -> torch.Tensor:
-    """``(T, N, F)`` float32 model inputs: scaled speed, then the optional time features."""
-    channels = [scaler.transform(data.speeds)]
-    if protocol.time_of_day:
-        channels.append(np.broadcast_to(data.time_of_day()[:, None], data.speeds.shape))
-    if protocol.day_of_week:
-        channels.append(np.broadcast_to(data.day_of_week()[:, None] / 7.0, data.speeds.shape))
+def model_inputs(
+    speeds: np.ndarray,
+    scaler: Scaler,
+    time_of_day: np.ndarray | None = None,
+    day_of_week: np.ndarray | None = None,
+) -> torch.Tensor:
+    """Float32 model inputs from speeds in original units: scaled speed, then the time features.
+
+    Args:
+        speeds: ``(..., T, N)`` speeds.
+        scaler: The run's speed scaling.
+        time_of_day: ``(..., T)`` fraction of the day in ``[0, 1)`` of each step, or None.
+        day_of_week: ``(..., T)`` day of week (0 = Monday) of each step, or None.
+
+    Returns:
+        ``(..., T, N, F)`` with ``F = 1 + (time_of_day given) + (day_of_week given)``.
+    """
+    channels = [scaler.transform(speeds)]
+    if time_of_day is not None:
+        channels.append(np.broadcast_to(np.asarray(time_of_day)[..., None], speeds.shape))
+    if day_of_week is not None:
+        channels.append(np.broadcast_to(np.asarray(day_of_week)[..., None] / 7.0, speeds.shape))
     return torch.as_tensor(np.stack(channels, axis=-1), dtype=torch.float32)
 
 
-def prepare(data: TrafficData, protocol: Protocol) -> PreparedData:
-    """Split, scale and window ``data`` under ``protocol``.
+def build_inputs(data: TrafficData, protocol: Protocol, scaler: Scaler) -> torch.Tensor:
+    """``(T, N, F)`` float32 model inputs of a whole series: scaled speed, then the protocol's time features."""
+    return model_inputs(
+        data.speeds,
+        scaler,
+        data.time_of_day() if protocol.time_of_day else None,
+        data.day_of_week() if protocol.day_of_week else None,
+    )
+
+
+@dataclass(frozen=True)
+class Split:
+    """Where the windows of each part of a series start, under a protocol.
+
+    Attributes:
+        train: Series steps where training windows start.
+        val: Same for validation (empty when the protocol has none).
+        test: Same for test windows.
+        fit_end: Steps before it are the training data the scaler is fitted on.
+        test_step: First series step of the test part.
+    """
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    fit_end: int
+    test_step: int
+
+
+def split(length: int, protocol: Protocol, name: str = "series") -> Split:
+    """Split a series of ``length`` steps into train / validation / test windows under ``protocol``.
+
+    Depends only on the length and the protocol, so a trained run finds its test windows again
+    in the same data without fitting anything.
 
     Raises:
-        DataError: If the series is too short for the protocol's windows.
+        DataError: If the series is too short for the protocol's windows (``name`` is named).
     """
-    length, window = data.num_steps, protocol.input_len + protocol.output_len
-    valid = np.isfinite(data.speeds)
-    if protocol.null_value is not None:
-        valid &= data.speeds != protocol.null_value
-
+    window = protocol.input_len + protocol.output_len
     if protocol.split_on == "series":
         train_end = int(length * protocol.train)
         val_end = int(length * (protocol.train + protocol.val))
@@ -236,9 +279,23 @@ def prepare(data: TrafficData, protocol: Protocol) -> PreparedData:
         test_step = int(test_starts[0]) if len(test_starts) else length
     if len(train_starts) < 1 or len(test_starts) < 1:
         raise DataError(
-            f"{data.name}: {length} steps are too few for {protocol.input_len}+{protocol.output_len}-step "
+            f"{name}: {length} steps are too few for {protocol.input_len}+{protocol.output_len}-step "
             f"windows under the {protocol.name} protocol."
         )
+    return Split(train_starts, val_starts, test_starts, int(fit_end), int(test_step))
+
+
+def prepare(data: TrafficData, protocol: Protocol) -> PreparedData:
+    """Split, scale and window ``data`` under ``protocol``.
+
+    Raises:
+        DataError: If the series is too short for the protocol's windows.
+    """
+    valid = np.isfinite(data.speeds)
+    if protocol.null_value is not None:
+        valid &= data.speeds != protocol.null_value
+    parts = split(data.num_steps, protocol, data.name)
+    fit_end = parts.fit_end
     scaler = Scaler.fit(protocol.scaling, data.speeds[:fit_end][valid[:fit_end]])
     inputs = build_inputs(data, protocol, scaler)
     targets = torch.as_tensor(data.speeds, dtype=torch.float32)
@@ -251,9 +308,9 @@ def prepare(data: TrafficData, protocol: Protocol) -> PreparedData:
         data=data,
         protocol=protocol,
         scaler=scaler,
-        train=windows(train_starts),
-        val=windows(val_starts) if len(val_starts) else None,
-        test=windows(test_starts),
+        train=windows(parts.train),
+        val=windows(parts.val) if len(parts.val) else None,
+        test=windows(parts.test),
         inputs=inputs,
-        test_starts_step=test_step,
+        test_starts_step=parts.test_step,
     )

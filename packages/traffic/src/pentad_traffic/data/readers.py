@@ -1,4 +1,4 @@
-"""File readers with errors that name the file, line and column at fault."""
+"""File readers with errors that name the file, line and column at fault, and the dataset folder lookup."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pentad_core.data import dataset_root
 from pentad_core.errors import DataError, missing_file
 
 #: Header names recognised as a timestamp column in a speed CSV.
@@ -243,3 +244,46 @@ def read_dcrnn_h5(path: str | Path) -> tuple[np.ndarray, list[str], np.ndarray]:
     if speeds.shape != (len(index), len(columns)):
         raise DataError(f"{path}: table of shape {speeds.shape} for {len(index)} rows x {len(columns)} sensors.")
     return speeds, columns, timestamps
+
+
+def resolve_root(name: str, root: str | Path | None) -> Path:
+    """The folder of dataset ``name``: ``root`` if given, else ``$PENTAD_DATA/<name>``, else
+    ``~/.cache/pentad/<name>`` (:func:`pentad_core.data.dataset_root`).
+
+    Raises:
+        DataError: If the folder does not exist.
+    """
+    folder = dataset_root(name, root)
+    if not folder.is_dir():
+        raise missing_file(folder, f"{name} dataset folder", "Pass --data-dir or set PENTAD_DATA to the datasets root.")
+    return folder
+
+
+def align_adjacency(
+    adjacency: np.ndarray, adjacency_ids: list[str] | None, sensor_ids: list[str], path: Path
+) -> np.ndarray:
+    """Reorder a matrix that carries its own sensor ids into the speed table's column order.
+
+    Args:
+        adjacency: ``(N, N)`` weights as read.
+        adjacency_ids: The ``N`` sensor ids of its rows and columns, or None when it has none
+            (then it must already be in the speed table's order).
+        sensor_ids: The ``N`` sensor ids of the speed table's columns.
+        path: The file, named in errors.
+
+    Raises:
+        DataError: If the sizes differ or a sensor of the speed table is missing from the matrix.
+    """
+    if adjacency.shape[0] != len(sensor_ids):
+        raise DataError(
+            f"{path}: adjacency is {adjacency.shape[0]}x{adjacency.shape[1]} but the speed table has "
+            f"{len(sensor_ids)} sensors; it must be {len(sensor_ids)}x{len(sensor_ids)}."
+        )
+    if adjacency_ids is None or adjacency_ids == sensor_ids:
+        return adjacency
+    position = {sensor: i for i, sensor in enumerate(adjacency_ids)}
+    unknown = [s for s in sensor_ids if s not in position]
+    if unknown:
+        raise DataError(f"{path}: sensors {unknown[:3]} of the speed table are missing from the adjacency.")
+    order = np.array([position[s] for s in sensor_ids])
+    return adjacency[np.ix_(order, order)]

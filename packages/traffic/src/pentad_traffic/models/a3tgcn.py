@@ -14,8 +14,15 @@ from pentad_traffic.models.base import (
     with_relative_speed,
 )
 from pentad_traffic.models.tgcn import TGCNCell
+from pentad_traffic.registry import MODELS
 
 
+@MODELS.register(
+    "a3tgcn",
+    tasks=("forecast",),
+    inputs="window",
+    description="A3T-GCN (Bai et al. 2021): T-GCN with attention over time.",
+)
 class A3TGCN(Forecaster):
     """Attention temporal GCN: a T-GCN encoder whose per-step hidden states are pooled by a learned
     soft attention over time (per sensor), instead of keeping only the last one.

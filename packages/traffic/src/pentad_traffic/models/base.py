@@ -3,7 +3,8 @@
 Every model maps ``x`` ``(B, L, N, F)`` (scaled inputs; channel 0 is the scaled speed) to
 ``(B, H, N)`` scaled speed forecasts, for any number of sensors ``N`` and any horizon ``H``.
 Constructors take ``num_nodes, input_len, horizon, in_features, adjacency`` plus their own
-hyper-parameters; models that need no graph accept and ignore ``adjacency``.
+hyper-parameters; models that need no graph accept and ignore ``adjacency``. Each model file
+registers its class in :data:`pentad_traffic.registry.MODELS` with a decorator.
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ class Forecaster(nn.Module):
         horizon: Predicted steps ``H``.
         in_features: Input channels ``F`` (speed plus optional time features).
 
+    Whether a model is trained by gradient descent is registry metadata
+    (``MODELS.info(name).trainable``), not an attribute of the network.
+
     Attributes:
-        trainable: False for models with nothing to learn by gradient descent.
-        closed_form: True for models fitted by :meth:`fit` (least squares) instead of gradients.
+        closed_form: True for models fitted by :meth:`fit` (least squares) on the training windows
+            before the (empty) training loop runs.
     """
 
-    trainable = True
     closed_form = False
 
     def __init__(self, num_nodes: int, input_len: int, horizon: int, in_features: int = 1) -> None:

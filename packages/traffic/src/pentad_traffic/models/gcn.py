@@ -12,8 +12,15 @@ from pentad_traffic.models.base import (
     symmetric_normalized,
     with_relative_speed,
 )
+from pentad_traffic.registry import MODELS
 
 
+@MODELS.register(
+    "gcn",
+    tasks=("forecast",),
+    inputs="window",
+    description="Two-layer GCN on each sensor's input window plus a linear path.",
+)
 class GCNForecaster(Forecaster):
     """Spatial-only baseline (the T-GCN paper's GCN): node features are the ``L x F`` input window,
     mixed over the road graph by two graph convolutions ``Â X W`` (Kipf & Welling), then mapped to

@@ -14,6 +14,7 @@ from pentad_traffic.models.base import (
     random_walk,
     with_relative_speed,
 )
+from pentad_traffic.registry import MODELS
 
 
 class DiffusionConv(nn.Module):
@@ -44,6 +45,12 @@ class DiffusionConv(nn.Module):
         return self.dropout(self.mix(torch.cat(terms, dim=1)))
 
 
+@MODELS.register(
+    "graph-wavenet",
+    tasks=("forecast",),
+    inputs="window",
+    description="Graph WaveNet (Wu et al. 2019): dilated convs, diffusion + adaptive graph.",
+)
 class GraphWaveNet(Forecaster):
     """Graph WaveNet for ``H``-step forecasting in one shot.
 

@@ -7,8 +7,15 @@ import torch
 from torch import nn
 
 from pentad_traffic.models.base import Forecaster, quiet_init_, with_relative_speed
+from pentad_traffic.registry import MODELS
 
 
+@MODELS.register(
+    "gru",
+    tasks=("forecast",),
+    inputs="window",
+    description="GRU shared by all sensors, no graph (T-GCN's GRU baseline).",
+)
 class GRUForecaster(Forecaster):
     """GRU forecaster that sees no road graph.
 

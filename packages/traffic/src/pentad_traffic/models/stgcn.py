@@ -15,6 +15,7 @@ from pentad_traffic.models.base import (
     symmetric_normalized,
     with_relative_speed,
 )
+from pentad_traffic.registry import MODELS
 
 
 class GatedTemporalConv(nn.Module):
@@ -70,6 +71,12 @@ class STConvBlock(nn.Module):
         return self.dropout(x)
 
 
+@MODELS.register(
+    "stgcn",
+    tasks=("forecast",),
+    inputs="window",
+    description="STGCN (Yu et al. 2018): gated temporal convs around graph convs.",
+)
 class STGCN(Forecaster):
     """Spatio-temporal graph convolutional network.
 

@@ -14,6 +14,7 @@ from pentad_traffic.models.base import (
     symmetric_normalized,
     with_relative_speed,
 )
+from pentad_traffic.registry import MODELS
 
 
 class TGCNCell(nn.Module):
@@ -41,6 +42,12 @@ class TGCNCell(nn.Module):
         return update * state + (1.0 - update) * candidate
 
 
+@MODELS.register(
+    "tgcn",
+    tasks=("forecast",),
+    inputs="window",
+    description="T-GCN (Zhao et al. 2019): GRU with graph-convolution gates.",
+)
 class TGCN(Forecaster):
     """T-GCN: graph-convolutional GRU over the input window, last hidden state -> ``H`` steps.
 

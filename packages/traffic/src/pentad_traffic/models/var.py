@@ -1,4 +1,4 @@
-"""Baselines: persistence, historical average and vector autoregression."""
+"""Vector autoregression: a linear baseline fitted in closed form by ridge least squares."""
 
 from __future__ import annotations
 
@@ -6,52 +6,16 @@ import torch
 from torch import nn
 
 from pentad_traffic.models.base import Forecaster, ridge_fit
+from pentad_traffic.registry import MODELS
 
 
-class Persistence(Forecaster):
-    """Persistence: the last observed speed, repeated for every future step.
-
-    Args:
-        num_nodes: Sensors ``N``.
-        input_len: Input steps ``L``.
-        horizon: Predicted steps ``H``.
-        in_features: Input channels ``F``.
-        adjacency: Ignored.
-    """
-
-    trainable = False
-
-    def __init__(self, num_nodes: int, input_len: int, horizon: int, in_features: int = 1, adjacency=None) -> None:
-        super().__init__(num_nodes, input_len, horizon, in_features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, L, N, F)`` -> ``(B, H, N)``."""
-        self.check_input(x)
-        return x[:, -1:, :, 0].expand(-1, self.horizon, -1).contiguous()
-
-
-class HistoricalAverage(Forecaster):
-    """Historical average as in T-GCN: the mean of the input window, for every future step.
-
-    Args:
-        num_nodes: Sensors ``N``.
-        input_len: Input steps ``L``.
-        horizon: Predicted steps ``H``.
-        in_features: Input channels ``F``.
-        adjacency: Ignored.
-    """
-
-    trainable = False
-
-    def __init__(self, num_nodes: int, input_len: int, horizon: int, in_features: int = 1, adjacency=None) -> None:
-        super().__init__(num_nodes, input_len, horizon, in_features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, L, N, F)`` -> ``(B, H, N)``."""
-        self.check_input(x)
-        return x[..., 0].mean(dim=1, keepdim=True).expand(-1, self.horizon, -1).contiguous()
-
-
+@MODELS.register(
+    "var",
+    tasks=("forecast",),
+    inputs="window",
+    trainable=False,
+    description="Vector autoregression on all sensors, ridge least squares.",
+)
 class VectorAutoregression(Forecaster):
     """Vector autoregression: every sensor's next ``H`` steps as a linear function of the last
     ``lags`` speeds of all sensors, fitted by ridge-regularised least squares (:meth:`fit`).
