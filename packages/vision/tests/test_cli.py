@@ -9,7 +9,7 @@ from PIL import Image
 
 from pentad_vision.cli import app
 
-TINY = ["--set", "synthetic_train=96", "--set", "synthetic_test=32", "--set", "synthetic_size=16",
+TINY = ["--set", "dataset_options={num_train: 96, num_test: 32, image_size: 16}",
         "--set", "model_options={hidden: 16}", "--set", "trainer.progress_bar=false", "--epochs", "1"]  # fmt: skip
 
 
@@ -71,3 +71,28 @@ def test_user_errors_are_one_line_with_exit_2(tmp_path, capsys):
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "nowhere" in err[0]
+
+
+def test_misspelled_options_are_one_line_naming_the_key(tmp_path, capsys):
+    capsys.readouterr()
+    out = str(tmp_path / "z")
+    code = app.main(["train", "--dataset", "synthetic", "--out", out, "--set", "dataset_options.num_trian=10"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "'num_trian'" in err[0] and "num_train" in err[0]
+    code = app.main(["train", "--dataset", "synthetic", "--out", out, "--overwrite", "--set", "model_options.hiden=8"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "'hiden'" in err[0] and "hidden" in err[0]
+
+
+def test_evaluate_and_predict_take_the_run_folder(trained, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (16, 16), (200, 20, 20)).save(images / "a.png")
+    out = tmp_path / "predict"
+    capsys.readouterr()
+    assert app.main(["predict", str(images), "--checkpoint", str(trained), "--format", "csv", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "file,rank,label,probability" and len(lines) == 1 + 3
+    out = tmp_path / "evaluate"
+    assert app.main(["evaluate", "--checkpoint", str(trained), "--out", str(out)]) == 0
+    assert json.loads((out / "metrics.json").read_text())["test/acc"] >= 0.0

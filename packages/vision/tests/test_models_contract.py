@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from pentad_core.errors import ConfigError
-from pentad_vision.models import MODEL_INFO, MODELS, build_model, count_parameters
+from pentad_core.registry import ModelInfo
+from pentad_vision.models import MODELS, build_model, count_parameters
 
 
 def _sizes(name: str) -> list[int]:
-    smallest = MODEL_INFO[name].min_input_size
+    smallest = MODELS.info(name).min_input_size
     return sorted({max(smallest, 28), max(smallest, 32) + 8})
 
 
@@ -24,10 +25,21 @@ def built(request):
     return name, size, build_model(name, num_classes=7, in_channels=3, image_size=size)
 
 
-def test_every_model_has_info_and_description():
-    for name in MODELS.names():
-        assert name in MODEL_INFO
-        assert MODELS.describe(name), f"{name} has no description"
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_model_has_typed_info_and_description(name):
+    info = MODELS.info(name)
+    assert isinstance(info, ModelInfo)
+    assert info.tasks == ("classification",) and info.inputs == "image"
+    assert info.min_input_size >= 1 and info.family in ("pentad", "torchvision")
+    assert MODELS.describe(name), f"{name} has no description"
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_a_misspelled_model_option_names_it(name):
+    with pytest.raises(ConfigError, match="'hiddne'.*Valid options"):
+        build_model(name, num_classes=3, image_size=64, hiddne=8)
+    with pytest.raises(ConfigError, match="num_classes.*set by pentad"):
+        MODELS.build(name, {"num_classes": 3}, num_classes=3, in_channels=3, image_size=64)
 
 
 def test_forward_shapes_no_nan_and_gradients_reach_every_parameter(built):
@@ -47,7 +59,7 @@ def test_forward_shapes_no_nan_and_gradients_reach_every_parameter(built):
 
 def test_other_sizes_and_grey_input():
     for name in MODELS.names():
-        if MODEL_INFO[name].family == "torchvision" and name != "resnet18":
+        if MODELS.info(name).family == "torchvision" and name != "resnet18":
             continue  # the same adapter code; keep the suite fast
         for size in _sizes(name):
             model = build_model(name, num_classes=3, in_channels=1, image_size=size).eval()

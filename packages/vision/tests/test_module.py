@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
+from pentad_core.checkpoint import load_module
 from pentad_vision.data import load_dataset
 from pentad_vision.module import ImageClassifier, VisionDataModule
 
@@ -28,7 +29,7 @@ def test_short_training_beats_chance_and_round_trips(tmp_path):
         "seed-convnet", data.num_classes, data.in_channels, data.image_size, data.mean, data.std, data.classes,
         optim={"lr": 0.05, "schedule": "onecycle", "warmup_epochs": 0.5, "label_smoothing": 0.1, "ema_decay": 0.9},
         augment={"crop_padding": 2, "flip": True, "tta_flip": True},
-        model_kwargs={"hidden": 64},
+        model_options={"hidden": 64},
     )  # fmt: skip
     datamodule = VisionDataModule(data, batch_size=32)
     trainer = _trainer(tmp_path, 4)
@@ -40,8 +41,7 @@ def test_short_training_beats_chance_and_round_trips(tmp_path):
     assert 0.0 <= result["test/top5"] <= 1.0
 
     trainer.save_checkpoint(tmp_path / "last.ckpt")
-    checkpoint = torch.load(tmp_path / "last.ckpt", weights_only=True)
-    restored = ImageClassifier.from_checkpoint_dict(checkpoint)
+    restored = load_module(ImageClassifier, tmp_path / "last.ckpt")
     module.eval()
     images = data.test.images[:8]
     with torch.no_grad():
@@ -52,7 +52,7 @@ def test_short_training_beats_chance_and_round_trips(tmp_path):
 def test_cifar_fast_whitening_is_initialised_from_the_data(tmp_path):
     data = load_dataset("synthetic", num_train=64, num_test=32, image_size=16, val_fraction=0.0)
     module = ImageClassifier(
-        "cifar-fast", data.num_classes, 3, 16, data.mean, data.std, model_kwargs={"widths": (8, 16, 16)}
+        "cifar-fast", data.num_classes, 3, 16, data.mean, data.std, model_options={"widths": (8, 16, 16)}
     )
     before = module.net.model.whiten.weight.clone()
     trainer = _trainer(tmp_path, 1)
@@ -72,7 +72,7 @@ def test_cifar_recipe_path_bf16_channels_last_learns_and_matches_float32(tmp_pat
     module = ImageClassifier(
         "cifar-fast", data.num_classes, 3, 16, data.mean, data.std, data.classes,
         optim={"lr": 0.4, "schedule": "onecycle", "warmup_epochs": 0.5, "label_smoothing": 0.2},
-        augment={"flip": True, "tta_flip": True, "tta_translate": 1}, model_kwargs={"widths": (8, 16, 16)},
+        augment={"flip": True, "tta_flip": True, "tta_translate": 1}, model_options={"widths": (8, 16, 16)},
     )  # fmt: skip
     seen = []
     conv = module.net.model.groups[0].conv1
