@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import pytorch_lightning as pl
 import torch
 
@@ -92,3 +93,23 @@ def test_cifar_recipe_path_bf16_channels_last_learns_and_matches_float32(tmp_pat
     accuracy = (logits.argmax(1) == data.test.labels).float().mean().item()
     assert accuracy > 0.4, accuracy  # chance is 0.25
     assert (low_precision - logits).abs().max() < 0.1 * logits.abs().max()
+
+
+def test_pretrained_copies_the_backbone_keeps_the_new_head_and_statistics(tmp_path):
+    from pentad_core.errors import CheckpointError
+
+    torch.manual_seed(0)
+    source = ImageClassifier("seed-convnet", 4, 3, 16, (0.1, 0.2, 0.3), (0.5, 0.5, 0.5), model_options={"hidden": 8})
+    path = tmp_path / "source.ckpt"
+    torch.save({"hyper_parameters": dict(source.hparams), "state_dict": source.state_dict()}, path)
+
+    target = ImageClassifier("seed-convnet", 3, 3, 16, (0.4, 0.4, 0.4), (0.2, 0.2, 0.2), model_options={"hidden": 8})
+    fresh = target.load_pretrained(path)
+    assert set(fresh) == {"mean", "std", "model.classifier.2.weight", "model.classifier.2.bias"}
+    assert torch.equal(target.net.model.features[0].weight, source.net.model.features[0].weight)
+    assert torch.allclose(target.net.mean.flatten(), torch.tensor([0.4, 0.4, 0.4]))
+    assert target.net.model.classifier[2].weight.shape == (3, 8)
+
+    other = ImageClassifier("resnet18-cifar", 3, 3, 16, model_options={"width": 4})
+    with pytest.raises(CheckpointError, match="same --model"):
+        other.load_pretrained(path)

@@ -94,7 +94,7 @@ def check_fits(predictor: Predictor, data: ImageData) -> None:
 
 # ----------------------------------------------------------------------------- training
 def build_module(config: VisionConfig, data: ImageData) -> tuple[ImageClassifier, list[str]]:
-    """A fresh :class:`ImageClassifier` for ``data``, fine-tuned from ``config.pretrained`` if given.
+    """A fresh :class:`ImageClassifier` for ``data``, fine-tuned from ``config.pretrained`` (run or checkpoint).
 
     Returns:
         ``(module, fresh)``: ``fresh`` names the tensors ``--pretrained`` did not provide (empty without it).
@@ -116,8 +116,11 @@ def build_module(config: VisionConfig, data: ImageData) -> tuple[ImageClassifier
         model_options=dict(config.model_options),
         freeze_backbone_epochs=config.freeze_backbone_epochs if config.pretrained else 0,
     )
-    fresh = module.load_pretrained(config.pretrained) if config.pretrained else []
-    return module, fresh
+    if not config.pretrained:
+        return module, []
+    from pentad_core.predictor import locate_run
+
+    return module, module.load_pretrained(locate_run(config.pretrained).checkpoint)  # a run folder or a file
 
 
 def train(
