@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import pentad_recsys  # noqa: F401  (registers models)
+from pentad_core.errors import ConfigError
 from pentad_recsys.data.sampling import NegativeSampler
 from pentad_recsys.predictor import Recommender
 from pentad_recsys.registry import MODELS
@@ -99,3 +100,21 @@ def test_grow_keeps_learned_rows(tiny, name, task):
     rec.model.eval()
     torch.testing.assert_close(rec.model(users, items), before)
     assert torch.isfinite(rec.model(torch.tensor([split.train.num_users + 2]), torch.tensor([0]))).all()
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_model_has_typed_info_that_matches_it(tiny, name):
+    from pentad_core.registry import ModelInfo
+
+    info = MODELS.info(name)
+    assert isinstance(info, ModelInfo)
+    assert info.tasks and set(info.tasks) <= {"rating", "ranking"}, info.tasks
+    assert info.inputs in ("ids", "sequence"), info.inputs
+    _, split = tiny
+    rec = make(name, info.tasks[0], split)
+    assert rec.trainable == info.trainable == bool(list(rec.model.parameters()))
+    assert (info.inputs == "sequence") == rec.model.sequential
+    other = {"rating", "ranking"} - set(info.tasks)
+    for task in other:
+        with pytest.raises(ConfigError, match="does not serve"):
+            make(name, task, split)
