@@ -9,8 +9,10 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from pentad_core.errors import CheckpointError, ConfigError
 from pentad_rl.agents import build_agent, load_agent, save_agent
 from pentad_rl.config import RLConfig
-from pentad_rl.environments import make_env
-from pentad_rl.registry import ALGORITHMS, is_off_policy
+from pentad_core.registry import ModelInfo
+from pentad_rl.algorithms import default_policy, is_off_policy
+from pentad_rl.envs.make import make_env
+from pentad_rl.registry import ALGORITHMS
 
 CONTINUOUS_ONLY = {"sac", "td3", "ddpg"}
 
@@ -19,16 +21,16 @@ def small_config(algo: str) -> RLConfig:
     env = "Pendulum-v1" if algo in CONTINUOUS_ONLY else "CartPole-v1"
     if algo == "maskable-ppo":
         env = "pentad/ConnectFour-v0"  # provides action_masks()
-    hyperparams: dict = {}
+    model_options: dict = {}
     if algo in ("ppo", "maskable-ppo", "recurrent-ppo", "trpo"):
-        hyperparams = {"n_steps": 32, "batch_size": 32}
+        model_options = {"n_steps": 32, "batch_size": 32}
     elif algo == "a2c":
-        hyperparams = {"n_steps": 8}
+        model_options = {"n_steps": 8}
     elif is_off_policy(algo):
-        hyperparams = {"learning_starts": 16, "buffer_size": 1000, "batch_size": 16}
+        model_options = {"learning_starts": 16, "buffer_size": 1000, "batch_size": 16}
     policy_kwargs = {"net_arch": [16]} if algo not in ("recurrent-ppo",) else {"lstm_hidden_size": 8}
     return RLConfig(
-        model=algo, dataset=env, n_envs=2, timesteps=64, hyperparams=hyperparams, policy_kwargs=policy_kwargs
+        model=algo, dataset=env, n_envs=2, timesteps=64, model_options=model_options, policy_kwargs=policy_kwargs
     )
 
 
@@ -36,6 +38,26 @@ def test_registry_entries_are_sb3_algorithms():
     assert {"ppo", "a2c", "dqn", "sac", "td3", "qrdqn", "trpo", "recurrent-ppo"} <= set(ALGORITHMS.names())
     for name in ALGORITHMS.names():
         assert issubclass(ALGORITHMS.get(name), BaseAlgorithm)
+
+
+@pytest.mark.parametrize("algo", ALGORITHMS.names())
+def test_every_algorithm_has_model_info(algo):
+    info = ALGORITHMS.info(algo)
+    assert isinstance(info, ModelInfo)
+    assert info.inputs == "observation" and info.family in ("sb3", "sb3-contrib")
+    assert info.tasks and set(info.tasks) <= {"discrete", "continuous"}
+    assert ALGORITHMS.describe(algo)
+    # Its default options are constructor arguments of the class (checked against the signature).
+    assert ALGORITHMS.options(algo) == dict(info.defaults)
+
+
+def test_default_policy_comes_from_the_class_and_the_observation_space():
+    from gymnasium import spaces
+
+    vector, image = spaces.Box(0, 1, (4,)), spaces.Box(0, 255, (84, 84, 3), dtype=np.uint8)
+    assert default_policy("ppo", vector) == "MlpPolicy" and default_policy("dqn", image) == "CnnPolicy"
+    assert default_policy("recurrent-ppo", vector) == "MlpLstmPolicy"
+    assert default_policy("a2c", spaces.Dict({"x": vector})) == "MultiInputPolicy"
 
 
 @pytest.mark.parametrize("algo", ALGORITHMS.names())
@@ -62,10 +84,14 @@ def test_wrong_action_space_is_a_config_error():
         build_agent(config, make_env(config))
 
 
-def test_unknown_hyperparameter_is_a_config_error():
-    config = RLConfig(model="ppo", dataset="CartPole-v1", hyperparams={"n_stepz": 3})
-    with pytest.raises(ConfigError, match="n_stepz"):
+def test_misspelled_model_option_is_a_config_error_listing_the_valid_ones():
+    config = RLConfig(model="ppo", dataset="CartPole-v1", model_options={"n_stepz": 3})
+    with pytest.raises(ConfigError, match="n_stepz") as raised:
         build_agent(config, make_env(config))
+    assert "'n_steps'" in raised.value.message and "clip_range" in raised.value.message
+    given = RLConfig(model="dqn", dataset="CartPole-v1", model_options={"seed": 3})
+    with pytest.raises(ConfigError, match="seed"):
+        build_agent(given, make_env(given))
 
 
 def test_missing_or_foreign_checkpoint(tmp_path):

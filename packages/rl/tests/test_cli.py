@@ -11,7 +11,7 @@ from pentad_rl.cli import app, main
 
 TINY = [
     "--set",
-    "hyperparams={n_steps: 32, batch_size: 64}",
+    "model_options={n_steps: 32, batch_size: 64}",
     "--set",
     "policy_kwargs={net_arch: [16]}",
     "--set",
@@ -111,8 +111,8 @@ def test_train_evaluate_predict_export_record_and_resume(tmp_path, capsys):
         (["--env", "CartPole-v7"], "CartPole-v1"),
         (["--env", "ALE/Breakout-v5"], "pentad-rl[atari]"),
         (["--algo", "dqn", "--env", "Pendulum-v1"], "dqn"),
-        (["--epochs", "3"], "--timesteps"),
         (["--set", "n_env=4"], "n_envs"),
+        (["--set", "model_options.n_stepz=4"], "n_steps"),
     ],
 )
 def test_user_mistakes_are_one_line_errors(arguments, message, tmp_path, capsys):
@@ -121,10 +121,22 @@ def test_user_mistakes_are_one_line_errors(arguments, message, tmp_path, capsys)
     assert len(error.splitlines()) == 1 and message in error
 
 
+@pytest.mark.parametrize(
+    "option", ["--epochs", "--batch-size", "--accelerator", "--devices", "--precision", "--num-nodes", "--strategy"]
+)
+def test_lightning_only_options_are_not_accepted(option, capsys):
+    """SB3 has its own loop: the trainer's options would be ignored, so the parser rejects them."""
+    with pytest.raises(SystemExit) as exited:
+        main(["train", option, "2"])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and f"unrecognized arguments: {option}" in error
+
+
 def test_play_without_a_display_says_what_to_do(tmp_path, capsys, monkeypatch):
     from pentad_rl.agents import build_agent, save_agent
     from pentad_rl.config import RLConfig
-    from pentad_rl.environments import make_env
+    from pentad_rl.envs.make import make_env
 
     config = RLConfig(policy_kwargs={"net_arch": [8]})
     checkpoint = save_agent(build_agent(config, make_env(config)), tmp_path / "agent.zip")
@@ -189,5 +201,5 @@ def test_tune_writes_the_trials_table_and_the_best_preset(tmp_path):
     from pentad_rl.presets import resolve_agent_config
 
     preset = yaml.safe_load((out / "preset.yaml").read_text())
-    assert preset["model"] == "ppo" and "learning_rate" in preset["hyperparams"]
-    assert resolve_agent_config(overrides=preset).hyperparams == preset["hyperparams"]
+    assert preset["model"] == "ppo" and "learning_rate" in preset["model_options"]
+    assert resolve_agent_config(overrides=preset).model_options == preset["model_options"]

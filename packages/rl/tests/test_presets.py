@@ -8,8 +8,8 @@ import torch.nn as nn
 from pentad_core.errors import ConfigError
 from pentad_rl.agents import build_agent
 from pentad_rl.config import RLConfig
-from pentad_rl.environments import check_env_id, make_env
-from pentad_rl.hyperparams import LinearSchedule, build_hyperparams, build_policy_kwargs, parse_schedule
+from pentad_rl.envs.make import check_env_id, make_env
+from pentad_rl.options import LinearSchedule, build_model_options, build_policy_kwargs, parse_schedule
 from pentad_rl.presets import list_presets, load_preset_dict, preset_name, resolve_agent_config
 
 
@@ -23,8 +23,8 @@ def test_linear_schedule_matches_rl_zoo():
         parse_schedule("cosine_0.1")
 
 
-def test_hyperparams_and_policy_kwargs_conversion():
-    converted = build_hyperparams({"clip_range": "lin_0.2", "train_freq": [4, "step"], "gamma": 0.9})
+def test_model_options_and_policy_kwargs_conversion():
+    converted = build_model_options({"clip_range": "lin_0.2", "train_freq": [4, "step"], "gamma": 0.9})
     assert converted["clip_range"](0.5) == pytest.approx(0.1)
     assert converted["train_freq"] == (4, "step") and converted["gamma"] == 0.9
     assert build_policy_kwargs({"activation_fn": "nn.ReLU", "net_arch": [8]})["activation_fn"] is nn.ReLU
@@ -33,12 +33,12 @@ def test_hyperparams_and_policy_kwargs_conversion():
 
 
 def test_preset_is_used_by_default_and_overrides_win():
-    config = resolve_agent_config("ppo", "CartPole-v1", {"timesteps": 1000, "hyperparams": {"n_epochs": 3}})
-    assert config.n_envs == 8 and config.hyperparams["learning_rate"] == "lin_0.001"
-    assert config.hyperparams["n_epochs"] == 3 and config.timesteps == 1000
+    config = resolve_agent_config("ppo", "CartPole-v1", {"timesteps": 1000, "model_options": {"n_epochs": 3}})
+    assert config.n_envs == 8 and config.model_options["learning_rate"] == "lin_0.001"
+    assert config.model_options["n_epochs"] == 3 and config.timesteps == 1000
     assert "rl-baselines3-zoo" in config.source
     bare = resolve_agent_config("a2c", "Pendulum-v1")
-    assert bare.hyperparams == {} and bare.n_envs == 1
+    assert bare.model_options == {} and bare.n_envs == 1
     assert preset_name("dqn", "pentad/ConnectFour-v0") == "dqn-pentad-connectfour-v0"
 
 

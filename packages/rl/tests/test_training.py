@@ -11,13 +11,12 @@ from gymnasium import spaces
 from pentad_core.errors import CheckpointError, ConfigError
 from pentad_rl.agents import load_agent
 from pentad_rl.config import RLConfig
-from pentad_rl.environments import make_env
+from pentad_rl.envs.make import make_env
 from pentad_rl.evaluation import evaluate_agent
 from pentad_rl.export import export_policy
 from pentad_rl.presets import resolve_agent_config
 from pentad_rl.recording import record, write_animation
-from pentad_rl.training import train
-from pentad_rl.tuning import best_config, trials_table, tune
+from pentad_rl.pipeline import best_config, train, trials_table, tune
 
 
 def test_ppo_with_the_zoo_preset_learns_cartpole(tmp_path):
@@ -78,7 +77,7 @@ def test_resume_continues_the_step_count_of_an_on_policy_run(tmp_path):
         timesteps=256,
         eval_freq=0,
         eval_episodes=1,
-        hyperparams={"n_steps": 32, "batch_size": 64},
+        model_options={"n_steps": 32, "batch_size": 64},
         policy_kwargs={"net_arch": [16]},
     )
     first = train(config, tmp_path, tensorboard=False)
@@ -99,7 +98,7 @@ def test_resume_restores_the_replay_buffer_of_an_off_policy_run(tmp_path):
         timesteps=300,
         eval_freq=0,
         eval_episodes=1,
-        hyperparams={"learning_starts": 50, "buffer_size": 2000, "train_freq": 4},
+        model_options={"learning_starts": 50, "buffer_size": 2000, "train_freq": 4},
         policy_kwargs={"net_arch": [16]},
     )
     first = train(config, tmp_path, tensorboard=False)
@@ -121,7 +120,7 @@ def test_checkpoints_best_model_and_learning_curve(tmp_path):
         eval_freq=128,
         eval_episodes=2,
         checkpoint_freq=128,
-        hyperparams={"n_steps": 32, "batch_size": 64},
+        model_options={"n_steps": 32, "batch_size": 64},
         policy_kwargs={"net_arch": [16]},
     )
     result = train(config, tmp_path, tensorboard=True)
@@ -139,7 +138,7 @@ def test_record_gif_and_onnx_export_of_a_normalised_agent(tmp_path):
         eval_freq=0,
         eval_episodes=1,
         normalize=True,
-        hyperparams={"learning_starts": 16, "buffer_size": 500},
+        model_options={"learning_starts": 16, "buffer_size": 500},
         policy_kwargs={"net_arch": [16]},
     )
     result = train(config, tmp_path, tensorboard=False)
@@ -153,7 +152,7 @@ def test_record_gif_and_onnx_export_of_a_normalised_agent(tmp_path):
     frames = iio.imread(path, index=None)
     assert frames.ndim == 4 and frames.shape[0] == 20 and frames.shape[-1] == 3
     env = make_env(config, n_envs=1, training=False)
-    from pentad_rl.environments import load_normalization
+    from pentad_rl.envs.make import load_normalization
 
     load_normalization(env, tmp_path / "checkpoints" / "last_vecnormalize.npz")
     model = load_agent(tmp_path / "checkpoints" / "last.zip", "sac")
@@ -182,7 +181,7 @@ def test_self_play_refreshes_the_opponent_and_is_evaluated_against_the_heuristic
         self_play=True,
         self_play_freq=128,
         env_kwargs={"difficulty": 0},
-        hyperparams={"n_steps": 32, "batch_size": 64},
+        model_options={"n_steps": 32, "batch_size": 64},
         policy_kwargs={"net_arch": [16]},
     )
     result = train(config, tmp_path, tensorboard=False)
@@ -198,8 +197,8 @@ def test_tune_runs_trials_and_writes_a_loadable_preset(tmp_path):
     rows = trials_table(study)
     assert len(rows) == 2 and {"trial", "state", "mean_return", "learning_rate"} <= set(rows[0])
     best = best_config(config, study)
-    assert best.hyperparams["learning_rate"] == study.best_trial.params["learning_rate"]
+    assert best.model_options["learning_rate"] == study.best_trial.params["learning_rate"]
     from pentad_rl.presets import load_preset_dict, write_preset
 
     written = write_preset(best, tmp_path / "ppo-cartpole-v1.yaml", header="tuned")
-    assert load_preset_dict(written)["hyperparams"] == best.hyperparams
+    assert load_preset_dict(written)["model_options"] == best.model_options

@@ -1,21 +1,25 @@
 """Pentad rl: stable-baselines3 agents on gymnasium environments and the project's own games.
 
-Importing the package registers ``pentad/ConnectFour-v0`` with gymnasium.
+Importing the package registers ``pentad/ConnectFour-v0`` with gymnasium and the algorithms with
+``ALGORITHMS``.
 
 Example:
-    >>> from pentad_rl import resolve_agent_config, train
+    >>> from pentad_rl import Predictor, resolve_agent_config, train
     >>> config = resolve_agent_config("ppo", "CartPole-v1", {"timesteps": 30_000})  # doctest: +SKIP
     >>> result = train(config, "runs/rl/example")  # doctest: +SKIP
+    >>> actions = Predictor.from_run("runs/rl/example").predict(observations)  # doctest: +SKIP
 """
 
+from pentad_rl import algorithms as algorithms
 from pentad_rl import envs as envs
 from pentad_rl.agents import build_agent, load_agent, save_agent
 from pentad_rl.config import RLConfig
-from pentad_rl.environments import make_env
+from pentad_rl.envs.make import make_env
 from pentad_rl.evaluation import EvalResult, evaluate_agent
+from pentad_rl.pipeline import TrainResult, train
+from pentad_rl.predictor import Predictor
 from pentad_rl.presets import resolve_agent_config
 from pentad_rl.registry import ALGORITHMS, ENVIRONMENTS
-from pentad_rl.training import TrainResult, train
 
 __version__ = "0.1.0"
 
@@ -23,6 +27,7 @@ __all__ = [
     "ALGORITHMS",
     "ENVIRONMENTS",
     "EvalResult",
+    "Predictor",
     "RLConfig",
     "TrainResult",
     "build_agent",

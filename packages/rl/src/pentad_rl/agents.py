@@ -6,31 +6,43 @@ import io
 from pathlib import Path
 from typing import Any
 
-from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import VecEnv
 
 from pentad_core.errors import CheckpointError, ConfigError, missing_file
 from pentad_core.files import atomic_open
+from pentad_rl.algorithms import action_kind, default_policy
 from pentad_rl.config import RLConfig
-from pentad_rl.hyperparams import build_action_noise, build_hyperparams, build_policy_kwargs
+from pentad_rl.options import build_action_noise, build_model_options, build_policy_kwargs
 from pentad_rl.registry import ALGORITHMS
 
+#: Constructor arguments pentad sets itself (from the config's other fields and the env); not model_options.
+GIVEN = ("policy", "env", "seed", "device", "tensorboard_log", "verbose", "policy_kwargs", "action_noise")
 
-def default_policy(algo: str, observation_space: spaces.Space) -> str:
-    """``CnnPolicy`` for image observations, ``MultiInputPolicy`` for dicts, else ``MlpPolicy``.
 
-    Recurrent PPO uses the ``...LstmPolicy`` variants.
+def agent_arguments(config: RLConfig, env: VecEnv) -> dict[str, Any]:
+    """The algorithm's constructor arguments other than ``policy``/``env``/``seed``/...: ``model_options``
+    (schedules and tuples converted), ``policy_kwargs`` and action noise.
+
+    Raises:
+        ConfigError: If a ``model_options`` key is not a constructor argument of the algorithm (naming
+            it and listing the valid ones), or the algorithm cannot act in ``env``'s action space.
     """
-    if isinstance(observation_space, spaces.Dict):
-        base = "MultiInput"
-    elif is_image_space(observation_space, check_channels=False):
-        base = "Cnn"
-    else:
-        base = "Mlp"
-    return f"{base}LstmPolicy" if algo == "recurrent-ppo" else f"{base}Policy"
+    kind = action_kind(env.action_space)
+    tasks = ALGORITHMS.info(config.algo).tasks
+    if tasks and kind not in tasks:
+        raise ConfigError(
+            f"--algo {config.algo} handles {' and '.join(tasks)} actions; --env {config.env} has {kind} ones. "
+            "Run `models` for the alternatives."
+        )
+    options = ALGORITHMS.options(config.algo, build_model_options(config.model_options), given=GIVEN)
+    if config.policy_kwargs:
+        options["policy_kwargs"] = build_policy_kwargs(config.policy_kwargs)
+    noise = build_action_noise(config.noise_type or None, config.noise_std, env.action_space)
+    if noise is not None:
+        options["action_noise"] = noise
+    return options
 
 
 def build_agent(
@@ -40,33 +52,27 @@ def build_agent(
     tensorboard_log: str | None = None,
     verbose: int = 0,
 ) -> BaseAlgorithm:
-    """Create the agent of ``config.algo`` on ``env`` with the preset's hyperparameters.
+    """Create the agent of ``config.algo`` on ``env`` with the preset's ``model_options``.
 
     Args:
-        config: Algorithm, policy, hyperparameters (schedules allowed), policy kwargs, action noise.
+        config: Algorithm, policy, ``model_options`` (schedules allowed), policy kwargs, action noise.
         env: The vectorised training environment.
         seed: Seeds the networks, the action sampling and the action-space RNG.
         tensorboard_log: Folder for TensorBoard event files; ``None`` disables them.
         verbose: SB3 verbosity (0 silent, 1 info).
 
     Raises:
-        ConfigError: If a hyperparameter is unknown to the algorithm or the algorithm cannot handle the
-            environment's action space (e.g. DQN on continuous actions).
+        ConfigError: If a ``model_options`` key is unknown to the algorithm or the algorithm cannot handle
+            the environment's action space (e.g. DQN on continuous actions).
     """
-    cls = ALGORITHMS.get(config.algo)
-    kwargs: dict[str, Any] = build_hyperparams(config.hyperparams)
-    if config.policy_kwargs:
-        kwargs["policy_kwargs"] = build_policy_kwargs(config.policy_kwargs)
-    noise = build_action_noise(config.noise_type or None, config.noise_std, env.action_space)
-    if noise is not None:
-        kwargs["action_noise"] = noise
+    arguments = agent_arguments(config, env)
     policy = config.policy or default_policy(config.algo, env.observation_space)
     try:
-        return cls(
-            policy, env, seed=seed, device=config.device, tensorboard_log=tensorboard_log, verbose=verbose, **kwargs
+        return ALGORITHMS.get(config.algo)(
+            policy, env, seed=seed, device=config.device, tensorboard_log=tensorboard_log, verbose=verbose, **arguments
         )
     except TypeError as error:
-        raise ConfigError(f"hyperparams for {config.algo} are not accepted: {error}. Check the preset.") from None
+        raise ConfigError(f"model_options for {config.algo} are not accepted: {error}. Check the preset.") from None
     except (AssertionError, ValueError, KeyError) as error:
         raise ConfigError(f"--algo {config.algo} cannot train on --env {config.env}: {error}") from None
 
@@ -95,7 +101,7 @@ def replay_buffer_path(model_path: str | Path) -> Path:
 
 
 def load_agent(
-    path: str | Path, algo: str, env: VecEnv | None = None, device: str = "cpu", **kwargs: Any
+    path: str | Path, algo: str, env: VecEnv | None = None, device: str = "cpu", tensorboard_log: str | None = None
 ) -> BaseAlgorithm:
     """Load an agent saved by :func:`save_agent` (network weights are read with ``weights_only=True``).
 
@@ -104,7 +110,7 @@ def load_agent(
         algo: Registry name of its algorithm.
         env: Environment to continue training or evaluating on (checked against the saved spaces).
         device: Torch device.
-        **kwargs: Passed to ``BaseAlgorithm.load`` (e.g. ``tensorboard_log``).
+        tensorboard_log: Folder for TensorBoard event files when training continues.
 
     Raises:
         DataError: If the file is missing.
@@ -115,7 +121,7 @@ def load_agent(
         raise missing_file(path, "agent checkpoint", "Train first or pass the path of a saved .zip.")
     cls = ALGORITHMS.get(algo)
     try:
-        return cls.load(path, env=env, device=device, **kwargs)
+        return cls.load(path, env=env, device=device, tensorboard_log=tensorboard_log)
     except ValueError as error:
         raise CheckpointError(f"{path} does not fit --env: {error}") from None
     except (KeyError, RuntimeError, OSError) as error:

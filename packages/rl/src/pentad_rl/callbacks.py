@@ -8,7 +8,7 @@ from pathlib import Path
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 
 from pentad_rl.agents import save_agent
-from pentad_rl.environments import save_normalization
+from pentad_rl.envs.make import save_normalization
 
 
 class CheckpointEveryN(BaseCallback):
@@ -88,13 +88,13 @@ class SelfPlayCallback(BaseCallback):
     """Refresh the frozen opponent of a two-player env with a snapshot of the agent.
 
     Every ``every`` steps the agent is saved to ``path`` and every training env loads it through its
-    ``load_opponent(path, algo)`` method (this also works across subprocesses).
+    ``load_opponent(path, algorithm_class)`` method (this also works across subprocesses: the class is
+    sent by reference).
     """
 
-    def __init__(self, path: str | Path, algo: str, every: int) -> None:
+    def __init__(self, path: str | Path, every: int) -> None:
         super().__init__()
         self.path = Path(path)
-        self.algo = algo
         self.every = every
         self._last = 0
         self.refreshes = 0
@@ -102,7 +102,7 @@ class SelfPlayCallback(BaseCallback):
     def _on_step(self) -> bool:
         if self.num_timesteps - self._last >= self.every:
             save_agent(self.model, self.path)
-            self.model.get_env().env_method("load_opponent", str(self.path), self.algo)
+            self.model.get_env().env_method("load_opponent", str(self.path), type(self.model))
             self._last = self.num_timesteps
             self.refreshes += 1
         return True

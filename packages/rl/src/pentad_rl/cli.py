@@ -2,84 +2,28 @@
 
 Verbs: demo train evaluate predict export benchmark data models (the contract) + record play tune.
 ``--algo`` is the ``model`` key and ``--env`` the ``dataset`` key of the config; when both name a preset
-(``shared/configs/rl/<algo>-<env>.yaml``, RL Zoo values) it is the recipe. SB3 keeps its own training
-loop; the run folder, config, seeding, checkpoints, export parity and tables come from pentad-core.
+(``shared/configs/rl/<algo>-<env>.yaml``, RL Zoo values) it is the recipe. The verbs parse, call
+:mod:`pentad_rl.pipeline` or :class:`pentad_rl.predictor.Predictor`, and print.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import io
 import sys
 import time
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from pentad_core.bench import format_table, print_table
-from pentad_core.cli import App, Context
-from pentad_core.config import load_yaml
-from pentad_core.errors import CheckpointError, ConfigError, DataError, missing_file
-from pentad_core.files import atomic_write_json, atomic_write_text
-from pentad_core.runs import RunDir, latest_run
+from pentad_core.cli import Context
+from pentad_core.errors import ConfigError, DataError
+from pentad_core.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from pentad_rl import pipeline
 from pentad_rl.config import RLConfig
-from pentad_rl.presets import preset_path
+from pentad_rl.predictor import Predictor
+from pentad_rl.presets import RLApp, preset_name, write_preset
 from pentad_rl.registry import ALGORITHMS, ENVIRONMENTS
-
-CONNECT_FOUR = "pentad/ConnectFour-v0"
-
-
-class RLApp(App):
-    """The scaffold with RL presets as recipes and ``.zip`` agent checkpoints for ``--resume``."""
-
-    def resolve_config(self, args: argparse.Namespace, verb: Any = None) -> Any:
-        if getattr(args, "epochs", None) is not None:
-            raise ConfigError("--epochs does not apply to reinforcement learning; use --timesteps N.")
-        self._algo_hint = self._hint(args, "model")
-        self._resume_to_zip(args, verb)
-        return super().resolve_config(args, verb)
-
-    def _hint(self, args: argparse.Namespace, key: str) -> str | None:
-        """The value of ``key`` from the command line, ``--config`` or the checkpoint's run config."""
-        value = getattr(args, f"app_option_{key}", None) or getattr(args, key, None)
-        for text in getattr(args, "set", []) or []:
-            if text.startswith(f"{key}="):
-                value = text.split("=", 1)[1]
-        if value:
-            return value
-        sources = []
-        if getattr(args, "config", None):
-            sources.append(Path(args.config))
-        if getattr(args, "checkpoint", None):
-            parent = Path(args.checkpoint).resolve().parent
-            sources.append((parent.parent if parent.name == "checkpoints" else parent) / RunDir.CONFIG)
-        for source in sources:
-            if source.is_file():
-                found = load_yaml(source).get(key)
-                if found:
-                    return str(found)
-        return None
-
-    def _resume_to_zip(self, args: argparse.Namespace, verb: Any) -> None:
-        """``--resume last`` means ``<out>/checkpoints/last.zip`` (SB3 archives, not Lightning .ckpt)."""
-        if getattr(args, "resume", None) != "last" or verb is None or not verb.trains:
-            return
-        out = Path(args.out) if args.out else latest_run(self.name)
-        if out is None:
-            raise ConfigError(f"--resume last found no earlier run under runs/{self.name}; give --out DIR.")
-        last = out / "checkpoints" / "last.zip"
-        if not last.is_file():
-            raise CheckpointError(f"no checkpoint to resume from at {last}.", "Give the --out of an interrupted run.")
-        args.out, args.resume = str(out), str(last)
-
-    def recipe(self, dataset: str, verb: str | None = None) -> dict[str, Any]:
-        """``demo.yaml`` for the demo without --algo/--env, else the preset of (algo, env) if any."""
-        if verb == "demo" and not self._algo_hint and dataset == RLConfig.dataset:
-            return super().recipe(dataset, verb)
-        path = preset_path(self._algo_hint or RLConfig.model, dataset)
-        return load_yaml(path) if path is not None else {}
-
 
 app = RLApp(
     "rl",
@@ -96,104 +40,66 @@ app.option("--vec-env", key="vec_env", choices=("dummy", "subproc"), help="vecto
 app.option("--timesteps", key="timesteps", type=int, metavar="N", help="total environment steps to train")
 
 
-# -- helpers ------------------------------------------------------------------------------------------
-def _agent_path(context: Context) -> Path:
-    """``--checkpoint``, else ``best.zip``/``last.zip`` of the run in ``--out``."""
-    if context.checkpoint is not None:
-        return context.checkpoint
-    for name in ("best.zip", "last.zip"):
-        candidate = context.run.checkpoints / name if context.run else None
-        if candidate is not None and candidate.is_file():
-            return candidate
-    raise ConfigError(f"`{context.verb}` needs --checkpoint PATH (e.g. runs/rl/<run>/checkpoints/best.zip).")
+def _predictor(context: Context) -> Predictor:
+    """The agent of ``--checkpoint`` (a run folder or a .zip), else of the run in ``--out``."""
+    source, run = context.checkpoint, context.run
+    if source is None and run and any((run.checkpoints / name).is_file() for name in Predictor.checkpoint_names):
+        source = run.path
+    if source is None:
+        raise ConfigError(f"`{context.verb}` needs --checkpoint PATH (a run folder or its checkpoints/best.zip).")
+    return Predictor.from_run(source, config=context.config)
 
 
-def _load(context: Context, n_envs: int = 1, render_mode: str | None = None):
-    """The agent of ``--checkpoint`` and a matching env (normalisation statistics restored)."""
-    from pentad_rl.agents import load_agent
-    from pentad_rl.environments import load_normalization, make_env
-
-    config: RLConfig = context.config
-    path = _agent_path(context)
-    env = make_env(config, n_envs=n_envs, seed=config.seed + 10_000, training=False, render_mode=render_mode)
-    statistics = path.with_name(f"{path.stem}_vecnormalize.npz")
-    if config.normalize:
-        if not statistics.is_file():
-            raise missing_file(statistics, "normalisation statistics of the agent", "Copy them next to the .zip.")
-        load_normalization(env, statistics)
-    return load_agent(path, config.algo, env=env, device=config.device), env, path
-
-
-def _progress() -> bool:
-    return sys.stderr.isatty()
-
-
-def _train_and_report(context: Context, tensorboard: bool = True) -> Any:
+def _train(context: Context) -> pipeline.TrainResult:
     from pentad_rl.plots import plot_learning_curve
-    from pentad_rl.training import train
 
     config: RLConfig = context.config
-    run = context.run
-    context.print(
-        f"training {config.algo} on {config.env}: {config.timesteps} steps, {config.n_envs} env(s)"
-        + (f" (preset: {config.source})" if config.source else "")
-    )
-    result = train(config, run.path, resume=context.resume_path, progress_bar=_progress(), tensorboard=tensorboard)
-    metrics = run.write_metrics(result.metrics())
-    plot_learning_curve(
-        run.path / "monitor", result.curve, run.plot_path("learning_curve"), title=f"{config.algo} on {config.env}"
-    )
+    source = f" (preset: {config.source})" if config.source else ""
+    context.print(f"training {config.algo} on {config.env}: {config.timesteps} steps, {config.n_envs} env(s){source}")
+    result = pipeline.train(config, context.run.path, resume=context.resume_path, progress_bar=sys.stderr.isatty())
+    context.run.write_metrics(result.metrics())
+    curve_path = context.run.plot_path("learning_curve")
+    plot_learning_curve(context.run.path / "monitor", result.curve, curve_path, title=f"{config.algo} on {config.env}")
     evaluation = result.evaluation
     context.print(
         f"{config.algo} {config.env}: mean return {evaluation.mean_return:.1f} +- {evaluation.std_return:.1f} over "
         f"{evaluation.episodes} episodes, {result.steps_per_s:.0f} steps/s, {result.wall_s:.1f} s"
     )
-    del metrics
     return result
 
 
-# -- verbs ----------------------------------------------------------------------------------------------
 @app.verb("train", "Train an agent (a preset when --algo/--env name one).", trains=True)
 def train_verb(context: Context) -> None:
     """Train, evaluate, save checkpoints, TensorBoard logs and the learning curve."""
-    _train_and_report(context)
+    _train(context)
     context.print(f"run folder: {context.run.path}")
-
-
-def _demo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-gif", action="store_true", help="skip the GIF")
 
 
 @app.verb(
     "demo",
     "Train PPO on CartPole offline (~1 min), evaluate, act, plot and write a GIF.",
     trains=True,
-    arguments=_demo_arguments,
+    arguments=lambda parser: parser.add_argument("--no-gif", action="store_true", help="skip the GIF"),
 )
 def demo_verb(context: Context) -> None:
-    """The whole loop on the simulated CartPole: train, evaluate, predict, plot, record."""
+    """The whole loop on the simulated CartPole: train, evaluate, predict (from the run folder), plot, record."""
     from pentad_rl.recording import record
 
     start = time.perf_counter()
-    result = _train_and_report(context)
-    run = context.run
-    config: RLConfig = context.config
-    observations = np.stack([result.model.observation_space.sample() for _ in range(8)])
-    actions, _ = result.model.predict(observations, deterministic=True)
-    atomic_write_json(
-        run.path / "predictions.json", {"observations": observations.tolist(), "actions": np.asarray(actions).tolist()}
-    )
+    _train(context)
+    # The agent as it finished training (last.zip), loaded back from the run as any user would.
+    predictor = Predictor.from_run(context.run.checkpoints / pipeline.LAST, config=context.config)
+    atomic_write_json(context.run.path / "predictions.json", pipeline.sample_predictions(predictor, 8))
     if not context.args.no_gif:
-        normalization = run.checkpoints / "last_vecnormalize.npz"
         gif, returns = record(
-            result.model,
-            config,
-            run.path / "agent.gif",
+            predictor.model,
+            context.config,
+            context.run.path / "agent.gif",
             max_frames=300,
-            normalization=normalization if normalization.is_file() else None,
+            normalization=predictor.normalization_file,
         )
         context.print(f"GIF: {gif} (returns {', '.join(f'{r:.0f}' for r in returns) or 'episode cut at 300 frames'})")
-    context.print(f"demo finished in {time.perf_counter() - start:.1f} s; run folder: {run.path}")
+    context.print(f"demo finished in {time.perf_counter() - start:.1f} s; run folder: {context.run.path}")
 
 
 def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -204,40 +110,15 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 @app.verb("evaluate", "Mean/std return, lengths and success rate over N episodes.", arguments=_evaluate_arguments)
 def evaluate_verb(context: Context) -> None:
     """Evaluate ``--checkpoint``; on Connect Four against the heuristic at every difficulty."""
-    import copy
-
-    from pentad_rl.evaluation import evaluate_agent
-
+    predictor = _predictor(context)
     config: RLConfig = context.config
-    episodes = context.args.episodes
-    model, env, path = _load(context)
-    result = evaluate_agent(model, env, episodes, deterministic=not context.args.stochastic)
-    metrics = result.metrics("eval")
-    rows = [{"opponent": "as configured", **_row(result)}]
-    if config.env == CONNECT_FOUR:
-        from pentad_rl.environments import make_env
-        from pentad_rl.envs.connect_four import DIFFICULTIES
-
-        for level in DIFFICULTIES:
-            level_config = copy.deepcopy(config)
-            level_config.env_kwargs = {**config.env_kwargs, "difficulty": level, "opponent": "heuristic"}
-            level_env = make_env(level_config, n_envs=1, seed=config.seed + 20_000 + level, training=False)
-            level_result = evaluate_agent(model, level_env, episodes, deterministic=not context.args.stochastic)
-            metrics.update(level_result.metrics(f"eval/difficulty{level}"))
-            rows.append({"opponent": f"difficulty {level}", **_row(level_result)})
+    deterministic = not context.args.stochastic
+    env = predictor.make_env(config)
+    result, metrics, rows = pipeline.evaluate(predictor.model, env, config, context.args.episodes, deterministic)
     context.run.write_metrics(metrics)
-    atomic_write_json(context.run.path / "evaluation.json", {"checkpoint": str(path), **result.as_dict()})
-    print_table(rows, title=f"{config.algo} on {config.env} ({path.name})")
-
-
-def _row(result) -> dict[str, Any]:
-    return {
-        "episodes": result.episodes,
-        "mean_return": result.mean_return,
-        "std_return": result.std_return,
-        "mean_length": result.mean_length,
-        "success_rate": "n/a" if result.success_rate is None else result.success_rate,
-    }
+    checkpoint = predictor.run.checkpoint
+    atomic_write_json(context.run.path / "evaluation.json", {"checkpoint": str(checkpoint), **result.as_dict()})
+    print_table(rows, title=f"{config.algo} on {config.env} ({checkpoint.name})")
 
 
 def _predict_arguments(parser: argparse.ArgumentParser) -> None:
@@ -247,68 +128,41 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
 @app.verb("predict", "Actions for observations in a .npy file, or one played episode.", arguments=_predict_arguments)
 def predict_verb(context: Context) -> None:
     """Write ``predictions.npy`` (actions for ``--observations``) or ``episode.json`` (a played episode)."""
-    from pentad_rl.export import predict_actions
-
-    model, env, _ = _load(context)
+    predictor = _predictor(context)
     if context.args.observations:
-        source = Path(context.args.observations)
-        if not source.is_file():
-            raise missing_file(source, "observations file", "Pass a .npy array of shape (N, *observation_shape).")
+        source = context.args.observations
         try:
-            observations = np.load(source, allow_pickle=False)
-        except ValueError as error:
-            raise DataError(f"{source} is not a readable .npy array ({error}).") from None
-        expected = model.observation_space.shape
-        if observations.shape[1:] != expected:
-            raise DataError(
-                f"{source} has observations of shape {observations.shape[1:]}; {context.config.env} "
-                f"needs (N, {', '.join(map(str, expected))})."
-            )
-        if not np.isfinite(observations).all():
-            raise DataError(f"{source} contains NaN or infinite values; clean the observations first.")
-        actions = predict_actions(model, observations.astype(np.float32), env)
-        target = context.run.path / "predictions.npy"
-        import io
-
-        from pentad_core.files import atomic_write_bytes
-
+            actions = predictor.predict(pipeline.load_observations(source))
+        except DataError as error:
+            raise DataError(f"{source}: {error.message}") from None
         buffer = io.BytesIO()
-        np.save(buffer, np.asarray(actions))
-        atomic_write_bytes(target, buffer.getvalue())
-        context.print(f"{len(actions)} actions written to {target}")
+        np.save(buffer, actions)
+        atomic_write_bytes(context.run.path / "predictions.npy", buffer.getvalue())
+        context.print(f"{len(actions)} actions written to {context.run.path / 'predictions.npy'}")
         return
-    observation = env.reset()
-    steps, total, actions_taken = 0, 0.0, []
-    state, start = None, np.ones(1, dtype=bool)
-    while True:
-        action, state = model.predict(observation, state=state, episode_start=start, deterministic=True)
-        observation, reward, done, _ = env.step(action)
-        actions_taken.append(np.asarray(action[0]).tolist())
-        total += float(reward[0])
-        steps += 1
-        start = done
-        if done[0]:
-            break
-    atomic_write_json(context.run.path / "episode.json", {"return": total, "length": steps, "actions": actions_taken})
-    context.run.write_metrics({"predict/return": total, "predict/length": float(steps)})
-    context.print(f"one episode: return {total:.1f}, {steps} steps; actions in {context.run.path / 'episode.json'}")
+    episode = pipeline.play_episode(predictor.model, predictor.make_env(context.config))
+    record = {"return": episode.total_return, "length": episode.length, "actions": episode.actions}
+    atomic_write_json(context.run.path / "episode.json", record)
+    context.run.write_metrics({"predict/return": episode.total_return, "predict/length": float(episode.length)})
+    context.print(f"one episode: return {episode.total_return:.1f}, {episode.length} steps; actions in episode.json")
 
 
-def _export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", default="onnx", choices=("onnx",), help="export format (onnx)")
-
-
-@app.verb("export", "Export the policy to ONNX and check it takes the same actions.", arguments=_export_arguments)
+@app.verb(
+    "export",
+    "Export the policy to ONNX and check it takes the same actions.",
+    arguments=lambda parser: parser.add_argument("--format", default="onnx", choices=("onnx",), help="onnx"),
+)
 def export_verb(context: Context) -> None:
     """Write ``policy.onnx`` and the parity metrics."""
     from pentad_rl.export import export_policy
 
-    model, env, path = _load(context, n_envs=1)
+    predictor = _predictor(context)
     target = context.run.path / "policy.onnx"
-    metrics = export_policy(model, target, env, batch=64, seed=context.config.seed)
+    env = predictor.make_env(context.config)
+    metrics = export_policy(predictor.model, target, env, batch=64, seed=context.config.seed)
     context.run.write_metrics(metrics)
     context.print(
-        f"exported {path.name} to {target}: identical actions on {int(metrics['export/batch'])} "
+        f"exported {predictor.run.checkpoint.name} to {target}: identical actions on {int(metrics['export/batch'])} "
         f"observations, max abs diff {metrics['export/max_abs_diff']:.2g}"
     )
 
@@ -323,18 +177,16 @@ def _record_arguments(parser: argparse.ArgumentParser) -> None:
 def record_verb(context: Context) -> None:
     from pentad_rl.recording import record
 
-    model, env, path = _load(context)
-    env.close()
-    statistics = path.with_name(f"{path.stem}_vecnormalize.npz")
-    target = context.run.path / f"agent.{context.args.format}"
+    predictor, args = _predictor(context), context.args
+    target = context.run.path / f"agent.{args.format}"
     written, returns = record(
-        model,
+        predictor.model,
         context.config,
         target,
-        episodes=context.args.episodes,
+        episodes=args.episodes,
         seed=context.config.seed,
-        max_frames=context.args.max_frames,
-        normalization=statistics if statistics.is_file() else None,
+        max_frames=args.max_frames,
+        normalization=predictor.normalization_file,
     )
     context.print(f"recorded {written} (episode returns: {', '.join(f'{r:.1f}' for r in returns) or 'cut'})")
 
@@ -349,42 +201,19 @@ def _play_arguments(parser: argparse.ArgumentParser) -> None:
     "Watch the agent play (--render human needs a display; ansi prints text).",
     arguments=_play_arguments,
     writes_run=False,
+    needs_checkpoint=True,
 )
 def play_verb(context: Context) -> None:
-    mode = context.args.render
-    if mode == "human" and not (
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("darwin", "win32")
-    ):
-        raise ConfigError("--render human needs a display (DISPLAY is unset); use --render ansi or `record`.")
-    from pentad_rl.agents import load_agent
-    from pentad_rl.environments import make_env
+    from pentad_rl.envs.make import check_render_mode
 
-    config: RLConfig = context.config
-    if context.checkpoint is None:
-        raise ConfigError("`play` needs --checkpoint PATH (e.g. runs/rl/<run>/checkpoints/best.zip).")
-    import gymnasium as gym
-
-    from pentad_rl.environments import check_env_id
-
-    check_env_id(config.env)
-    probe = gym.make(config.env, **config.env_kwargs)
-    modes = probe.metadata.get("render_modes", [])
-    probe.close()
-    if mode not in modes:
-        raise ConfigError(
-            f"--render {mode} is not supported by {config.env} (it offers {', '.join(modes)}); use `record` for a GIF."
-        )
-    env = make_env(config, n_envs=1, seed=config.seed, training=False, render_mode=mode)
-    model = load_agent(context.checkpoint, config.algo, env=env)
-    observation, finished = env.reset(), 0
-    while finished < context.args.episodes:
-        action, _ = model.predict(observation, deterministic=True)
-        observation, _, done, info = env.step(action)
-        if mode == "ansi":
-            print(env.env_method("render")[0])
-        if done[0]:
-            finished += 1
-            print(f"episode {finished}: return {info[0].get('episode', {}).get('r', float('nan'))}")
+    check_render_mode(context.config, context.args.render)
+    predictor = _predictor(context)
+    env = predictor.make_env(context.config, seed=context.config.seed, render_mode=context.args.render)
+    for frame, episode_return in pipeline.play(predictor.model, env, context.args.episodes):
+        if frame is not None:
+            print(frame)
+        if episode_return is not None:
+            print(f"episode finished: return {episode_return}")
     env.close()
 
 
@@ -394,32 +223,19 @@ def _tune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tune-timeout", type=float, metavar="S", help="stop starting trials after S seconds")
 
 
-@app.verb("tune", "Optuna search over the preset's hyperparameters with median pruning.", arguments=_tune_arguments)
+@app.verb("tune", "Optuna search over the preset's model_options with median pruning.", arguments=_tune_arguments)
 def tune_verb(context: Context) -> None:
     """Write ``tune.json`` (all trials), ``tune.md`` (table) and ``preset.yaml`` (best config)."""
-    from pentad_rl.presets import preset_name, write_preset
-    from pentad_rl.tuning import best_config, trials_table, tune
-
-    config: RLConfig = context.config
-    study = tune(
-        config,
-        n_trials=context.args.trials,
-        n_evaluations=context.args.evaluations,
-        workdir=context.run.path / "trials",
-        timeout=context.args.tune_timeout,
-    )
-    rows = trials_table(study)
-    atomic_write_json(context.run.path / "tune.json", rows)
-    atomic_write_text(context.run.path / "tune.md", format_table(rows) + "\n")
+    config, args, run = context.config, context.args, context.run
+    study = pipeline.tune(config, args.trials, args.evaluations, workdir=run.path / "trials", timeout=args.tune_timeout)
+    rows = pipeline.trials_table(study)
+    atomic_write_json(run.path / "tune.json", rows)
+    atomic_write_text(run.path / "tune.md", format_table(rows) + "\n")
     print_table(rows, title=f"tune {config.algo} on {config.env}")
-    best = best_config(config, study)
-    preset = write_preset(
-        best,
-        context.run.path / "preset.yaml",
-        header=f"Best of {len(rows)} Optuna trials; copy to shared/configs/rl/"
-        f"{preset_name(config.algo, config.env)}.yaml to make it the default.",
-    )
-    context.run.write_metrics({"tune/best_mean_return": float(study.best_value), "tune/trials": float(len(rows))})
+    name = preset_name(config.algo, config.env)
+    header = f"Best of {len(rows)} Optuna trials; copy to shared/configs/rl/{name}.yaml to make it the default."
+    preset = write_preset(pipeline.best_config(config, study), run.path / "preset.yaml", header=header)
+    run.write_metrics({"tune/best_mean_return": float(study.best_value), "tune/trials": float(len(rows))})
     context.print(f"best mean return {study.best_value:.1f} (trial {study.best_trial.number}); preset: {preset}")
 
 
@@ -435,20 +251,14 @@ def _benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     arguments=_benchmark_arguments,
 )
 def benchmark_verb(context: Context) -> None:
-    """Train with pentad and with plain SB3 (same hyperparameters), alternating per seed."""
-    from pentad_rl.benchmark import run_benchmark
-
-    rows, summary = run_benchmark(
-        context.config,
-        context.args.seeds,
-        context.args.episodes,
-        baseline=not context.args.no_baseline,
-        out=context.run.path,
-        log=context.print,
+    """Train with pentad and with plain SB3 (same model_options), alternating per seed."""
+    args, run = context.args, context.run
+    rows, summary = pipeline.benchmark(
+        context.config, args.seeds, args.episodes, baseline=not args.no_baseline, out=run.path, log=context.print
     )
-    context.run.write_metrics(summary)
-    atomic_write_json(context.run.path / "benchmark.json", {"rows": rows, "summary": summary})
-    atomic_write_text(context.run.path / "benchmark.md", format_table(rows) + "\n")
+    run.write_metrics(summary)
+    atomic_write_json(run.path / "benchmark.json", {"rows": rows, "summary": summary})
+    atomic_write_text(run.path / "benchmark.md", format_table(rows) + "\n")
     print_table(rows, title=f"{context.config.algo} on {context.config.env}")
     for key, value in summary.items():
         context.print(f"{key}: {value:.4g}")

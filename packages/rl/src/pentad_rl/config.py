@@ -1,9 +1,11 @@
 """The RL run configuration: what a preset YAML in ``shared/configs/rl/`` holds.
 
-It extends pentad-core's :class:`~pentad_core.cli.RunConfig`: ``model`` is the algorithm name
-(``--algo``) and ``dataset`` the gymnasium environment id (``--env``). Keys follow RL Baselines3 Zoo's
-hyperparameter files, grouped: environment keys at the top level, constructor arguments of the
-algorithm under ``hyperparams``, network options under ``policy_kwargs``.
+It extends pentad-core's :class:`~pentad_core.cli.BaseRunConfig` (not the Lightning ``RunConfig``:
+stable-baselines3 keeps its own loop, so the app offers no ``--epochs``, ``--batch-size``,
+``--accelerator``, ...): ``model`` is the algorithm name (``--algo``) and ``dataset`` the gymnasium
+environment id (``--env``). Keys follow RL Baselines3 Zoo's hyperparameter files, grouped: environment
+keys at the top level, constructor arguments of the algorithm under ``model_options`` (checked against
+the algorithm class's signature), network options under ``policy_kwargs``.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pentad_core.cli import RunConfig
+from pentad_core.cli import BaseRunConfig
 from pentad_core.errors import ConfigError
 
 
 @dataclass
-class RLConfig(RunConfig):
+class RLConfig(BaseRunConfig):
     """Everything needed to build environments and an agent, and to train it."""
 
     #: Algorithm (--algo) from ``pentad_rl.registry.ALGORITHMS``: ppo, a2c, dqn, sac, td3, qrdqn, trpo, ...
@@ -27,7 +29,8 @@ class RLConfig(RunConfig):
     threads: int | None = 1
     #: Keyword arguments for ``gymnasium.make`` (e.g. ``{difficulty: 2}`` for ConnectFour).
     env_kwargs: dict[str, Any] = field(default_factory=dict)
-    #: Policy class name (MlpPolicy, CnnPolicy, MlpLstmPolicy); empty picks one from the algorithm.
+    #: Policy class name (MlpPolicy, CnnPolicy, MlpLstmPolicy); empty picks the algorithm's policy for the
+    #: observation space (Cnn for images, MultiInput for dicts, else Mlp).
     policy: str = ""
     #: Number of parallel environments.
     n_envs: int = 1
@@ -35,8 +38,9 @@ class RLConfig(RunConfig):
     vec_env: Literal["dummy", "subproc"] = "dummy"
     #: Total environment steps to train for (summed over the parallel environments).
     timesteps: int = 100_000
-    #: Constructor arguments of the algorithm; ``learning_rate``/``clip_range`` accept ``lin_<x>``.
-    hyperparams: dict[str, Any] = field(default_factory=dict)
+    #: Constructor arguments of the algorithm (e.g. ``n_steps``, ``buffer_size``), checked against its
+    #: class; ``learning_rate``/``clip_range`` accept ``lin_<x>`` schedules.
+    model_options: dict[str, Any] = field(default_factory=dict)
     #: Network options (``net_arch``, ``activation_fn: relu|tanh``, ``ortho_init``, ...).
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
     #: Wrap the vectorised env in ``VecNormalize`` (running mean/std of observations and returns).
@@ -77,6 +81,7 @@ class RLConfig(RunConfig):
         return self.dataset
 
     def __post_init__(self) -> None:
+        """Reject values no run can use (one-line ConfigErrors)."""
         if self.n_envs < 1:
             raise ConfigError(f"--n-envs must be at least 1, got {self.n_envs}.")
         if self.timesteps < 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -41,12 +42,24 @@ class EvalResult:
             values[f"{split}/success_rate"] = self.success_rate
         return values
 
+    def row(self) -> dict[str, Any]:
+        """The summary as one table row (``success_rate`` is ``"n/a"`` where the env reports none)."""
+        return {
+            "episodes": self.episodes,
+            "mean_return": self.mean_return,
+            "std_return": self.std_return,
+            "mean_length": self.mean_length,
+            "success_rate": "n/a" if self.success_rate is None else self.success_rate,
+        }
+
     def as_dict(self) -> dict:
         """JSON-safe record including the per-episode values."""
         return asdict(self)
 
 
-def evaluate_agent(model: BaseAlgorithm, env: VecEnv, n_episodes: int = 10, deterministic: bool = True) -> EvalResult:
+def evaluate_agent(
+    model: BaseAlgorithm | Any, env: VecEnv, n_episodes: int = 10, deterministic: bool = True
+) -> EvalResult:
     """Play ``n_episodes`` episodes and summarise returns, lengths and success.
 
     Returns are the environment's raw rewards as recorded by gymnasium's Monitor wrapper, so reward
@@ -55,7 +68,7 @@ def evaluate_agent(model: BaseAlgorithm, env: VecEnv, n_episodes: int = 10, dete
 
     Args:
         model: Any SB3 agent (recurrent policies keep their state across steps).
-        env: A VecEnv built by :func:`pentad_rl.environments.make_env` (with Monitor).
+        env: A VecEnv built by :func:`pentad_rl.envs.make.make_env` (with Monitor).
         n_episodes: Number of complete episodes.
         deterministic: Greedy actions (the standard protocol) or sampled ones.
 

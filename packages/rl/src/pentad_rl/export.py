@@ -44,10 +44,12 @@ class OnnxablePolicy(nn.Module):
         epsilon: float = 1e-8,
     ) -> None:
         super().__init__()
-        from sb3_contrib import RecurrentPPO
+        from pentad_rl.algorithms import algorithm_name
+        from pentad_rl.registry import ALGORITHMS
 
-        if isinstance(model, RecurrentPPO):
-            raise ConfigError("export of recurrent-ppo (LSTM state in and out) is not supported; use ppo.")
+        name = algorithm_name(model)
+        if not ALGORITHMS.info(name).exportable:
+            raise ConfigError(f"export of {name} (state in and out of every step) is not supported; use ppo.")
         if isinstance(model.observation_space, spaces.Dict):
             raise ConfigError("export of agents with dict observations is not supported.")
         self.policy = model.policy

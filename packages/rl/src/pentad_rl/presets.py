@@ -1,22 +1,26 @@
-"""Presets: tuned hyperparameters per (algorithm, environment) in ``shared/configs/rl/*.yaml``.
+"""Presets: tuned ``model_options`` per (algorithm, environment) in ``shared/configs/rl/*.yaml``.
 
 A preset file holds the keys of :class:`~pentad_rl.config.RLConfig`. It is found by name,
 ``<algo>-<env slug>.yaml`` (``ppo-cartpole-v1.yaml``, ``dqn-pentad-connectfour-v0.yaml``), so that
-``--algo ppo --env CartPole-v1`` picks up RL Zoo's tuned values by default.
+``--algo ppo --env CartPole-v1`` picks up RL Zoo's tuned values by default: :class:`RLApp` is the
+CLI scaffold that uses them as its recipes.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from pentad_core.cli import find_configs_dir
+from pentad_core.cli import App, find_configs_dir
 from pentad_core.config import config_to_dict, load_yaml, resolve_config
-from pentad_core.errors import ConfigError
+from pentad_core.errors import CheckpointError, ConfigError
 from pentad_core.files import atomic_write_text
+from pentad_core.predictor import run_folder_of
+from pentad_core.runs import RunDir, latest_run
 from pentad_rl.config import RLConfig
 
 
@@ -68,7 +72,7 @@ def resolve_agent_config(
 
     Example:
         >>> config = resolve_agent_config("ppo", "CartPole-v1", {"timesteps": 30_000})
-        >>> config.hyperparams["learning_rate"]
+        >>> config.model_options["learning_rate"]
         'lin_0.001'
     """
     overrides = dict(overrides or {})
@@ -86,3 +90,46 @@ def write_preset(config: RLConfig, path: str | Path, header: str = "") -> Path:
     comment = "".join(f"# {line}\n" for line in header.splitlines())
     atomic_write_text(path, comment + text)
     return path
+
+
+class RLApp(App):
+    """The scaffold with RL presets as recipes and ``.zip`` agent checkpoints for ``--resume``."""
+
+    def resolve_config(self, args: argparse.Namespace, verb: Any = None) -> Any:
+        self._algo_hint = self._hint(args, "model")
+        self._resume_to_zip(args, verb)
+        return super().resolve_config(args, verb)
+
+    def _hint(self, args: argparse.Namespace, key: str) -> str | None:
+        """The value of ``key`` from the command line, ``--config`` or the checkpoint's run config."""
+        value = getattr(args, f"app_option_{key}", None) or getattr(args, key, None)
+        for text in getattr(args, "set", []) or []:
+            if text.startswith(f"{key}="):
+                value = text.split("=", 1)[1]
+        sources = [Path(args.config)] if getattr(args, "config", None) else []
+        if getattr(args, "checkpoint", None):
+            checkpoint = Path(args.checkpoint)
+            sources.append((checkpoint if checkpoint.is_dir() else run_folder_of(checkpoint)) / RunDir.CONFIG)
+        for source in sources:
+            if not value and source.is_file():
+                value = load_yaml(source).get(key)
+        return str(value) if value else None
+
+    def _resume_to_zip(self, args: argparse.Namespace, verb: Any) -> None:
+        """``--resume last`` means ``<out>/checkpoints/last.zip`` (SB3 archives, not Lightning .ckpt)."""
+        if getattr(args, "resume", None) != "last" or verb is None or not verb.trains:
+            return
+        out = Path(args.out) if args.out else latest_run(self.name)
+        if out is None:
+            raise ConfigError(f"--resume last found no earlier run under runs/{self.name}; give --out DIR.")
+        last = out / "checkpoints" / "last.zip"
+        if not last.is_file():
+            raise CheckpointError(f"no checkpoint to resume from at {last}.", "Give the --out of an interrupted run.")
+        args.out, args.resume = str(out), str(last)
+
+    def recipe(self, dataset: str, verb: str | None = None) -> dict[str, Any]:
+        """``demo.yaml`` for the demo without --algo/--env, else the preset of (algo, env) if any."""
+        if verb == "demo" and not self._algo_hint and dataset == RLConfig.dataset:
+            return super().recipe(dataset, verb)
+        path = preset_path(self._algo_hint or RLConfig.model, dataset)
+        return load_yaml(path) if path is not None else {}

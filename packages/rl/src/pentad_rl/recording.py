@@ -11,7 +11,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from pentad_core.errors import ConfigError
 from pentad_core.files import atomic_write_bytes
 from pentad_rl.config import RLConfig
-from pentad_rl.environments import load_normalization, make_env
+from pentad_rl.envs.make import load_normalization, make_env
 
 
 def collect_frames(

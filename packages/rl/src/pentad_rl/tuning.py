@@ -1,26 +1,19 @@
-"""Hyperparameter search with Optuna: TPE sampling, median pruning on intermediate evaluations.
+"""What the ``tune`` verb searches: one Optuna space of ``model_options`` per algorithm, and the pruning hook.
 
-Each trial trains the preset's agent with sampled hyperparameters for ``config.timesteps`` steps,
-evaluating ``n_evaluations`` times; a trial whose evaluation falls below the median of earlier trials
-at the same step is pruned. The search spaces follow RL Baselines3 Zoo's ``hyperparams_opt.py``
-in reduced form.
+The search itself (TPE sampling, median pruning on intermediate evaluations) is
+:func:`pentad_rl.pipeline.tune`. The spaces follow RL Baselines3 Zoo's ``hyperparams_opt.py`` in
+reduced form.
 """
 
 from __future__ import annotations
 
-import copy
-import math
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import optuna
 from stable_baselines3.common.callbacks import BaseCallback
 
-from pentad_core.errors import ConfigError
 from pentad_rl.config import RLConfig
-from pentad_rl.training import train
 
 SearchSpace = Callable[[optuna.Trial], dict[str, Any]]
 
@@ -87,14 +80,13 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
 class TrialEvalCallback(BaseCallback):
     """Reports the training run's latest evaluation to Optuna and stops the trial when pruned.
 
-    :func:`~pentad_rl.training.train` sets ``evaluator`` to the run's evaluation callback; the trial is
+    :func:`~pentad_rl.pipeline.train` sets ``evaluator`` to the run's evaluation callback; the trial is
     judged on its deterministic evaluation episodes, not on noisy training returns.
     """
 
-    def __init__(self, trial: optuna.Trial, eval_freq: int) -> None:
+    def __init__(self, trial: optuna.Trial) -> None:
         super().__init__()
         self.trial = trial
-        self.eval_freq = eval_freq
         self.evaluator: Any = None
         self.reports = 0
         self.pruned = False
@@ -110,95 +102,12 @@ class TrialEvalCallback(BaseCallback):
         return True
 
 
-def tune(
-    config: RLConfig,
-    n_trials: int = 10,
-    n_evaluations: int = 4,
-    seed: int | None = None,
-    workdir: str | Path | None = None,
-    timeout: float | None = None,
-) -> optuna.Study:
-    """Search the hyperparameters of ``config.algo`` on ``config.env``.
+def sample_model_options(trial: optuna.Trial, config: RLConfig) -> dict[str, Any]:
+    """The preset's ``model_options`` with the trial's sampled values over them.
 
-    Args:
-        config: The base preset; each trial trains for ``config.timesteps`` steps.
-        n_trials: Number of trials.
-        n_evaluations: Intermediate evaluations per trial (the pruning points).
-        seed: Seeds the sampler and every trial's training (defaults to ``config.seed``).
-        workdir: Where trial runs are written (a temporary folder when ``None``).
-        timeout: Stop starting new trials after this many seconds.
-
-    Returns:
-        The finished study (``study.best_trial.user_attrs["hyperparams"]`` holds the merged values).
-
-    Raises:
-        ConfigError: If there is no search space for the algorithm or ``n_trials`` is not positive.
+    PPO's ``batch_size`` is capped at one rollout (``n_steps * n_envs``), which it must fit in.
     """
-    if config.algo not in SEARCH_SPACES:
-        raise ConfigError(f"no tuning search space for --algo {config.algo}; known: {', '.join(SEARCH_SPACES)}.")
-    if n_trials < 1:
-        raise ConfigError(f"--trials must be at least 1, got {n_trials}.")
-    seed = config.seed if seed is None else seed
-    space = SEARCH_SPACES[config.algo]
-    eval_freq = max(config.timesteps // n_evaluations, 1)
-    temporary = tempfile.TemporaryDirectory(prefix="pentad-tune-") if workdir is None else None
-    root = Path(workdir) if workdir is not None else Path(temporary.name)
-
-    def objective(trial: optuna.Trial) -> float:
-        trial_config = copy.deepcopy(config)
-        sampled = space(trial)
-        hyperparams = {**trial_config.hyperparams, **sampled}
-        if "n_steps" in hyperparams and "batch_size" in hyperparams:
-            # PPO needs a batch size that fits in one rollout (n_steps * n_envs).
-            hyperparams["batch_size"] = min(hyperparams["batch_size"], hyperparams["n_steps"] * config.n_envs)
-        trial_config.hyperparams = hyperparams
-        trial_config.eval_freq = eval_freq
-        trial_config.checkpoint_freq = 0
-        trial.set_user_attr("hyperparams", hyperparams)
-        reporter = TrialEvalCallback(trial, eval_freq)
-        try:
-            result = train(
-                trial_config, root / f"trial_{trial.number}", seed=seed, callbacks=[reporter], tensorboard=False
-            )
-        except (ConfigError, ValueError, AssertionError) as error:
-            trial.set_user_attr("error", str(error))
-            raise optuna.TrialPruned() from None
-        if reporter.pruned:
-            raise optuna.TrialPruned()
-        value = result.evaluation.mean_return
-        return value if math.isfinite(value) else float("-inf")
-
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(5, n_trials))
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
-    try:
-        study.optimize(objective, n_trials=n_trials, timeout=timeout)
-    finally:
-        if temporary is not None:
-            temporary.cleanup()
-    return study
-
-
-def trials_table(study: optuna.Study) -> list[dict[str, Any]]:
-    """One row per trial: number, state, value and the sampled parameters."""
-    rows = []
-    for trial in study.trials:
-        rows.append({
-            "trial": trial.number,
-            "state": trial.state.name.lower(),
-            "mean_return": float(trial.value) if trial.value is not None else float("nan"),
-            **{key: value for key, value in trial.params.items()},
-        })  # fmt: skip
-    return rows
-
-
-def best_config(config: RLConfig, study: optuna.Study) -> RLConfig:
-    """``config`` with the best trial's hyperparameters, ready to be written as a preset."""
-    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not completed:
-        raise ConfigError("no tuning trial completed (all pruned or failed); raise --trials or --timesteps.")
-    best = copy.deepcopy(config)
-    best.hyperparams = dict(study.best_trial.user_attrs["hyperparams"])
-    best.source = f"pentad tune: best of {len(study.trials)} trials, mean return {study.best_value:.2f}"
-    return best
+    options = {**config.model_options, **SEARCH_SPACES[config.algo](trial)}
+    if "n_steps" in options and "batch_size" in options:
+        options["batch_size"] = min(options["batch_size"], options["n_steps"] * config.n_envs)
+    return options

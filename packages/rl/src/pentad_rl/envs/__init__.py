@@ -1,12 +1,16 @@
-"""The project's own gymnasium environments, registered under the ``pentad/`` namespace on import."""
+"""Environments: pentad's own games, the environment registry, ids, wrappers and vectorised builders.
+
+Importing the package registers ``pentad/ConnectFour-v0`` with gymnasium. The ids, the registry of
+environments and the named wrappers live in the leaf module :mod:`pentad_rl.envs.registry`;
+:mod:`pentad_rl.envs.make` builds the vectorised (wrapped, normalised) environments of a config.
+"""
 
 from __future__ import annotations
 
 import gymnasium as gym
 
 from pentad_rl.envs.connect_four import ConnectFourEnv, HeuristicOpponent
-
-CONNECT_FOUR_ID = "pentad/ConnectFour-v0"
+from pentad_rl.envs.registry import CONNECT_FOUR_ID, ENV_WRAPPERS, ENVIRONMENTS, check_env_id
 
 
 def register_envs() -> None:
@@ -22,4 +26,12 @@ def register_envs() -> None:
 
 register_envs()
 
-__all__ = ["CONNECT_FOUR_ID", "ConnectFourEnv", "HeuristicOpponent", "register_envs"]
+__all__ = [
+    "CONNECT_FOUR_ID",
+    "ENVIRONMENTS",
+    "ENV_WRAPPERS",
+    "ConnectFourEnv",
+    "HeuristicOpponent",
+    "check_env_id",
+    "register_envs",
+]

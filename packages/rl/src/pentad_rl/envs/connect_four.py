@@ -167,11 +167,14 @@ class ConnectFourEnv(gym.Env):
         """Use ``policy`` as the opponent (self-play); ``None`` returns to the heuristic."""
         self._opponent_policy = policy
 
-    def load_opponent(self, path: str, algo: str = "ppo") -> None:
-        """Load a saved agent from ``path`` as a frozen self-play opponent (works across subprocesses)."""
-        from pentad_rl.registry import ALGORITHMS
+    def load_opponent(self, path: str, algorithm: type) -> None:
+        """Load a saved agent from ``path`` as a frozen self-play opponent (works across subprocesses).
 
-        model = ALGORITHMS.get(algo).load(path, device="cpu")
+        Args:
+            path: The agent's ``.zip``.
+            algorithm: Its stable-baselines3 class (e.g. ``PPO``); anything with a ``load(path, device)``.
+        """
+        model = algorithm.load(path, device="cpu")
 
         def policy(observation: np.ndarray, mask: np.ndarray) -> int:
             action, _ = model.predict(observation, deterministic=False)

@@ -1,19 +1,22 @@
 """Build (vectorised, wrapped, normalised) gymnasium environments from an :class:`RLConfig`.
 
-Optional environment families fail with a message naming what to install: Box2D
-(``pip install "pentad-rl[box2d]"``) and Atari (``pip install "pentad-rl[atari]"``, i.e. ale-py).
+Also the ``VecNormalize`` statistics of a run: written next to each agent ``.zip`` as plain arrays
+(``<stem>_vecnormalize.npz``, no pickle), restored into an env for evaluation, or read as arrays by
+the :class:`~pentad_rl.predictor.Predictor`, which normalises observations without any env.
 """
 
 from __future__ import annotations
 
-import difflib
+import io
 import json
+import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import error as gym_error
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import (
     DummyVecEnv,
@@ -24,48 +27,10 @@ from stable_baselines3.common.vec_env import (
     unwrap_vec_normalize,
 )
 
-import pentad_rl.envs  # noqa: F401  (registers pentad/ConnectFour-v0)
 from pentad_core.errors import ConfigError, missing_file
 from pentad_core.files import atomic_write_bytes
 from pentad_rl.config import RLConfig
-from pentad_rl.registry import ENV_WRAPPERS
-
-BOX2D_HINT = 'it needs Box2D: install the extra with `pip install "pentad-rl[box2d]"`.'
-ATARI_HINT = 'it needs the Atari emulator: install the extra with `pip install "pentad-rl[atari]"` (ale-py).'
-BOX2D_ENVS = ("LunarLander", "BipedalWalker", "CarRacing")
-
-
-def _is_atari(env_id: str) -> bool:
-    return env_id.startswith("ALE/") or "NoFrameskip" in env_id
-
-
-def _register_atari(env_id: str) -> None:
-    try:
-        import ale_py
-    except ImportError:
-        raise ConfigError(f"--env {env_id}: {ATARI_HINT}") from None
-    gym.register_envs(ale_py)
-
-
-def check_env_id(env_id: str) -> None:
-    """Check that ``env_id`` is registered and its dependencies are installed.
-
-    Raises:
-        ConfigError: With close matches for an unknown id, or the package to install for Box2D/Atari.
-    """
-    if _is_atari(env_id):
-        _register_atari(env_id)
-    if env_id not in gym.registry:
-        if any(env_id.startswith(name) for name in BOX2D_ENVS):
-            raise ConfigError(f"--env {env_id} is not registered in this gymnasium version; {BOX2D_HINT}")
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else " List them with `gymnasium.pprint_registry()`."
-        raise ConfigError(f"--env {env_id!r} is not a registered gymnasium environment.{hint}")
-    try:
-        gym.spec(env_id).make().close()
-    except gym_error.DependencyNotInstalled as error:
-        hint = BOX2D_HINT if any(env_id.startswith(n) for n in BOX2D_ENVS) else f"install what it names: {error}"
-        raise ConfigError(f"--env {env_id}: {hint}") from None
+from pentad_rl.envs.registry import ENV_WRAPPERS, check_env_id
 
 
 def _can_fork() -> bool:
@@ -85,6 +50,26 @@ def _wrapper_chain(names: list[str]):
         return env
 
     return wrap
+
+
+def check_render_mode(config: RLConfig, mode: str) -> None:
+    """Check that ``mode`` (``human``, ``ansi``, ``rgb_array``) can be shown for the env of ``config``.
+
+    Raises:
+        ConfigError: For ``human`` without a display, or a mode the environment does not offer.
+    """
+    if mode == "human" and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("darwin", "win32")
+    ):
+        raise ConfigError("--render human needs a display (DISPLAY is unset); use --render ansi or `record`.")
+    check_env_id(config.env)
+    probe = gym.make(config.env, **config.env_kwargs)
+    modes = list(probe.metadata.get("render_modes", []))
+    probe.close()
+    if mode not in modes:
+        raise ConfigError(
+            f"--render {mode} is not supported by {config.env} (it offers {', '.join(modes)}); use `record` for a GIF."
+        )
 
 
 def make_env(
@@ -139,6 +124,38 @@ def make_env(
 
 
 # -- normalisation statistics, stored as arrays (no pickle) -------------------------------------------
+def normalization_path(agent_path: str | Path) -> Path:
+    """Where the statistics of the agent saved at ``agent_path`` live: ``<stem>_vecnormalize.npz``."""
+    agent_path = Path(agent_path)
+    return agent_path.with_name(f"{agent_path.stem}_vecnormalize.npz")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """``VecNormalize``'s observation statistics as arrays, applied exactly as ``VecNormalize`` does.
+
+    Attributes:
+        obs_mean: Running mean of the observations, shape ``observation_shape``.
+        obs_var: Running variance, same shape.
+        clip_obs: Normalised observations are clipped to ``[-clip_obs, clip_obs]``.
+        epsilon: Added to the variance before the square root.
+        norm_obs: False when ``VecNormalize`` only normalised rewards: observations pass unchanged.
+    """
+
+    obs_mean: np.ndarray
+    obs_var: np.ndarray
+    clip_obs: float = 10.0
+    epsilon: float = 1e-8
+    norm_obs: bool = True
+
+    def __call__(self, observations: np.ndarray) -> np.ndarray:
+        """``clip((obs - mean) / sqrt(var + eps))``, shape ``(N, *observation_shape)`` in and out."""
+        if not self.norm_obs:
+            return observations
+        scaled = (observations - self.obs_mean) / np.sqrt(self.obs_var + self.epsilon)
+        return np.clip(scaled, -self.clip_obs, self.clip_obs).astype(np.float32)
+
+
 def save_normalization(env: VecEnv | None, path: str | Path) -> bool:
     """Write the ``VecNormalize`` running statistics of ``env`` to ``path`` (``.npz``); False if none."""
     env = unwrap_vec_normalize(env)
@@ -146,8 +163,6 @@ def save_normalization(env: VecEnv | None, path: str | Path) -> bool:
         return False
     if isinstance(env.obs_rms, dict):
         raise ConfigError("normalize: true is not supported with dict observations; set normalize: false.")
-    import io
-
     buffer = io.BytesIO()
     np.savez(
         buffer,
@@ -158,12 +173,39 @@ def save_normalization(env: VecEnv | None, path: str | Path) -> bool:
         ret_var=env.ret_rms.var,
         ret_count=np.float64(env.ret_rms.count),
         settings=np.frombuffer(
-            json.dumps({"clip_obs": env.clip_obs, "clip_reward": env.clip_reward, "epsilon": env.epsilon}).encode(),
+            json.dumps(
+                {
+                    "clip_obs": env.clip_obs,
+                    "clip_reward": env.clip_reward,
+                    "epsilon": env.epsilon,
+                    "norm_obs": env.norm_obs,
+                }
+            ).encode(),
             dtype=np.uint8,
         ),
     )
     atomic_write_bytes(path, buffer.getvalue())
     return True
+
+
+def read_normalization(path: str | Path) -> Normalization:
+    """The observation statistics written by :func:`save_normalization`, without an env.
+
+    Raises:
+        DataError: If the file is missing.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise missing_file(path, "normalisation statistics of the agent", "Copy them next to the .zip.")
+    with np.load(path, allow_pickle=False) as data:
+        settings = json.loads(data["settings"].tobytes().decode())
+        return Normalization(
+            data["obs_mean"],
+            data["obs_var"],
+            float(settings["clip_obs"]),
+            float(settings["epsilon"]),
+            bool(settings.get("norm_obs", True)),
+        )
 
 
 def load_normalization(env: VecEnv, path: str | Path) -> None:

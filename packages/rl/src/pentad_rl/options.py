@@ -1,4 +1,4 @@
-"""Turn RL-Zoo-style preset values into stable-baselines3 constructor arguments.
+"""Turn RL-Zoo-style preset values (``model_options``, ``policy_kwargs``) into stable-baselines3 arguments.
 
 Presets are YAML, so they hold strings and numbers only; this module converts them:
 
@@ -21,7 +21,7 @@ from stable_baselines3.common.noise import ActionNoise, NormalActionNoise, Ornst
 
 from pentad_core.errors import ConfigError
 
-#: Hyperparameters that RL Zoo allows to be schedules.
+#: Constructor arguments that RL Zoo allows to be schedules.
 SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -69,7 +69,7 @@ def parse_schedule(value: Any, key: str = "learning_rate") -> float | Callable[[
             return float(text)
         except ValueError:
             pass
-    raise ConfigError(f"hyperparameter {key}={value!r} must be a number or a schedule like 'lin_0.001'.")
+    raise ConfigError(f"model_options.{key}={value!r} must be a number or a schedule like 'lin_0.001'.")
 
 
 def build_policy_kwargs(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -105,8 +105,8 @@ def build_action_noise(noise_type: str | None, noise_std: float, action_space: s
     raise ConfigError(f"noise_type {noise_type!r} must be 'normal' or 'ornstein-uhlenbeck'.")
 
 
-def build_hyperparams(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Convert YAML hyperparameters to constructor keyword arguments (schedules, tuples)."""
+def build_model_options(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Convert a config's YAML ``model_options`` to constructor keyword arguments (schedules, tuples)."""
     kwargs = dict(raw)
     for key in SCHEDULE_KEYS:
         if key in kwargs and kwargs[key] is not None:

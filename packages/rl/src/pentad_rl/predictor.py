@@ -1,0 +1,133 @@
+"""Load a trained agent from its run and act: ``Predictor.from_run(path).predict(observations)``.
+
+A run folder (the ``--out`` of ``train`` or ``demo``) holds everything needed: ``config.yaml`` (the
+algorithm and the environment), the agent ``checkpoints/best.zip`` (else ``last.zip``) and, when it
+trained with ``normalize: true``, the ``VecNormalize`` statistics next to it
+(``best_vecnormalize.npz``). No environment and no training data are needed to predict::
+
+    from pentad_rl.predictor import Predictor
+
+    predictor = Predictor.from_run("runs/rl/demo")          # or .../checkpoints/best.zip
+    actions = predictor.predict(observations)               # (N, *obs_shape) -> (N, *action_shape)
+
+``evaluate``, ``predict``, ``export``, ``record`` and ``play`` load their agent this way;
+:meth:`Predictor.make_env` builds an environment that matches it (statistics restored) for them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
+
+from pentad_core.errors import DataError
+from pentad_core.predictor import Predictor as BasePredictor
+from pentad_core.predictor import TrainedRun
+from pentad_rl.agents import load_agent
+from pentad_rl.config import RLConfig
+from pentad_rl.envs.make import Normalization, load_normalization, make_env, normalization_path, read_normalization
+from pentad_rl.pipeline import BEST, LAST
+
+
+class Predictor(BasePredictor):
+    """A trained agent and its observation normalisation, acting deterministically.
+
+    Attributes:
+        run: The run files (folder, agent ``.zip``, config, metrics).
+        config: The run's :class:`~pentad_rl.config.RLConfig` (or the one given to :meth:`from_run`).
+        model: The stable-baselines3 agent.
+        normalization: The ``VecNormalize`` observation statistics, or ``None`` without ``normalize``.
+    """
+
+    config_class: ClassVar[type] = RLConfig
+    checkpoint_names: ClassVar[tuple[str, ...]] = (BEST, LAST)
+
+    def __init__(
+        self, run: TrainedRun, config: RLConfig, model: BaseAlgorithm, normalization: Normalization | None
+    ) -> None:
+        super().__init__(run, config)
+        self.model = model
+        self.normalization = normalization
+
+    @classmethod
+    def from_trained_run(
+        cls, run: TrainedRun, *, config: RLConfig | None = None, device: str | None = None
+    ) -> Predictor:
+        """Load the agent of ``run`` and its normalisation statistics.
+
+        Args:
+            run: Located by :meth:`from_run` (a run folder or an agent ``.zip``).
+            config: The config to use instead of the run's ``config.yaml`` (the CLI passes the run's config
+                with the command line's overrides; a loose ``.zip`` without a run folder needs ``model``).
+            device: Torch device of the network (default: the config's).
+
+        Raises:
+            CheckpointError: If the ``.zip`` is not an agent of the config's algorithm.
+            DataError: If the config says ``normalize: true`` but the statistics are missing.
+        """
+        config = config if config is not None else run.typed_config(RLConfig)
+        model = load_agent(run.checkpoint, config.algo, device=device or config.device)
+        statistics = normalization_path(run.checkpoint)
+        normalization = read_normalization(statistics) if config.normalize else None
+        return cls(run, config, model, normalization)
+
+    @property
+    def normalization_file(self) -> Path | None:
+        """The ``.npz`` statistics of the agent when it normalises observations, else ``None``."""
+        return normalization_path(self.run.checkpoint) if self.normalization is not None else None
+
+    def predict(self, inputs: Any) -> np.ndarray:
+        """Deterministic actions for a batch of raw observations (normalised as in training).
+
+        Args:
+            inputs: Array-like of shape ``(N, *observation_shape)`` (a single observation of shape
+                ``observation_shape`` is treated as a batch of one). Recurrent policies start every
+                observation from a fresh state.
+
+        Returns:
+            Actions of shape ``(N,)`` (discrete) or ``(N, *action_shape)`` (continuous).
+
+        Raises:
+            DataError: If the observations have the wrong shape or are not finite.
+        """
+        observations = np.asarray(inputs, dtype=np.float32)
+        expected = tuple(self.model.observation_space.shape)
+        if observations.shape == expected:
+            observations = observations[None]
+        if observations.shape[1:] != expected:
+            raise DataError(
+                f"observations of shape {observations.shape[1:]} do not fit {self.config.env}: it needs "
+                f"(N, {', '.join(map(str, expected))})."
+            )
+        if not np.isfinite(observations).all():
+            raise DataError("the observations contain NaN or infinite values; clean them first.")
+        if self.normalization is not None:
+            observations = self.normalization(observations)
+        starts = np.ones(len(observations), dtype=bool)
+        actions, _ = self.model.predict(observations, episode_start=starts, deterministic=True)
+        return np.asarray(actions)
+
+    def make_env(
+        self,
+        config: RLConfig | None = None,
+        n_envs: int = 1,
+        seed: int | None = None,
+        render_mode: str | None = None,
+    ) -> VecEnv:
+        """An evaluation environment for the agent (``VecNormalize`` statistics restored, frozen).
+
+        Args:
+            config: The environment's config (default: the predictor's; e.g. another difficulty).
+            n_envs: Parallel environments.
+            seed: Env seed (default: the config's seed + 10 000, the training run's evaluation seed).
+            render_mode: ``rgb_array``, ``ansi`` or ``human``.
+        """
+        config = config or self.config
+        seed = config.seed + 10_000 if seed is None else seed
+        env = make_env(config, n_envs=n_envs, seed=seed, training=False, render_mode=render_mode)
+        if self.normalization is not None:
+            load_normalization(env, normalization_path(self.run.checkpoint))
+        return env
