@@ -68,6 +68,7 @@ def test_update_grows_for_new_users_and_items(trained, tmp_path, capsys):
     assert metrics["update/new_users"] == 1 and metrics["update/new_items"] == 1
     assert "before/rmse" in metrics and "after/rmse" in metrics
     assert main(["recommend", "--checkpoint", str(out / "checkpoints" / "updated.ckpt"), "--user", "1000"]) == 0
+    assert main(["recommend", "--checkpoint", str(out), "--user", "1000"]) == 0  # the run folder: updated.ckpt
 
 
 def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):

@@ -334,6 +334,8 @@ class Predictor(BasePredictor):
     """
 
     config_class = RecsysConfig
+    #: In a run folder: the model grown by `update` if the folder holds one, else the best epoch, else the last.
+    checkpoint_names = ("updated.ckpt", "best.ckpt", "last.ckpt")
 
     def __init__(self, run: TrainedRun, config: RecsysConfig, recommender: Recommender) -> None:
         super().__init__(run, config)
