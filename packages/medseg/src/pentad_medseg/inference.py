@@ -113,10 +113,3 @@ def sliding_window_inference(
             output[b, :, top : top + window, left : left + window] += tile * weights
     assert output is not None
     return (output / normaliser)[..., :height, :width]
-
-
-def probabilities_to_labels(probabilities: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """``(B, K, H, W)`` probabilities -> ``(B, H, W)`` int64 labels (threshold for ``K == 1``, argmax otherwise)."""
-    if probabilities.shape[1] == 1:
-        return (probabilities[:, 0] > threshold).long()
-    return probabilities.argmax(dim=1)

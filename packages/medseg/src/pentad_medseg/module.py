@@ -26,6 +26,8 @@ class SegmentationModule(PentadModule):
     Batches: training ``(image (B, C, P, P) normalised, mask (B, P, P), fov (B, P, P))``; validation
     and test ``(image (1, C, H, W) raw, mask (1, H, W), fov (1, H, W), index)`` — whole images are
     normalised here with the stored training statistics, so a checkpoint predicts on raw images.
+    A checkpoint is reloaded with ``pentad_core.checkpoint.load_module(SegmentationModule, path)``, or
+    used through :class:`pentad_medseg.predictor.Predictor`.
 
     Logs ``train/loss``, ``val/{auc,dice,...}`` and ``test/{auc,dice,f1,iou,sensitivity,specificity,
     accuracy,hd95,dice_per_image}`` (pooled over the split's FOV pixels; see :mod:`pentad_medseg.metrics`).
