@@ -7,10 +7,10 @@ import pytest
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from pentad_core.errors import CheckpointError, ConfigError
-from pentad_rl.agents import build_agent, load_agent, save_agent
-from pentad_rl.config import RLConfig
 from pentad_core.registry import ModelInfo
+from pentad_rl.agents import build_agent, load_agent, save_agent
 from pentad_rl.algorithms import default_policy, is_off_policy
+from pentad_rl.config import RLConfig
 from pentad_rl.envs.make import make_env
 from pentad_rl.registry import ALGORITHMS
 

@@ -94,7 +94,7 @@ def test_train_evaluate_predict_export_record_and_resume(tmp_path, capsys):
     )
 
     exported = tmp_path / "export"
-    assert main(["export", "--checkpoint", checkpoint, "--out", str(exported)]) == 0
+    assert main(["export", "--checkpoint", str(run), "--out", str(exported)]) == 0  # a run folder works too
     assert (exported / "policy.onnx").is_file() and metrics(exported)["export/action_agreement"] == 1.0
 
     recorded = tmp_path / "record"

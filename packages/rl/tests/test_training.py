@@ -14,9 +14,9 @@ from pentad_rl.config import RLConfig
 from pentad_rl.envs.make import make_env
 from pentad_rl.evaluation import evaluate_agent
 from pentad_rl.export import export_policy
+from pentad_rl.pipeline import best_config, train, trials_table, tune
 from pentad_rl.presets import resolve_agent_config
 from pentad_rl.recording import record, write_animation
-from pentad_rl.pipeline import best_config, train, trials_table, tune
 
 
 def test_ppo_with_the_zoo_preset_learns_cartpole(tmp_path):
