@@ -128,7 +128,7 @@ def predict(context: Context) -> None:
     protocol = predictor.protocol
     data = _load_data(context)
     start, count = context.args.start, context.args.windows
-    first = start if start is not None else int(pipeline.test_starts(data, protocol)[0])
+    first = start if start is not None else int(pipeline.scored_window_starts(data, protocol)[0])
     last_start = data.num_steps - protocol.input_len
     if not 0 <= first <= last_start or count < 1:
         raise ConfigError(f"--start must lie in 0..{last_start} and --windows be at least 1 (got {first}, {count}).")

@@ -139,12 +139,9 @@ def train_model(
     return module, metrics
 
 
-def test_starts(data: TrafficData, protocol: Protocol) -> np.ndarray:
+def scored_window_starts(data: TrafficData, protocol: Protocol) -> np.ndarray:
     """Series steps where the protocol's test windows begin in ``data``."""
     return split(data.num_steps, protocol, data.name).test
-
-
-test_starts.__test__ = False  # a library function, not a pytest test
 
 
 def forecast(predictor: Predictor, data: TrafficData, starts: np.ndarray) -> Forecasts:
@@ -184,7 +181,7 @@ def evaluate(predictor: Predictor, data: TrafficData) -> tuple[Forecasts, dict[s
     Returns:
         The forecasts and the metrics ``test/h<k>/<metric>`` and ``test/<metric>`` (all steps).
     """
-    forecasts = forecast(predictor, data, test_starts(data, predictor.protocol))
+    forecasts = forecast(predictor, data, scored_window_starts(data, predictor.protocol))
     scores = predictor.score(forecasts.predictions, forecasts.truths)
     return forecasts, {f"test/{key}": value for key, value in scores.items()}
 
