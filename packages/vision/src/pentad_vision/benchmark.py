@@ -85,7 +85,7 @@ def pentad_loop(data: ImageData, model_name: str, epochs: int, seed: int) -> dic
     clock = _LoopClock()
     with tempfile.TemporaryDirectory() as folder:
         config = TrainerConfig(max_epochs=epochs, accelerator="cpu", devices="1", monitor="", progress_bar=False)
-        trainer = build_trainer(config, RunDir(folder), callbacks=[clock], limit_val_batches=0)
+        trainer = build_trainer(config, RunDir(folder), callbacks=[clock], has_validation=False)
         trainer.fit(module, train_dataloaders=datamodule.train_dataloader())
     seconds = clock.end - clock.start
     accuracy = evaluate_split(module.eval_net, data.test).meter.compute()["acc"]
