@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import importlib
 import inspect
+import pkgutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -93,6 +95,22 @@ def check_options(
             hint = f" Did you mean {close[0]!r}?" if close else ""
             listing = ", ".join(valid) if valid else "none"
             raise ConfigError(f"{what}: unknown option {key!r}.{hint} Valid options: {listing}.")
+
+
+def import_submodules(package: str) -> list[str]:
+    """Import every module of ``package`` (not sub-packages' modules), in name order.
+
+    A domain's ``models/__init__.py`` and ``data/__init__.py`` call it, so a network or dataset
+    registers itself by being a file in that folder: adding one touches that one file.
+
+    Returns:
+        The imported module names.
+    """
+    path = importlib.import_module(package).__path__
+    names = sorted(f"{package}.{info.name}" for info in pkgutil.iter_modules(path) if not info.name.startswith("_"))
+    for name in names:
+        importlib.import_module(name)
+    return names
 
 
 class Registry(Generic[T]):
@@ -192,7 +210,14 @@ class Registry(Generic[T]):
             ConfigError: If ``name`` is unknown or an option is misspelled.
         """
         merged = self.options(name, options, given=tuple(arguments))
-        check_options(self.get(name), arguments, f"{self.kind} {name!r}")
+        accepted, open_ended = accepted_options(self.get(name))
+        extra = [key for key in arguments if key not in accepted]
+        if extra and not open_ended:
+            raise ConfigError(
+                f"{self.kind} {name!r} does not take {', '.join(map(repr, extra))}, which pentad derives for it; "
+                f"it takes {', '.join(accepted) or 'nothing'}.",
+                f"Choose another {self.kind}, or drop the setting that asks for {extra[0]!r}.",
+            )
         return self.get(name)(**arguments, **merged)
 
     def names(self, pattern: str = "*") -> list[str]:
