@@ -176,7 +176,7 @@ def test_synthetic_is_deterministic_balanced_and_batches_without_a_loop():
     assert images.shape == (16, 3, 32, 32) and images.dtype == torch.uint8 and labels.shape == (16,)
     with pytest.raises(ConfigError, match="num_classes"):
         load_dataset("synthetic", num_classes=1)
-    with pytest.raises(ConfigError, match="does not take 'skip_bad'"):
+    with pytest.raises(ConfigError, match="unknown option 'skip_bad'"):
         load_dataset("synthetic", skip_bad=True, num_train=10, num_test=10)
 
 
