@@ -9,7 +9,7 @@ from pentad_core.errors import ConfigError
 from pentad_rl.agents import build_agent
 from pentad_rl.config import RLConfig
 from pentad_rl.envs.make import check_env_id, make_env
-from pentad_rl.options import LinearSchedule, build_model_options, build_policy_kwargs, parse_schedule
+from pentad_rl.hyperparams import LinearSchedule, build_model_options, build_policy_kwargs, parse_schedule
 from pentad_rl.presets import list_presets, load_preset_dict, preset_name, resolve_agent_config
 
 
@@ -85,3 +85,25 @@ def test_normalisation_and_frame_stacking_wrappers():
 
     assert isinstance(env, VecNormalize)
     env.close()
+
+
+def test_schedules_pickle_under_the_module_name_that_saved_agents_reference():
+    """Agents saved by every pentad-rl release pickle ``pentad_rl.hyperparams.LinearSchedule``."""
+    assert LinearSchedule.__module__ == "pentad_rl.hyperparams"
+
+
+def test_a_run_config_from_before_model_options_says_how_to_upgrade(tmp_path):
+    import yaml
+
+    from pentad_rl.cli import main
+
+    run = tmp_path / "old"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best.zip").write_bytes(b"")
+    legacy = {"model": "ppo", "dataset": "CartPole-v1", "batch_size": 32, "hyperparams": {"n_steps": 32}}
+    (run / "config.yaml").write_text(yaml.safe_dump(legacy))
+    assert main(["evaluate", "--checkpoint", str(run), "--out", str(tmp_path / "e")]) == 2
+    from pentad_rl.predictor import Predictor
+
+    with pytest.raises(ConfigError, match="rename `hyperparams:` to `model_options:` and delete batch_size"):
+        Predictor.from_run(run)

@@ -14,7 +14,7 @@ from pentad_core.errors import CheckpointError, ConfigError, missing_file
 from pentad_core.files import atomic_open
 from pentad_rl.algorithms import action_kind, default_policy
 from pentad_rl.config import RLConfig
-from pentad_rl.options import build_action_noise, build_model_options, build_policy_kwargs
+from pentad_rl.hyperparams import build_action_noise, build_model_options, build_policy_kwargs
 from pentad_rl.registry import ALGORITHMS
 
 #: Constructor arguments pentad sets itself (from the config's other fields and the env); not model_options.

@@ -10,7 +10,9 @@ the algorithm class's signature), network options under ``policy_kwargs``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from pentad_core.cli import BaseRunConfig
@@ -90,3 +92,22 @@ class RLConfig(BaseRunConfig):
             raise ConfigError(f"frame_stack must be 0 or more, got {self.frame_stack}.")
         if self.eval_episodes < 1:
             raise ConfigError(f"eval_episodes must be at least 1, got {self.eval_episodes}.")
+
+
+#: Keys that ``config.yaml`` of runs from before ``model_options`` held: ``hyperparams`` (renamed) and the
+#: Lightning settings that pentad-rl wrote but never used.
+LEGACY_KEYS = ("hyperparams", "batch_size", "num_workers", "trainer")
+
+
+def check_not_legacy(saved: Mapping[str, Any], path: str | Path) -> None:
+    """Say how to upgrade a run's ``config.yaml`` written before ``model_options`` (one edit, no retraining).
+
+    Raises:
+        ConfigError: If ``saved`` holds any of :data:`LEGACY_KEYS`.
+    """
+    found = [key for key in LEGACY_KEYS if key in saved]
+    if found:
+        drop = ", ".join(key for key in found if key != "hyperparams")
+        rename = "rename `hyperparams:` to `model_options:`" if "hyperparams" in found else ""
+        steps = " and ".join(step for step in (rename, f"delete {drop} (never used by rl)" if drop else "") if step)
+        raise ConfigError(f"{path} was written by an earlier pentad-rl: {steps}; the agent itself loads as is.")

@@ -27,7 +27,7 @@ from pentad_core.errors import DataError
 from pentad_core.predictor import Predictor as BasePredictor
 from pentad_core.predictor import TrainedRun
 from pentad_rl.agents import load_agent
-from pentad_rl.config import RLConfig
+from pentad_rl.config import RLConfig, check_not_legacy
 from pentad_rl.envs.make import Normalization, load_normalization, make_env, normalization_path, read_normalization
 from pentad_rl.pipeline import BEST, LAST
 
@@ -68,7 +68,9 @@ class Predictor(BasePredictor):
             CheckpointError: If the ``.zip`` is not an agent of the config's algorithm.
             DataError: If the config says ``normalize: true`` but the statistics are missing.
         """
-        config = config if config is not None else run.typed_config(RLConfig)
+        if config is None:
+            check_not_legacy(run.config, run.folder / "config.yaml")
+            config = run.typed_config(RLConfig)
         model = load_agent(run.checkpoint, config.algo, device=device or config.device)
         statistics = normalization_path(run.checkpoint)
         normalization = read_normalization(statistics) if config.normalize else None

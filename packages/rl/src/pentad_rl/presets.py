@@ -21,7 +21,7 @@ from pentad_core.errors import CheckpointError, ConfigError
 from pentad_core.files import atomic_write_text
 from pentad_core.predictor import run_folder_of
 from pentad_core.runs import RunDir, latest_run
-from pentad_rl.config import RLConfig
+from pentad_rl.config import RLConfig, check_not_legacy
 
 
 def presets_dir() -> Path | None:
@@ -96,6 +96,11 @@ class RLApp(App):
     """The scaffold with RL presets as recipes and ``.zip`` agent checkpoints for ``--resume``."""
 
     def resolve_config(self, args: argparse.Namespace, verb: Any = None) -> Any:
+        if getattr(args, "checkpoint", None):
+            checkpoint = Path(args.checkpoint)
+            saved = (checkpoint if checkpoint.is_dir() else run_folder_of(checkpoint)) / RunDir.CONFIG
+            if saved.is_file():
+                check_not_legacy(load_yaml(saved), saved)
         self._algo_hint = self._hint(args, "model")
         self._resume_to_zip(args, verb)
         return super().resolve_config(args, verb)

@@ -22,6 +22,7 @@ import numpy as np
 from gymnasium import spaces
 
 from pentad_core.errors import ConfigError
+from pentad_rl.envs.registry import CONNECT_FOUR_ID, register_env
 
 ROWS, COLUMNS = 6, 7
 #: Columns ordered from the centre outwards: central discs take part in more lines of four.
@@ -120,6 +121,8 @@ class HeuristicOpponent:
         return int(self.rng.choice(legal))
 
 
+# 21 moves of the agent fill the board at most; the step cap only guards against bugs.
+@register_env(CONNECT_FOUR_ID, "pentad's Connect Four against a heuristic opponent (difficulty 0-3)", 42)
 class ConnectFourEnv(gym.Env):
     """Connect Four against a heuristic opponent or a frozen policy (self-play).
 

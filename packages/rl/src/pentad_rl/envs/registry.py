@@ -107,11 +107,34 @@ for _env_id, _description in (
     ("Acrobot-v1", "classic control: swing up a double pendulum (discrete)"),
     ("MountainCar-v0", "classic control: drive up a hill (discrete, sparse reward)"),
     ("Pendulum-v1", "classic control: swing up a pendulum (continuous)"),
-    (CONNECT_FOUR_ID, "pentad's Connect Four against a heuristic opponent (difficulty 0-3)"),
     ("LunarLander-v3", "Box2D: land a lander (needs gymnasium[box2d])"),
     ("ALE/Pong-v5", "Atari Pong from pixels (needs gymnasium[atari])"),
 ):
     ENVIRONMENTS.register(_env_id, _gym_factory(_env_id), description=_description, generated=True)
+
+
+def register_env(env_id: str, description: str, max_episode_steps: int | None = None) -> Callable[[type], type]:
+    """Class decorator for pentad's own environments: registers the class with gymnasium and ``ENVIRONMENTS``.
+
+    Placed on the class in its own file (``envs/<game>.py``); ``pentad_rl.envs`` imports the file.
+    Registering an id that gymnasium already knows (a re-import) is skipped.
+
+    Args:
+        env_id: The gymnasium id, e.g. ``pentad/ConnectFour-v0``.
+        description: One line for ``data list``.
+        max_episode_steps: Gymnasium's ``TimeLimit`` (``None``: none).
+    """
+
+    def register(env_class: type) -> type:
+        if env_id not in gym.registry:
+            entry_point = f"{env_class.__module__}:{env_class.__qualname__}"
+            gym.register(id=env_id, entry_point=entry_point, max_episode_steps=max_episode_steps)
+        if env_id not in ENVIRONMENTS.names():
+            ENVIRONMENTS.register(env_id, _gym_factory(env_id), description=description, generated=True)
+        return env_class
+
+    return register
+
 
 #: Named gymnasium wrappers that presets list under ``env_wrapper``.
 ENV_WRAPPERS: Registry = Registry("env wrapper")

@@ -1,5 +1,9 @@
 """Turn RL-Zoo-style preset values (``model_options``, ``policy_kwargs``) into stable-baselines3 arguments.
 
+The module keeps its name although the config key is now ``model_options``: every saved agent pickles
+its schedules as ``pentad_rl.hyperparams.LinearSchedule``, and renaming the module would make the
+agents of earlier runs unloadable.
+
 Presets are YAML, so they hold strings and numbers only; this module converts them:
 
 * schedules: ``"lin_0.001"`` -> a function of the remaining progress (1 -> 0) that decays linearly
