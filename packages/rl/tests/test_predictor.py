@@ -90,3 +90,13 @@ def test_wrong_observations_are_data_errors(tmp_path):
         predictor.predict(np.zeros((3, 5), np.float32))
     with pytest.raises(DataError, match="NaN"):
         predictor.predict(np.full((2, 4), np.nan, np.float32))
+
+
+def test_an_environment_that_does_not_fit_the_agent_is_a_checkpoint_error(tmp_path):
+    from pentad_core.errors import CheckpointError
+
+    _, folder, _ = trained_run(tmp_path)
+    predictor = Predictor.from_run(folder)
+    assert predictor.make_env().observation_space == predictor.model.observation_space
+    with pytest.raises(CheckpointError, match="Acrobot-v1"):
+        predictor.make_env(RLConfig(dataset="Acrobot-v1"))

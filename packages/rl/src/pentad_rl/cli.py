@@ -1,24 +1,19 @@
-"""``apps/rl``: train, evaluate, record, export and tune stable-baselines3 agents on gymnasium envs.
+"""``apps/rl`` verbs: demo train evaluate predict export benchmark data models, plus record play tune.
 
-Verbs: demo train evaluate predict export benchmark data models (the contract) + record play tune.
-``--algo`` is the ``model`` key and ``--env`` the ``dataset`` key of the config; when both name a preset
-(``shared/configs/rl/<algo>-<env>.yaml``, RL Zoo values) it is the recipe. The verbs parse, call
-:mod:`pentad_rl.pipeline` or :class:`pentad_rl.predictor.Predictor`, and print.
+``--algo`` sets ``model`` and ``--env`` sets ``dataset``; their preset (:class:`pentad_rl.presets.RLApp`) is
+the recipe. Each verb parses, calls :mod:`pentad_rl.pipeline` or the :class:`~pentad_rl.predictor.Predictor`, prints.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import time
 
-import numpy as np
-
-from pentad_core.bench import format_table, print_table
+from pentad_core.bench import print_table
 from pentad_core.cli import Context
 from pentad_core.errors import ConfigError, DataError
-from pentad_core.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from pentad_core.files import atomic_write_json
 from pentad_rl import pipeline
 from pentad_rl.config import RLConfig
 from pentad_rl.predictor import Predictor
@@ -135,10 +130,8 @@ def predict_verb(context: Context) -> None:
             actions = predictor.predict(pipeline.load_observations(source))
         except DataError as error:
             raise DataError(f"{source}: {error.message}") from None
-        buffer = io.BytesIO()
-        np.save(buffer, actions)
-        atomic_write_bytes(context.run.path / "predictions.npy", buffer.getvalue())
-        context.print(f"{len(actions)} actions written to {context.run.path / 'predictions.npy'}")
+        written = pipeline.save_array(context.run.path / "predictions.npy", actions)
+        context.print(f"{len(actions)} actions written to {written}")
         return
     episode = pipeline.play_episode(predictor.model, predictor.make_env(context.config))
     record = {"return": episode.total_return, "length": episode.length, "actions": episode.actions}
@@ -229,8 +222,7 @@ def tune_verb(context: Context) -> None:
     config, args, run = context.config, context.args, context.run
     study = pipeline.tune(config, args.trials, args.evaluations, workdir=run.path / "trials", timeout=args.tune_timeout)
     rows = pipeline.trials_table(study)
-    atomic_write_json(run.path / "tune.json", rows)
-    atomic_write_text(run.path / "tune.md", format_table(rows) + "\n")
+    pipeline.write_report(run.path / "tune", rows, rows)
     print_table(rows, title=f"tune {config.algo} on {config.env}")
     name = preset_name(config.algo, config.env)
     header = f"Best of {len(rows)} Optuna trials; copy to shared/configs/rl/{name}.yaml to make it the default."
@@ -257,11 +249,9 @@ def benchmark_verb(context: Context) -> None:
         context.config, args.seeds, args.episodes, baseline=not args.no_baseline, out=run.path, log=context.print
     )
     run.write_metrics(summary)
-    atomic_write_json(run.path / "benchmark.json", {"rows": rows, "summary": summary})
-    atomic_write_text(run.path / "benchmark.md", format_table(rows) + "\n")
+    pipeline.write_report(run.path / "benchmark", {"rows": rows, "summary": summary}, rows)
     print_table(rows, title=f"{context.config.algo} on {context.config.env}")
-    for key, value in summary.items():
-        context.print(f"{key}: {value:.4g}")
+    context.print("\n".join(f"{key}: {value:.4g}" for key, value in summary.items()))
 
 
 def main(argv: list[str] | None = None) -> int:

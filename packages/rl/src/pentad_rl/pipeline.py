@@ -15,6 +15,7 @@ training loop and pentad adds the run layout. Layout of a run folder ``out``::
 from __future__ import annotations
 
 import copy
+import io
 import math
 import statistics
 import tempfile
@@ -32,7 +33,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from pentad_core.devices import seed_everything, set_threads
 from pentad_core.errors import CheckpointError, ConfigError, DataError, missing_file
-from pentad_core.files import atomic_write_json
+from pentad_core.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from pentad_rl.agents import agent_arguments, build_agent, load_agent, replay_buffer_path
 from pentad_rl.callbacks import CheckpointEveryN, CurveEvalCallback, SaveBest, SelfPlayCallback
 from pentad_rl.config import RLConfig
@@ -299,6 +300,22 @@ def load_observations(path: str | Path) -> np.ndarray:
         return np.load(path, allow_pickle=False)
     except ValueError as error:
         raise DataError(f"{path} is not a readable .npy array ({error}).") from None
+
+
+def save_array(path: str | Path, array: np.ndarray) -> Path:
+    """Write ``array`` as ``.npy`` (no pickle), atomically; returns ``path``."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
+def write_report(stem: str | Path, payload: Any, rows: list[dict[str, Any]]) -> None:
+    """``<stem>.json`` (``payload``) and ``<stem>.md`` (``rows`` as a table), atomically."""
+    from pentad_core.bench import format_table
+
+    atomic_write_json(Path(f"{stem}.json"), payload)
+    atomic_write_text(Path(f"{stem}.md"), format_table(rows) + "\n")
 
 
 def sample_predictions(predictor: Any, count: int = 8) -> dict[str, list]:

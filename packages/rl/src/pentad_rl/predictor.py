@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from gymnasium import spaces as gym_spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
+from stable_baselines3.common.vec_env import VecEnv, VecTransposeImage
 
-from pentad_core.errors import DataError
+from pentad_core.errors import CheckpointError, DataError
 from pentad_core.predictor import Predictor as BasePredictor
 from pentad_core.predictor import TrainedRun
 from pentad_rl.agents import load_agent
@@ -126,10 +128,28 @@ class Predictor(BasePredictor):
             n_envs: Parallel environments.
             seed: Env seed (default: the config's seed + 10 000, the training run's evaluation seed).
             render_mode: ``rgb_array``, ``ansi`` or ``human``.
+
+        Raises:
+            CheckpointError: If the environment's observation or action space differs from the agent's.
         """
         config = config or self.config
         seed = config.seed + 10_000 if seed is None else seed
         env = make_env(config, n_envs=n_envs, seed=seed, training=False, render_mode=render_mode)
+        spaces = {"observation space": _as_agent_sees(env.observation_space), "action space": env.action_space}
+        expected = {"observation space": self.model.observation_space, "action space": self.model.action_space}
+        for kind, space in spaces.items():
+            if space != expected[kind]:
+                env.close()
+                raise CheckpointError(
+                    f"{self.run.checkpoint} was trained with {kind} {expected[kind]}; --env {config.env} has {space}."
+                )
         if self.normalization is not None:
             load_normalization(env, normalization_path(self.run.checkpoint))
         return env
+
+
+def _as_agent_sees(space: gym_spaces.Space) -> gym_spaces.Space:
+    """``space`` as SB3 stores it in the agent: channel-last images transposed to channel-first."""
+    if is_image_space(space) and not is_image_space_channels_first(space):
+        return VecTransposeImage.transpose_space(space)
+    return space
