@@ -4,10 +4,11 @@
 - :mod:`.readers`: images, masks, NIfTI volumes and input listing;
 - :mod:`.drive`, :mod:`.folder`, :mod:`.nifti`, :mod:`.synthetic`: the datasets.
 
-Adding a dataset is one file here, registered with ``@DATASETS.register("name", ...)`` and imported below.
+Importing this package imports every file in this folder (:func:`~pentad_core.registry.import_submodules`),
+so adding a dataset is one file here, registered with ``@DATASETS.register("name", ...)``.
 """
 
-from pentad_medseg.data import drive, folder, nifti, synthetic  # noqa: F401  (register the datasets)
+from pentad_core.registry import import_submodules
 from pentad_medseg.data.base import SegImage, SegmentationData, load_dataset
 from pentad_medseg.data.readers import (
     IMAGE_SUFFIXES,
@@ -19,6 +20,8 @@ from pentad_medseg.data.readers import (
     read_nifti,
 )
 from pentad_medseg.data.synthetic import synthetic_image
+
+import_submodules(__name__)
 
 __all__ = [
     "IMAGE_SUFFIXES",

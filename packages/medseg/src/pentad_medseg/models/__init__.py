@@ -1,7 +1,8 @@
 """Segmentation networks: one file per network (the smp family shares ``smp_models.py``).
 
 Each file registers its networks in :data:`pentad_medseg.registry.MODELS` with their
-:class:`~pentad_core.registry.ModelInfo`; importing this package imports them all. Every entry is
+:class:`~pentad_core.registry.ModelInfo`; importing this package imports every file in this folder
+(:func:`~pentad_core.registry.import_submodules`), so adding a network is adding its file. Every entry is
 built as ``MODELS.build(name, options=model_options, in_channels=C, out_channels=K)`` and maps
 ``(B, C, H, W)`` images of any size to ``(B, K, H, W)`` logits (``K = 1`` for binary segmentation
 with a sigmoid).
@@ -14,10 +15,10 @@ from typing import Any
 
 from torch import nn
 
-from pentad_medseg.models import smp_models, unet  # noqa: F401  (register the networks)
-from pentad_medseg.models.smp_models import SMP_ARCHITECTURES, SMPModel
-from pentad_medseg.models.unet import UNet
+from pentad_core.registry import import_submodules
 from pentad_medseg.registry import MODELS
+
+import_submodules(__name__)
 
 
 def output_channels(classes: int) -> int:
@@ -34,4 +35,4 @@ def build_model(name: str, in_channels: int, classes: int, model_options: Mappin
     return MODELS.build(name, options=model_options, in_channels=in_channels, out_channels=output_channels(classes))
 
 
-__all__ = ["SMP_ARCHITECTURES", "SMPModel", "UNet", "build_model", "output_channels"]
+__all__ = ["MODELS", "build_model", "output_channels"]

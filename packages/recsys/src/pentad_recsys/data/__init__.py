@@ -1,6 +1,9 @@
 """Datasets (each registers itself in :data:`pentad_recsys.registry.DATASETS` in its own module),
 splits and negative sampling.
 
+Importing this package imports every file in this folder (:func:`~pentad_core.registry.import_submodules`),
+so adding a dataset is adding its file.
+
 Every file-based loader takes the dataset's folder (for ``csv``: the file) and keyword options
 (``dataset_options``), and returns a :class:`RecDataset`; the generated ``synthetic`` dataset takes
 options only.
@@ -13,12 +16,14 @@ from typing import Any
 
 from pentad_core.data import dataset_root
 from pentad_core.errors import ConfigError
-from pentad_recsys.data import csvfile, ml1m, ml100k, ml_latest_small, synthetic  # noqa: F401  (registers them)
+from pentad_core.registry import import_submodules
 from pentad_recsys.data.interactions import IdMap, Interactions, RecDataset, SideFeatures
 from pentad_recsys.data.sampling import NegativeSampler
 from pentad_recsys.data.splits import SPLITS, Split, make_split
 from pentad_recsys.data.synthetic import make_synthetic
 from pentad_recsys.registry import DATASETS
+
+import_submodules(__name__)
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, **options: Any) -> RecDataset:

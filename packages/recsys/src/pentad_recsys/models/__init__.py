@@ -1,21 +1,14 @@
-"""Recommender models, one file per network; importing this package registers them all in
-:data:`pentad_recsys.registry.MODELS` (with their :class:`~pentad_core.registry.ModelInfo`)."""
+"""Recommender models, one file per network, plus their shared layers (``base``, ``layers``, ``sequential``).
 
-from pentad_recsys.models import (  # noqa: F401  (each module registers its model)
-    afm,
-    deepfm,
-    fm,
-    glocalk,
-    gru4rec,
-    itemknn,
-    lightgcn,
-    mf,
-    mmoe,
-    neumf,
-    nfm,
-    popularity,
-    sasrec,
-)
+Importing this package imports every file in this folder (:func:`~pentad_core.registry.import_submodules`),
+so each model registers itself in :data:`pentad_recsys.registry.MODELS` (with its
+:class:`~pentad_core.registry.ModelInfo`): adding a model is adding its file.
+"""
+
+from pentad_core.registry import import_submodules
 from pentad_recsys.models.base import RecModel
+from pentad_recsys.registry import MODELS
 
-__all__ = ["RecModel"]
+import_submodules(__name__)
+
+__all__ = ["MODELS", "RecModel"]

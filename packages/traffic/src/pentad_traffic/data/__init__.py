@@ -2,7 +2,8 @@
 :data:`pentad_traffic.registry.DATASETS`), the readers, and :func:`load_dataset`.
 
 Every loader returns a :class:`TrafficData`; a loader of files takes the dataset folder ``root``,
-a ``generated`` one (``synthetic``) takes only its options.
+a ``generated`` one (``synthetic``) takes only its options. Importing this package imports every file
+in this folder (:func:`~pentad_core.registry.import_submodules`), so adding a dataset is adding its file.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pentad_traffic.data import csv_table, los_loop, metr_la, pems_bay, synthetic  # noqa: F401  (fill DATASETS)
+from pentad_core.registry import import_submodules
 from pentad_traffic.data.core import STEPS_PER_DAY_5MIN, TrafficData
 from pentad_traffic.data.csv_table import load_csv
 from pentad_traffic.data.dcrnn import load_dcrnn
@@ -18,6 +19,8 @@ from pentad_traffic.data.los_loop import load_los_loop
 from pentad_traffic.data.readers import resolve_root
 from pentad_traffic.data.synthetic import generate_synthetic
 from pentad_traffic.registry import DATASETS
+
+import_submodules(__name__)
 
 __all__ = [
     "STEPS_PER_DAY_5MIN",

@@ -1,21 +1,19 @@
 """Forecasting models, one file per network, each registered in :data:`pentad_traffic.registry.MODELS`
-by a decorator in its own file; importing this package imports them all."""
+by a decorator in its own file, plus their shared layers (``base``).
+
+Importing this package imports every file in this folder (:func:`~pentad_core.registry.import_submodules`),
+so adding a model is adding its file.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pentad_traffic.models.a3tgcn import A3TGCN
+from pentad_core.registry import import_submodules
 from pentad_traffic.models.base import Forecaster
-from pentad_traffic.models.gcn import GCNForecaster
-from pentad_traffic.models.graph_wavenet import GraphWaveNet
-from pentad_traffic.models.gru import GRUForecaster
-from pentad_traffic.models.historical_average import HistoricalAverage
-from pentad_traffic.models.persistence import Persistence
-from pentad_traffic.models.stgcn import STGCN
-from pentad_traffic.models.tgcn import TGCN
-from pentad_traffic.models.var import VectorAutoregression
 from pentad_traffic.registry import MODELS
+
+import_submodules(__name__)
 
 
 def build_model(name: str, options: dict[str, Any] | None = None, **arguments: Any) -> Forecaster:
@@ -31,16 +29,4 @@ def build_model(name: str, options: dict[str, Any] | None = None, **arguments: A
     return MODELS.build(name, options=options, **arguments)
 
 
-__all__ = [
-    "A3TGCN",
-    "STGCN",
-    "TGCN",
-    "Forecaster",
-    "GCNForecaster",
-    "GRUForecaster",
-    "GraphWaveNet",
-    "HistoricalAverage",
-    "Persistence",
-    "VectorAutoregression",
-    "build_model",
-]
+__all__ = ["MODELS", "Forecaster", "build_model"]

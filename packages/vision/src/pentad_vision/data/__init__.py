@@ -1,6 +1,8 @@
 """Datasets: every loader returns an :class:`ImageData` with in-memory ``uint8`` splits.
 
-Importing this package imports one module per dataset (each registers itself in :data:`DATASETS`).
+Importing this package imports every file in this folder (:func:`~pentad_core.registry.import_submodules`):
+one module per dataset, each registering itself in :data:`DATASETS`, plus the readers. Adding a
+dataset is adding its file.
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from pentad_core.errors import ConfigError
-from pentad_vision.data import cifar, cifar10_jpeg, imagefolder, mnist, synthetic  # noqa: F401  (registers them)
+from pentad_core.registry import import_submodules
 from pentad_vision.data.base import ImageData, ImageSplit, channel_stats, make_loader, stratified_split
 from pentad_vision.registry import DATASETS
+
+import_submodules(__name__)
 
 __all__ = ["DATASETS", "ImageData", "ImageSplit", "channel_stats", "load_dataset", "make_loader", "stratified_split"]
 

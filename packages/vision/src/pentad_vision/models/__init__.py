@@ -1,7 +1,8 @@
 """Models: every factory takes ``num_classes``, ``in_channels`` and ``image_size`` (set from the data),
 plus its own options (``model_options`` in the config), checked against its signature.
 
-Importing this package imports every network file, so each registers itself in :data:`MODELS`.
+Importing this package imports every file in this folder (:func:`~pentad_core.registry.import_submodules`),
+so each network registers itself in :data:`MODELS`: adding a model is adding its file.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from typing import Any
 
 from torch import nn
 
-from pentad_vision.models import cifar_fast, resnet_cifar, seed_convnet, torchvision_models  # noqa: F401
-from pentad_vision.models.torchvision_models import replace_head
+from pentad_core.registry import import_submodules
 from pentad_vision.registry import MODELS
 
-__all__ = ["MODELS", "build_model", "count_parameters", "replace_head"]
+import_submodules(__name__)
+
+__all__ = ["MODELS", "build_model", "count_parameters"]
 
 
 def build_model(
