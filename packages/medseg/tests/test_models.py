@@ -110,7 +110,7 @@ def test_every_model_has_typed_info(name):
 @pytest.mark.parametrize("name", MODELS.names())
 def test_misspelled_model_option_names_it(name):
     with pytest.raises(ConfigError, match="'depht'.*Valid options"):
-        build_model(name, in_channels=3, classes=2, model_options={"depht": 3})
+        build_model(name, {"depht": 3}, in_channels=3, classes=2)
 
 
 def test_misspelled_loss_and_dataset_options_name_them():

@@ -9,6 +9,7 @@ import torch
 import pentad_recsys  # noqa: F401  (registers models)
 from pentad_core.errors import ConfigError
 from pentad_recsys.data.sampling import NegativeSampler
+from pentad_recsys.models import RecModel, build_model
 from pentad_recsys.predictor import Recommender
 from pentad_recsys.registry import MODELS
 from pentad_recsys.training import TrainSettings, batch_loss, fit, iterate_batches, needs_negatives
@@ -35,6 +36,17 @@ def test_forward_shapes_and_finite(tiny, name, task, batch):
     full = rec.model.score_all(users)
     assert full.shape == (batch, split.train.num_items)
     torch.testing.assert_close(full.gather(1, items[:, None]).squeeze(1), out, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_build_model_takes_the_derived_sizes_and_checks_options(tiny, name):
+    _, split = tiny
+    sizes = {"num_users": split.train.num_users, "num_items": split.train.num_items, "task": MODELS.info(name).tasks[0]}
+    with pytest.raises(ConfigError, match="'dimm'.*Valid options"):
+        build_model(name, {"dimm": 8}, **sizes)
+    model = build_model(name, SMALL.get(name), **sizes)
+    assert isinstance(model, RecModel)
+    assert (model.num_users, model.num_items) == (split.train.num_users, split.train.num_items)
 
 
 @pytest.mark.parametrize(("name", "task"), CASES)

@@ -68,7 +68,11 @@ def test_gradcam_points_at_the_evidence():
 @pytest.mark.parametrize("method", METHODS)
 def test_compression_keeps_outputs_close(method):
     torch.manual_seed(0)
-    model = Normalized(build_model("seed-convnet", 4, 3, 16, hidden=32), (0.5,) * 3, (0.25,) * 3).eval()
+    model = Normalized(
+        build_model("seed-convnet", {"hidden": 32}, num_classes=4, in_channels=3, image_size=16),
+        (0.5,) * 3,
+        (0.25,) * 3,
+    ).eval()
     x = torch.rand(8, 3, 16, 16)
     small = compress(model, method, amount=0.3, calibration=[x], example=x)
     with torch.no_grad():

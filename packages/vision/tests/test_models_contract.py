@@ -37,7 +37,7 @@ def test_every_model_has_typed_info_and_description(name):
 @pytest.mark.parametrize("name", MODELS.names())
 def test_a_misspelled_model_option_names_it(name):
     with pytest.raises(ConfigError, match="'hiddne'.*Valid options"):
-        build_model(name, num_classes=3, image_size=64, hiddne=8)
+        build_model(name, {"hiddne": 8}, num_classes=3, image_size=64)
     with pytest.raises(ConfigError, match="num_classes.*set by pentad"):
         MODELS.build(name, {"num_classes": 3}, num_classes=3, in_channels=3, image_size=64)
 
@@ -125,6 +125,6 @@ def test_published_weights_fail_clearly_offline(monkeypatch, tmp_path):
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(DownloadError, match="offline"):
-        build_model("resnet18", num_classes=10, weights="DEFAULT")
+        build_model("resnet18", {"weights": "DEFAULT"}, num_classes=10)
     with pytest.raises(ConfigError, match="no weights"):
-        build_model("resnet18", num_classes=10, weights="NOT_A_WEIGHT")
+        build_model("resnet18", {"weights": "NOT_A_WEIGHT"}, num_classes=10)

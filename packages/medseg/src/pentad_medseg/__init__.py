@@ -3,8 +3,9 @@
 Public API::
 
     from pentad_medseg import MODELS, DATASETS, LOSSES, Predictor, load_dataset, sliding_window_inference
+    from pentad_medseg.models import build_model
     data = load_dataset("drive", "/data/drive")
-    model = MODELS.build("unet", options={"depth": 3, "base_channels": 16}, in_channels=3, out_channels=1)
+    model = build_model("unet", {"depth": 3, "base_channels": 16}, in_channels=3, classes=2)  # (B, 1, H, W) logits
     predictor = Predictor.from_run("runs/medseg/<run>")  # a trained run folder or checkpoint
     result = predictor.predict(data.test[0].image, fov=data.test[0].fov)
 """

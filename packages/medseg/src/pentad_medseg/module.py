@@ -89,7 +89,7 @@ class SegmentationModule(PentadModule):
             raise ConfigError(f"threshold must be in (0, 1) or null (chosen on validation data), got {threshold}.")
         # logger=False: the hyper-parameters live in the checkpoint and config.yaml, not in the CSV/TB logs.
         self.save_hyperparameters(logger=False)
-        self.net = build_model(model, in_channels, classes, model_options)
+        self.net = build_model(model, model_options, in_channels=in_channels, classes=classes)
         self.loss_fn = build_loss(loss, loss_options)
         mean_t = torch.tensor(mean if mean is not None else [0.0] * in_channels, dtype=torch.float32)
         std_t = torch.tensor(std if std is not None else [1.0] * in_channels, dtype=torch.float32)

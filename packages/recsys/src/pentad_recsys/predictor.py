@@ -17,7 +17,6 @@ None of this reads the training data.
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -30,35 +29,24 @@ from pentad_core.predictor import Predictor as BasePredictor
 from pentad_core.predictor import TrainedRun
 from pentad_recsys.config import RecsysConfig
 from pentad_recsys.data.interactions import IdMap, Interactions, RawId
+from pentad_recsys.models import build_model, model_arguments
 from pentad_recsys.models.base import RecModel
 from pentad_recsys.registry import MODELS
 
 CHECKPOINT_VERSION = 1
 
 
-def model_arguments(name: str, data: Interactions, task: str) -> dict[str, Any]:
-    """What pentad derives for model ``name`` from ``data``: sizes, side-feature shapes, task.
-
-    Only arguments the constructor takes are filled in; the user's ``model_options`` come on top
-    (see :meth:`Recommender.for_training`).
-
-    Raises:
-        ConfigError: Unknown model, or a task the model does not serve.
-    """
-    factory = MODELS.get(name)
-    tasks = MODELS.info(name).tasks
-    if task not in tasks:
-        raise ConfigError(f"model {name!r} does not serve the {task} task; it serves {', '.join(tasks)}.")
-    parameters = inspect.signature(factory).parameters
+def data_arguments(data: Interactions, task: str) -> dict[str, Any]:
+    """The keyword arguments of :func:`~pentad_recsys.models.build_model` that pentad derives from
+    ``data`` and the ``task``: sizes and side-feature shapes."""
     features = data.features
-    candidates: dict[str, Any] = {
+    return {
         "num_users": data.num_users,
         "num_items": data.num_items,
         "task": task,
         "user_cardinalities": list(features.user_cardinalities) if features else [],
         "num_item_tags": features.num_item_tags if features else 0,
     }
-    return {k: v for k, v in candidates.items() if k in parameters}
 
 
 class Recommender:
@@ -120,9 +108,10 @@ class Recommender:
             **options: The model's options (``model_options``, e.g. ``dim=32``), checked against
                 its constructor: a misspelled key raises :class:`ConfigError` naming it.
         """
-        arguments = model_arguments(name, train, task)
+        derived = data_arguments(train, task)
         options = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
-        model = MODELS.build(name, options=options, **arguments)
+        model = build_model(name, options, **derived)
+        arguments = model_arguments(name, **derived)  # what the constructor took, saved to rebuild it
         kwargs = {**arguments, **MODELS.options(name, options, given=tuple(arguments))}
         if train.features is not None:
             model.set_side_features(train.features)
@@ -391,4 +380,4 @@ class Predictor(BasePredictor):
         return self.recommender.similar_items(item, k)
 
 
-__all__ = ["DataError", "Predictor", "Recommender", "model_arguments"]
+__all__ = ["DataError", "Predictor", "Recommender", "data_arguments"]

@@ -36,7 +36,9 @@ def plain_loop(data: ImageData, model_name: str, epochs: int, seed: int) -> dict
     std = torch.tensor(data.std).view(1, -1, 1, 1)
     x = (data.train.images.float() / 255 - mean) / std
     y = data.train.labels
-    model = build_model(model_name, data.num_classes, data.in_channels, data.image_size)
+    model = build_model(
+        model_name, num_classes=data.num_classes, in_channels=data.in_channels, image_size=data.image_size
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=PARITY_OPTIM["lr"], momentum=PARITY_OPTIM["momentum"])
     seen = 0
     start = time.perf_counter()

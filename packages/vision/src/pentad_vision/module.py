@@ -107,7 +107,9 @@ class ImageClassifier(PentadModule):
             },
             logger=False,  # config.yaml records the settings; core's CSV writer has no log_hparams
         )
-        backbone = build_model(model, num_classes, in_channels, image_size, **(model_options or {}))
+        backbone = build_model(
+            model, model_options, num_classes=num_classes, in_channels=in_channels, image_size=image_size
+        )
         self.net = Normalized(backbone, mean, std)
         self._trainable = {id(p) for p in backbone.parameters() if p.requires_grad}  # some stay frozen by design
         self.ema = ModelEMA(self.net, self.optim.ema_decay) if self.optim.ema_decay > 0 else None

@@ -1,5 +1,6 @@
 """Models: every factory takes ``num_classes``, ``in_channels`` and ``image_size`` (set from the data),
-plus its own options (``model_options`` in the config), checked against its signature.
+plus its own options (``model_options`` in the config), checked against its signature; build one
+with :func:`build_model`.
 
 Importing this package imports every file in this folder (:func:`~pentad_core.registry.import_submodules`),
 so each network registers itself in :data:`MODELS`: adding a model is adding its file.
@@ -7,6 +8,7 @@ so each network registers itself in :data:`MODELS`: adding a model is adding its
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
@@ -20,22 +22,32 @@ __all__ = ["MODELS", "build_model", "count_parameters"]
 
 
 def build_model(
-    name: str, num_classes: int, in_channels: int = 3, image_size: int | tuple[int, int] = 32, **options: Any
+    name: str,
+    options: Mapping[str, Any] | None = None,
+    *,
+    num_classes: int,
+    in_channels: int = 3,
+    image_size: int | tuple[int, int] = 32,
 ) -> nn.Module:
     """Build the registered model ``name`` for images ``(in_channels, image_size, image_size)``.
 
+    The network maps ``(B, in_channels, H, W)`` float images (normalised; ``H, W`` the size it was
+    built for) to ``(B, num_classes)`` logits.
+
     Args:
         name: Registered name (see ``apps/vision models``).
-        num_classes: Output logits.
-        in_channels: Image channels.
-        image_size: Square side (or ``(H, W)``); must be at least the model's ``min_input_size``.
-        **options: The model's own options (``model_options``), checked against its factory.
+        options: The model's own options (the config's ``model_options``) on top of its registered
+            defaults; a key its factory does not take raises ConfigError naming it.
+        num_classes: Output logits (from the data).
+        in_channels: Image channels (from the data).
+        image_size: Square side (or ``(H, W)``) of the data's images; must be at least the model's
+            ``min_input_size``.
 
     Raises:
         ConfigError: Unknown name, misspelled option, or images smaller than the network accepts.
 
     Example:
-        >>> model = build_model("seed-convnet", num_classes=10, in_channels=1, image_size=28, hidden=128)
+        >>> model = build_model("seed-convnet", {"hidden": 128}, num_classes=10, in_channels=1, image_size=28)
     """
     from pentad_core.errors import ConfigError
 
@@ -45,7 +57,9 @@ def build_model(
             f"model {name!r} needs images of at least {smallest}x{smallest}, got {image_size}.",
             "Pick another model or resize the images (--image-size).",
         )
-    return MODELS.build(name, options, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+    return MODELS.build(
+        name, options=options, num_classes=num_classes, in_channels=in_channels, image_size=image_size
+    )
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
