@@ -57,9 +57,7 @@ def build_model(
             f"model {name!r} needs images of at least {smallest}x{smallest}, got {image_size}.",
             "Pick another model or resize the images (--image-size).",
         )
-    return MODELS.build(
-        name, options=options, num_classes=num_classes, in_channels=in_channels, image_size=image_size
-    )
+    return MODELS.build(name, options=options, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
