@@ -14,8 +14,8 @@ from PIL import Image
 
 from pentad_core.errors import ConfigError, DataError
 from pentad_vision.data import load_dataset, make_loader, stratified_split
-from pentad_vision.data.cifar import write_fake_cifar
-from pentad_vision.data.mnist import read_idx, write_fake_idx
+from pentad_vision.data.cifar_pickle import write_fake_cifar
+from pentad_vision.data.idx import read_idx, write_fake_idx
 from pentad_vision.registry import DATASETS
 
 REAL = os.environ.get("PENTAD_DATA")

@@ -1,4 +1,5 @@
-"""CIFAR-10 and CIFAR-100 in the official python-pickle layout (the one torchvision reads).
+"""The CIFAR batch files in the official python-pickle layout (the one torchvision reads): reading
+them (for ``cifar10`` and ``cifar100``) and writing tiny ones (for tests).
 
 Layout: ``<root>/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}`` and
 ``<root>/cifar-100-python/{train, test, meta}``; ``<root>`` may also be that folder itself.
@@ -15,36 +16,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pentad_core.data import RemoteFile
 from pentad_core.errors import DataError, missing_file
 from pentad_vision.data.base import ImageData, ImageSplit, split_train_val
-from pentad_vision.registry import DATASETS
-
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.247, 0.2435, 0.2616)
-CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
-CIFAR100_STD = (0.2673, 0.2564, 0.2762)
-
-#: The official archives (``data download``), unpacked into the dataset folder.
-CIFAR10_FILES = (
-    RemoteFile(
-        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-        "cifar-10-python.tar.gz",
-        md5="c58f30108f718f92721af3b95e74349a",
-        extract=True,
-    ),
-)
-CIFAR100_FILES = (
-    RemoteFile(
-        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-        "cifar-100-python.tar.gz",
-        md5="eb9058c3a382ffc7106e4002c42a8d85",
-        extract=True,
-    ),
-)
 
 
-def _find_folder(root: Path, folder: str, name: str) -> Path:
+def find_folder(root: Path, folder: str, name: str) -> Path:
+    """The folder holding dataset ``name``'s batches: ``<root>/<folder>`` or ``root`` itself.
+
+    Raises:
+        DataError: If neither holds a meta file.
+    """
     for candidate in (root / folder, root):
         if candidate.is_dir() and any((candidate / f).is_file() for f in ("batches.meta", "meta")):
             return candidate
@@ -53,7 +34,12 @@ def _find_folder(root: Path, folder: str, name: str) -> Path:
     )
 
 
-def _unpickle(path: Path) -> dict:
+def unpickle(path: Path) -> dict:
+    """One CIFAR batch or meta file, as published (a Python pickle: official archives only).
+
+    Raises:
+        DataError: If the file is missing or corrupt.
+    """
     if not path.is_file():
         raise missing_file(path, "CIFAR batch file", "The download is incomplete; run `data download` again.")
     try:
@@ -65,8 +51,9 @@ def _unpickle(path: Path) -> dict:
         ) from None
 
 
-def _batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
-    entry = _unpickle(path)
+def read_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, 3, 32, 32)`` uint8 images and ``(N,)`` int64 labels (under ``label_key``) of one batch file."""
+    entry = unpickle(path)
     if "data" not in entry or label_key not in entry:
         raise DataError(f"CIFAR file {path} lacks the 'data' or {label_key!r} entry.", "Is it a CIFAR batch file?")
     data = np.asarray(entry["data"], dtype=np.uint8)
@@ -78,40 +65,29 @@ def _batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def _load(root, name, folder, train_files, test_files, meta_file, names_key, label_key, mean, std, val_fraction, seed):
-    base = _find_folder(Path(root), folder, name)
-    meta = _unpickle(base / meta_file)
+def load_cifar(
+    root, name, folder, train_files, test_files, meta_file, names_key, label_key, mean, std, val_fraction, seed
+) -> ImageData:
+    """Dataset ``name`` from its batch files: the class names from ``meta_file[names_key]``, the
+    train and test splits from ``train_files`` and ``test_files``, a validation split carved from train.
+
+    Raises:
+        DataError: If the folder or a file is missing, corrupt or lacks an entry.
+    """
+    base = find_folder(Path(root), folder, name)
+    meta = unpickle(base / meta_file)
     if names_key not in meta:
         raise DataError(f"CIFAR meta file {base / meta_file} lacks {names_key!r}.")
     classes = [str(c) for c in meta[names_key]]
 
     def read(files: list[str]) -> ImageSplit:
-        parts = [_batch(base / f, label_key) for f in files]
+        parts = [read_batch(base / f, label_key) for f in files]
         images = torch.from_numpy(np.concatenate([p[0] for p in parts]))
         labels = torch.from_numpy(np.concatenate([p[1] for p in parts]))
         return ImageSplit(images, labels, classes)
 
     train, test = read(train_files), read(test_files)
     return split_train_val(name, train, test, val_fraction=val_fraction, seed=seed, mean=mean, std=std)
-
-
-@DATASETS.register("cifar10", files=CIFAR10_FILES)
-def load_cifar10(root: str | Path, *, val_fraction: float = 0.1, seed: int = 0) -> ImageData:
-    """CIFAR-10 (official pickles): 50,000 train / 10,000 test, 32x32 RGB, 10 classes."""
-    train_files = [f"data_batch_{i}" for i in range(1, 6)]
-    return _load(
-        root, "cifar10", "cifar-10-batches-py", train_files, ["test_batch"], "batches.meta",
-        "label_names", "labels", CIFAR10_MEAN, CIFAR10_STD, val_fraction, seed,
-    )  # fmt: skip
-
-
-@DATASETS.register("cifar100", files=CIFAR100_FILES)
-def load_cifar100(root: str | Path, *, val_fraction: float = 0.1, seed: int = 0) -> ImageData:
-    """CIFAR-100 (official pickles, fine labels): 50,000 train / 10,000 test, 32x32 RGB, 100 classes."""
-    return _load(
-        root, "cifar100", "cifar-100-python", ["train"], ["test"], "meta",
-        "fine_label_names", "fine_labels", CIFAR100_MEAN, CIFAR100_STD, val_fraction, seed,
-    )  # fmt: skip
 
 
 def write_fake_cifar(root: str | Path, *, num_train: int, num_test: int, num_classes: int = 10, seed: int = 0) -> Path:
