@@ -21,6 +21,3 @@ MODELS: Registry = Registry("model", ModelInfo)
 #: Dataset loaders: factories taking ``root`` (a folder or None; not for ``generated`` datasets) and
 #: the config's ``dataset_options``, returning a :class:`pentad_traffic.data.TrafficData`.
 DATASETS: Registry = Registry("dataset", DatasetInfo)
-
-#: Arguments of every model factory that the package derives from the data and the protocol.
-MODEL_ARGUMENTS = ("num_nodes", "input_len", "horizon", "in_features", "adjacency")

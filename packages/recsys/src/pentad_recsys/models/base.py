@@ -2,7 +2,7 @@
 
 A model maps internal ``(user, item)`` index pairs to scores: a rating residual (the trainer adds
 the global mean) for the ``rating`` task, or a relevance logit for the ``ranking`` task. Id
-translation, the global mean and seen-item filtering live in :class:`pentad_recsys.recommender.Recommender`.
+translation, the global mean and seen-item filtering live in :class:`pentad_recsys.predictor.Recommender`.
 """
 
 from __future__ import annotations
