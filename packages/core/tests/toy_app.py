@@ -19,6 +19,8 @@ from torch import nn
 
 from pentad_core.checkpoint import atomic_save
 from pentad_core.cli import App, Context, RunConfig
+from pentad_core.data import DatasetInfo
+from pentad_core.registry import Registry
 from pentad_core.training import PentadModule, build_trainer, fit
 
 
@@ -65,10 +67,15 @@ class ToyRegression(PentadModule):
 
 
 class Delay(pl.Callback):
-    def __init__(self, seconds: float) -> None:
+    """Sleeps after each training step; the first step leaves a ``started`` file (tests wait for it)."""
+
+    def __init__(self, seconds: float, marker: Path | None = None) -> None:
         self.seconds = seconds
+        self.marker = marker
 
     def on_train_batch_end(self, *args) -> None:
+        if self.marker is not None and not self.marker.exists():
+            self.marker.touch()
         time.sleep(self.seconds)
 
 
@@ -80,7 +87,11 @@ def make_data(samples: int, features: int) -> torch.utils.data.TensorDataset:
     return torch.utils.data.TensorDataset(inputs, targets)
 
 
-app = App("toy", "Toy regression app for core tests.", ToyConfig, real_dataset="toy-real")
+DATASETS = Registry("dataset", DatasetInfo)
+DATASETS.register("synthetic", make_data, description="generated regression data", generated=True)
+DATASETS.register("toy-real", make_data, description="a dataset that lives in a folder")
+
+app = App("toy", "Toy regression app for core tests.", ToyConfig, datasets=DATASETS, real_dataset="toy-real")
 
 
 @app.verb("train", "Train the toy model.", trains=True)
@@ -96,10 +107,23 @@ def train(context: Context) -> None:
         train_loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=config.shuffle)
     val_loader = torch.utils.data.DataLoader(dataset, batch_size=64)
     module = ToyRegression(config.features, config.learning_rate)
-    trainer = build_trainer(config.trainer, context.run, callbacks=[Delay(config.step_delay)])
+    trainer = build_trainer(
+        config.trainer, context.run, callbacks=[Delay(config.step_delay, context.run.path / "started")]
+    )
     fit(trainer, module, context.run, train_dataloaders=train_loader, val_dataloaders=val_loader,
         ckpt_path=context.resume_path)  # fmt: skip
     atomic_save(module.state_dict(), context.run.path / f"weights_rank{trainer.global_rank}.pt")
+
+
+@app.verb("evaluate", "Mean squared error of a trained run on the data.", needs_checkpoint=True)
+def evaluate(context: Context) -> None:
+    from pentad_core.checkpoint import load_module
+    from pentad_core.predictor import locate_run
+
+    module = load_module(ToyRegression, locate_run(context.checkpoint).checkpoint)
+    inputs, targets = make_data(context.config.samples, context.config.features).tensors
+    with torch.no_grad():
+        context.run.write_metrics({"eval/mse": float(nn.functional.mse_loss(module.layer(inputs), targets))})
 
 
 TOY_APP = Path(__file__).resolve()

@@ -127,16 +127,31 @@ class ResumeCallback(pl.Callback):
     - With a :class:`~pentad_core.logs.ResumableCSVLogger`, the epoch row a checkpoint may be
       written ahead of (:func:`~pentad_core.logs.pending_epoch_row`); on resume the CSV log drops
       the rows logged after the checkpoint and writes that row if it was lost.
+    - On Ctrl-C, a checkpoint to resume from (:meth:`on_exception`).
 
-    One callback for both because both serve ``--resume``, so what resume needs is in one place;
+    One callback for all three because all serve ``--resume``, so what resume needs is in one place;
     the number of callbacks barely affects the speed of a step (docs/benchmarks.md).
     """
 
     pending_row_key = "pentad_pending_epoch_row"
 
-    def __init__(self, csv_logger: ResumableCSVLogger | None = None) -> None:
+    def __init__(self, csv_logger: ResumableCSVLogger | None = None, last_checkpoint: Path | None = None) -> None:
         self.csv_logger = csv_logger
+        self.last_checkpoint = last_checkpoint
         self._pending_row: dict[str, Any] | None = None
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        """On Ctrl-C, leave a checkpoint ``--resume last`` can continue from.
+
+        The last end-of-epoch checkpoint is kept when there is one: resuming from it repeats the
+        interrupted epoch from its start, so the finished run equals an uninterrupted one. Only an
+        interruption in the first epoch writes a checkpoint at the interruption (one process only;
+        a distributed save would wait for ranks that are shutting down).
+        """
+        if not isinstance(exception, KeyboardInterrupt) or self.last_checkpoint is None:
+            return
+        if trainer.world_size == 1 and not self.last_checkpoint.is_file():
+            trainer.save_checkpoint(self.last_checkpoint)
 
     def state_dict(self) -> dict[str, Any]:
         """The random states, captured at checkpoint time."""
@@ -162,19 +177,20 @@ class ResumeCallback(pl.Callback):
         self._pending_row = None
 
 
-def resolve_resume(resume: str | None, run_path: str | Path) -> Path | None:
+def resolve_resume(resume: str | None, run_path: str | Path, last: str = "last.ckpt") -> Path | None:
     """Turn ``--resume last|PATH`` into a checkpoint path.
 
     Args:
         resume: ``None``, ``"last"`` or a checkpoint path.
-        run_path: The run folder whose ``checkpoints/last.ckpt`` ``"last"`` means.
+        run_path: The run folder whose ``checkpoints/<last>`` ``"last"`` means.
+        last: File name of the latest checkpoint (``last.zip`` for the rl app's agents).
 
     Raises:
         CheckpointError: If the checkpoint does not exist.
     """
     if resume is None:
         return None
-    path = Path(run_path) / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
+    path = Path(run_path) / "checkpoints" / last if resume == "last" else Path(resume)
     if not path.is_file():
         raise CheckpointError(
             f"no checkpoint to resume from at {path}.", "Give the --out of an interrupted run, or a checkpoint path."

@@ -29,17 +29,31 @@ from pathlib import Path
 from typing import Any
 
 from pentad_core.checkpoint import resolve_resume
-from pentad_core.config import load_yaml, nest, parse_override, resolve_config
+from pentad_core.config import config_to_dict, load_yaml, nest, parse_override, resolve_config, save_config
 from pentad_core.data import RemoteFile, dataset_folder, download_dataset, verify_dataset
 from pentad_core.errors import ConfigError, DataError, PentadError
 from pentad_core.registry import Registry
-from pentad_core.runs import RunDir, default_run_path, latest_run
+from pentad_core.runs import RunDir, default_run_path, latest_run, timestamp
 from pentad_core.training import TrainerConfig
 
 #: Verbs every app provides (DEVELOPERS.md); ``models`` and ``data`` come from the scaffold.
 CONTRACT_VERBS = ("demo", "train", "evaluate", "predict", "export", "benchmark", "data", "models")
 #: Set in the environment of distributed child processes so every rank uses rank 0's run folder.
 RUN_DIR_ENV = "PENTAD_RUN_DIR"
+#: Config keys ``--resume`` may change: how long the run goes on and where it runs. Any other change
+#: would train something other than what the run's ``config.yaml`` says, and is refused.
+RESUME_CHANGES = (
+    "trainer.max_epochs",
+    "trainer.max_steps",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "trainer.strategy",
+    "trainer.progress_bar",
+    "num_workers",
+    "threads",
+    "data_dir",
+)
 
 
 @dataclass
@@ -194,6 +208,9 @@ class App:
             :class:`DataError` when it is malformed; used by ``data verify`` and ``data list``.
         real_dataset: The app's main real dataset (help examples; the CLI contract test checks that
             a missing folder for it is reported cleanly).
+        resume_changes: Config keys, beyond :data:`RESUME_CHANGES`, that ``--resume`` may change
+            (e.g. ``("timesteps",)`` for rl).
+        last_checkpoint: File name of the latest checkpoint in ``<run>/checkpoints/`` (``--resume last``).
 
     Official downloads come from the dataset registry's :class:`~pentad_core.data.DatasetInfo`
     (``files``); a dataset registered with ``generated=True`` has no folder.
@@ -209,6 +226,8 @@ class App:
         datasets: Registry | None = None,
         verify_dataset: Callable[[str, Path], str] | None = None,
         real_dataset: str | None = None,
+        resume_changes: tuple[str, ...] = (),
+        last_checkpoint: str = "last.ckpt",
     ) -> None:
         if not (dataclasses.is_dataclass(config_class) and issubclass(config_class, BaseRunConfig)):
             raise TypeError("config_class must be a dataclass deriving from RunConfig or BaseRunConfig")
@@ -219,6 +238,8 @@ class App:
         self.datasets = datasets
         self.trainer_options = issubclass(config_class, RunConfig)
         self.verify_hook = verify_dataset
+        self.resume_changes = RESUME_CHANGES + tuple(resume_changes)
+        self.last_checkpoint = last_checkpoint
         self.real_dataset = real_dataset
         self._verbs: dict[str, _Verb] = {}
         self._options: list[_Option] = []
@@ -335,7 +356,12 @@ class App:
     # -- config ------------------------------------------------------------------------------------
 
     def resolve_config(self, args: argparse.Namespace, verb: _Verb | None = None) -> Any:
-        """Merge defaults < recipe < checkpoint's run config < ``--config`` < options < ``--set``."""
+        """Merge defaults < recipe < checkpoint's run config < ``--config`` < options < ``--set``.
+
+        With ``--resume`` the run being resumed is the base instead: its ``config.yaml`` (the model,
+        dataset, data folder, recipe and options it ran with) < ``--config`` < options < ``--set``,
+        and only the keys in ``resume_changes`` may differ from it.
+        """
         user_yaml = load_yaml(args.config) if getattr(args, "config", None) else {}
         command_line: dict[str, Any] = {}
         for option, key in COMMON_OPTION_KEYS.items():
@@ -349,6 +375,13 @@ class App:
         for text in getattr(args, "set", []) or []:
             key, value = parse_override(text)
             command_line = _merge(command_line, nest(key, value))
+        resumed = self.resumed_run(args, verb)
+        if resumed is not None:
+            saved = load_yaml(resumed / RunDir.CONFIG)
+            original = resolve_config(self.config_class, [saved])
+            config = resolve_config(self.config_class, [saved, user_yaml, command_line])
+            self._check_resume_changes(original, config, resumed)
+            return config
         checkpoint_yaml: dict[str, Any] = {}
         checkpoint = getattr(args, "checkpoint", None)
         if checkpoint:
@@ -365,6 +398,41 @@ class App:
         recipe = self.recipe(str(dataset), verb.name if verb else None)
         layers = [recipe, checkpoint_yaml, user_yaml, {"dataset": dataset}, command_line]
         return resolve_config(self.config_class, layers)
+
+    def resumed_run(self, args: argparse.Namespace, verb: _Verb | None) -> Path | None:
+        """The folder of the run ``--resume`` continues, when it has a ``config.yaml``; else ``None``.
+
+        ``--resume last`` continues ``--out`` (or the latest run of the app); ``--resume PATH``
+        the run the checkpoint belongs to.
+
+        Raises:
+            ConfigError: ``--resume last`` without ``--out`` and no earlier run.
+        """
+        resume = getattr(args, "resume", None)
+        if not resume or verb is None or not verb.trains:
+            return None
+        if resume == "last":
+            folder = Path(args.out) if args.out else latest_run(self.name)
+            if folder is None:
+                raise ConfigError(f"--resume last found no earlier run under runs/{self.name}; give --out DIR.")
+        else:
+            folder = _checkpoint_run_folder(Path(resume))
+        return folder if (folder / RunDir.CONFIG).is_file() else None
+
+    def _check_resume_changes(self, original: Any, config: Any, folder: Path) -> None:
+        """Refuse a resumed config that trains something other than the run in ``folder`` did."""
+        before, after = _flatten(config_to_dict(original)), _flatten(config_to_dict(config))
+        for key in sorted(set(before) | set(after)):
+            if before.get(key) == after.get(key):
+                continue
+            if any(key == allowed or key.startswith(f"{allowed}.") for allowed in self.resume_changes):
+                continue
+            raise ConfigError(
+                f"--resume continues {folder} as it was configured, but {key} would change "
+                f"from {before.get(key)!r} to {after.get(key)!r}.",
+                "Drop that option, or start a new run with another --out. "
+                f"--resume may change only {', '.join(self.resume_changes)}.",
+            )
 
     def recipe(self, dataset: str, verb: str | None = None) -> dict[str, Any]:
         """The recipe for ``dataset`` (``shared/configs/<app>/<dataset>.yaml``, dashes may be
@@ -431,6 +499,7 @@ class App:
             self.models.get(config.model)  # raises with close matches
         if self.datasets is not None and config.dataset not in self.datasets:
             self.datasets.get(config.dataset)
+        self._check_data_dir(getattr(args, "data_dir", None), config.dataset)
         checkpoint = None
         if args.checkpoint:
             checkpoint = Path(args.checkpoint)
@@ -454,34 +523,85 @@ class App:
             context.run, context.resume_path = self._open_run(verb, args, config)
         return verb.handler(context)
 
+    def _check_data_dir(self, data_dir: str | None, dataset: str) -> None:
+        """A ``--data-dir`` must exist and belong to a dataset that reads a folder."""
+        if not data_dir:
+            return
+        if self.dataset_folder(dataset, data_dir) is None:
+            raise ConfigError(
+                f"--data-dir {data_dir}: dataset {dataset!r} is generated by the package and has no folder.",
+                "Name the dataset the folder holds with --dataset (see `data list`).",
+            )
+        if not Path(data_dir).expanduser().exists():
+            raise ConfigError(f"--data-dir {data_dir} does not exist.", "Check the path, or leave --data-dir out.")
+
     def _open_run(self, verb: _Verb, args: argparse.Namespace, config: Any) -> tuple[RunDir, Path | None]:
         inherited = os.environ.get(RUN_DIR_ENV)
         if _rank() != 0 and inherited:
             # A distributed child: rank 0 already prepared the folder and wrote the config.
-            return RunDir(inherited), resolve_resume(args.resume, inherited) if verb.trains else None
-        if args.out:
-            out = Path(args.out)
-        elif verb.trains and args.resume == "last":
-            found = latest_run(self.name)
-            if found is None:
-                raise ConfigError(f"--resume last found no earlier run under runs/{self.name}; give --out DIR.")
-            out = found
-        else:
-            out = default_run_path(
-                self.name, config.model or "default", config.dataset, verb=None if verb.trains else verb.name
-            )
+            resume = resolve_resume(args.resume, inherited, self.last_checkpoint) if verb.trains else None
+            return RunDir(inherited), resume
         if args.resume and not verb.trains:
             raise ConfigError(f"--resume applies to training verbs, not `{verb.name}`.")
-        resume_path = resolve_resume(args.resume, out) if verb.trains else None
-        if verb.trains:
-            run = RunDir.for_training(out, resume=resume_path is not None, overwrite=args.overwrite)
+        if not verb.trains:
+            run = self._open_output(verb, args, config)
         else:
-            run = RunDir(out)
-        if verb.trains or not (run.path / RunDir.CONFIG).exists():
-            run.write_config(config)
-        run.write_environment({"app": self.name, "verb": verb.name})
+            run, resume_path = self._open_training_run(verb, args, config)
         os.environ[RUN_DIR_ENV] = str(run.path.resolve())
+        return (run, resume_path) if verb.trains else (run, None)
+
+    def _open_training_run(self, verb: _Verb, args: argparse.Namespace, config: Any) -> tuple[RunDir, Path | None]:
+        """The run folder of a training verb: new, replaced (``--overwrite``) or continued (``--resume``).
+
+        A continued run keeps its ``config.yaml`` and ``environment.json``: what the resumed part ran
+        with is written beside them as ``config.resume-<n>.yaml`` and ``environment.resume-<n>.json``.
+        """
+        if args.out:
+            out = Path(args.out)
+        elif args.resume == "last":
+            out = self.resumed_run(args, verb) or latest_run(self.name)
+            if out is None:
+                raise ConfigError(f"--resume last found no earlier run under runs/{self.name}; give --out DIR.")
+        else:
+            out = default_run_path(self.name, config.model or "default", config.dataset)
+        resume_path = resolve_resume(args.resume, out, self.last_checkpoint)
+        run = RunDir.for_training(out, resume=resume_path is not None, overwrite=args.overwrite)
+        record = {"app": self.name, "verb": verb.name}
+        if resume_path is not None and (run.path / RunDir.CONFIG).is_file():
+            index = 1 + sum(1 for _ in run.path.glob("config.resume-*.yaml"))
+            save_config(config, run.path / f"config.resume-{index}.yaml")
+            run.write_environment({**record, "resumed_from": str(resume_path)}, name=f"environment.resume-{index}.json")
+        else:
+            run.write_config(config)
+            run.write_environment(record)
         return run, resume_path
+
+    def _open_output(self, verb: _Verb, args: argparse.Namespace, config: Any) -> RunDir:
+        """The folder a verb that reads a run writes into; the run read is never modified.
+
+        Default: ``<run>/<verb>/<time>/`` for ``--checkpoint`` of a run, else
+        ``runs/<app>/<time>-<verb>-<model>-<dataset>``. An ``--out`` that holds a trained run is refused.
+        """
+        if args.out:
+            out = Path(args.out)
+            if _holds_checkpoints(out):
+                raise ConfigError(
+                    f"--out {out} holds a trained run; `{verb.name}` does not write into a run folder.",
+                    "Choose a new folder, or leave --out out to write into <run>/" + verb.name + "/<time>/.",
+                )
+        else:
+            if args.checkpoint:
+                out = _checkpoint_run_folder(Path(args.checkpoint)) / verb.name / timestamp()
+            else:
+                out = default_run_path(self.name, config.model or "default", config.dataset, verb=verb.name)
+            base, number = out, 1
+            while out.exists():  # two reads within a second get two folders
+                number += 1
+                out = base.with_name(f"{base.name}-{number}")
+        run = RunDir(out)
+        run.write_config(config)
+        run.write_environment({"app": self.name, "verb": verb.name, "read": str(args.checkpoint or "")})
+        return run
 
     # -- scaffold verbs ----------------------------------------------------------------------------
 
@@ -554,6 +674,23 @@ def _checkpoint_run_folder(checkpoint: Path) -> Path:
     from pentad_core.predictor import run_folder_of
 
     return checkpoint if checkpoint.is_dir() else run_folder_of(checkpoint)
+
+
+def _holds_checkpoints(folder: Path) -> bool:
+    """Whether ``folder`` holds the checkpoints of a training run."""
+    checkpoints = folder / "checkpoints"
+    return checkpoints.is_dir() and any(path.is_file() for path in checkpoints.rglob("*"))
+
+
+def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists and other values are leaves)."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

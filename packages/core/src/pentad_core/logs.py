@@ -21,6 +21,8 @@ import torch
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
+from pentad_core.files import atomic_write_csv
+
 
 class _AppendingWriter(ExperimentWriter):
     """Lightning's CSV writer, but an existing ``metrics.csv`` is continued, not deleted."""
@@ -49,10 +51,7 @@ class _AppendingWriter(ExperimentWriter):
             reader = csv.DictReader(handle)
             fields = reader.fieldnames or []
             rows = [row for row in reader if not row.get("step") or int(float(row["step"])) < step]
-        with open(self.metrics_file_path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
+        atomic_write_csv(self.metrics_file_path, rows, columns=fields)  # a kill here keeps the old file
 
 
 class ResumableCSVLogger(CSVLogger):

@@ -122,9 +122,11 @@ class RunDir:
                     f"{path} already holds a run; pass --resume last to continue it, "
                     "--overwrite to replace it, or choose another --out."
                 )
-            for name in ("checkpoints", "logs", "plots"):
-                shutil.rmtree(path / name, ignore_errors=True)
-            (path / cls.METRICS).unlink(missing_ok=True)
+            for entry in path.iterdir():  # everything the earlier run wrote: exports, CSVs, monitors too
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
         return cls(path)
 
     def write_config(self, config: Any) -> Path:
@@ -149,11 +151,11 @@ class RunDir:
         atomic_write_json(self.path / self.METRICS, merged)
         return merged
 
-    def write_environment(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Record package versions, hardware, git commit and command line in ``environment.json``."""
+    def write_environment(self, extra: dict[str, Any] | None = None, name: str = ENVIRONMENT) -> dict[str, Any]:
+        """Record package versions, hardware, git commit and command line in ``environment.json`` (or ``name``)."""
         record = environment_record()
         record.update(extra or {})
-        atomic_write_json(self.path / self.ENVIRONMENT, record)
+        atomic_write_json(self.path / name, record)
         return record
 
     def __repr__(self) -> str:

@@ -223,7 +223,9 @@ def build_trainer(
     if accelerator == "cpu" and config.retain_freed_memory:
         retain_freed_memory()
     csv_logger = ResumableCSVLogger(save_dir=run.logs, name="", version="")
-    all_callbacks: list[pl.Callback] = [ResumeCallback(csv_logger)]
+    all_callbacks: list[pl.Callback] = [
+        ResumeCallback(csv_logger, run.last_checkpoint if enable_checkpointing else None)
+    ]
     if config.channels_last or config.compile:
         all_callbacks.append(ModelOptimisations(config.channels_last, config.compile))
     if enable_checkpointing:
@@ -332,14 +334,19 @@ def fit(
         ``fit/best_score`` when a metric is monitored.
     """
     start = time.perf_counter()
-    trainer.fit(
-        module,
-        train_dataloaders=train_dataloaders,
-        val_dataloaders=val_dataloaders,
-        datamodule=datamodule,
-        ckpt_path=ckpt_path,
-        weights_only=True,
-    )
+    try:
+        trainer.fit(
+            module,
+            train_dataloaders=train_dataloaders,
+            val_dataloaders=val_dataloaders,
+            datamodule=datamodule,
+            ckpt_path=ckpt_path,
+            weights_only=True,
+        )
+    except SystemExit:
+        if trainer.interrupted:  # Lightning turns Ctrl-C into exit code 1; the CLI answers it with 130
+            raise KeyboardInterrupt from None
+        raise
     metrics = _plain_metrics(dict(trainer.callback_metrics))
     # Keys read "<split>/<metric>"; the LR monitor's "lr-<optimizer>" is a training quantity.
     metrics = {(key if "/" in key else f"train/{key}"): value for key, value in metrics.items()}
