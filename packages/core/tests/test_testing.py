@@ -1,0 +1,36 @@
+"""The real-data test gate: skip naming the dataset, or fail when CI requires the data."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+
+CASES = [(True, False, "passed"), (False, False, "skipped"), (False, True, "failed"), (True, True, "passed")]
+
+
+@pytest.mark.parametrize(("present", "required", "outcome"), CASES)
+def test_requires_dataset_skips_or_fails_by_the_setting(tmp_path, present, required, outcome):
+    home = tmp_path / "datasets"
+    (home / ("drive" if present else "other")).mkdir(parents=True)
+    test_file = tmp_path / "test_gate.py"
+    test_file.write_text(textwrap.dedent("""
+        from pentad_core.testing import requires_dataset
+
+        @requires_dataset("drive")
+        def test_reads_drive(tmp_path):
+            assert tmp_path.exists()
+    """))
+    environment = {"PATH": "/usr/bin:/bin", "PENTAD_DATA": str(home), "PENTAD_REQUIRE_DATA": "1" if required else "0"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-W", "ignore", str(test_file)],
+        capture_output=True, text=True, cwd=tmp_path, env=environment, timeout=120,
+    )  # fmt: skip
+    assert f"1 {outcome}" in result.stdout, result.stdout
+    if outcome == "skipped":
+        assert f"dataset drive not found at {home}/drive" in result.stdout
+    if outcome == "failed":
+        assert "PENTAD_REQUIRE_DATA=1 requires it" in result.stdout
