@@ -8,7 +8,6 @@ import textwrap
 
 import pytest
 
-
 CASES = [(True, False, "passed"), (False, False, "skipped"), (False, True, "failed"), (True, True, "passed")]
 
 
@@ -17,13 +16,15 @@ def test_requires_dataset_skips_or_fails_by_the_setting(tmp_path, present, requi
     home = tmp_path / "datasets"
     (home / ("drive" if present else "other")).mkdir(parents=True)
     test_file = tmp_path / "test_gate.py"
-    test_file.write_text(textwrap.dedent("""
+    test_file.write_text(
+        textwrap.dedent("""
         from pentad_core.testing import requires_dataset
 
         @requires_dataset("drive")
         def test_reads_drive(tmp_path):
             assert tmp_path.exists()
-    """))
+    """)
+    )
     environment = {"PATH": "/usr/bin:/bin", "PENTAD_DATA": str(home), "PENTAD_REQUIRE_DATA": "1" if required else "0"}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-W", "ignore", str(test_file)],
