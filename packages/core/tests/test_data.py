@@ -121,6 +121,37 @@ def test_tar_link_leaving_the_target_is_rejected(tmp_path):
         safe_extract(archive, tmp_path / "target")
 
 
+def test_tar_hard_link_leaving_the_target_is_rejected(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside the dataset")
+    archive = tmp_path / "hardlink.tar"
+    with tarfile.open(archive, "w") as bundle:
+        info = tarfile.TarInfo("data.txt")
+        info.type = tarfile.LNKTYPE
+        info.linkname = str(secret)
+        bundle.addfile(info)
+    target = tmp_path / "target"
+    with pytest.raises(DataError, match="link to .*secret.txt outside the target folder"):
+        safe_extract(archive, target)
+    assert not (target / "data.txt").exists()
+    assert secret.read_text() == "outside the dataset"
+
+
+@pytest.mark.parametrize("kind", [tarfile.CHRTYPE, tarfile.BLKTYPE])
+def test_tar_device_files_are_rejected(tmp_path, kind):
+    archive = tmp_path / "device.tar"
+    with tarfile.open(archive, "w") as bundle:
+        bundle.addfile(tarfile.TarInfo("ok.txt"), io.BytesIO(b""))
+        info = tarfile.TarInfo("dev/sda")
+        info.type = kind
+        info.devmajor, info.devminor = 8, 0
+        bundle.addfile(info)
+    target = tmp_path / "target"
+    with pytest.raises(DataError, match="'dev/sda' \\(device file\\)"):
+        safe_extract(archive, target)
+    assert not target.exists() or list(target.iterdir()) == []
+
+
 def test_zip_with_parent_entry_is_rejected(tmp_path):
     archive = tmp_path / "bad.zip"
     with zipfile.ZipFile(archive, "w") as bundle:

@@ -9,6 +9,7 @@ Lightning that offers none of the trainer's options.
 from __future__ import annotations
 
 import csv
+import hashlib
 from dataclasses import dataclass
 
 import pytest
@@ -303,3 +304,20 @@ def test_import_submodules_imports_every_module_of_a_folder(tmp_path, monkeypatc
     import plugins_pkg
 
     assert plugins_pkg.FOUND == ["alpha", "beta"]
+
+
+def test_data_verify_reports_a_checksum_mismatch_even_when_the_dataset_checks_itself(tmp_path, capsys):
+    datasets = Registry("dataset", DatasetInfo)
+    good = b"the published bytes"
+    files = (RemoteFile(url="https://example.org/a.bin", filename="a.bin", sha256=hashlib.sha256(good).hexdigest()),)
+    datasets.register("real", lambda: None, description="published", files=files)
+    app = App("toyapp", "Toy.", RunConfig, datasets=datasets, verify_dataset=lambda name, root: "3 images")
+    (tmp_path / "a.bin").write_bytes(good)
+    assert app.main(["data", "verify", "real", "--data-dir", str(tmp_path)]) == 0
+    assert "OK (3 images)" in capsys.readouterr().out
+    (tmp_path / "a.bin").write_bytes(b"tampered")
+    assert app.main(["data", "verify", "real", "--data-dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "checksum mismatch" in error and "data download real" in error
+    (tmp_path / "a.bin").unlink()  # extracted and removed: the dataset's own check decides
+    assert app.main(["data", "verify", "real", "--data-dir", str(tmp_path)]) == 0

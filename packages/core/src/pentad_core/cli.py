@@ -658,7 +658,14 @@ class App:
                 f"dataset folder not found: {root}.", f"Run `data download {args.name}` or pass --data-dir."
             )
         problems = verify_dataset(self.remote_files.get(args.name, []), root) if args.name in self.remote_files else []
-        # Archives may have been removed after extraction; the dataset's own check is authoritative.
+        # A downloaded file whose checksum differs is always reported. A missing one is not, when the
+        # dataset has its own check: archives may have been removed after extraction.
+        mismatched = [problem for problem in problems if problem.startswith("checksum mismatch")]
+        if mismatched:
+            raise DataError(
+                f"dataset {args.name} at {root}: {'; '.join(mismatched)}.",
+                f"Delete the file and run `data download {args.name}` again.",
+            )
         if self.verify_hook is not None:
             summary = self.verify_hook(args.name, root)
             print(f"{args.name} at {root}: OK ({summary})")
