@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from pentad_core.errors import DataError
+from pentad_core.testing import requires_dataset
 from pentad_traffic.data import generate_synthetic, load_csv, load_dataset, load_dcrnn
 from pentad_traffic.data.readers import gaussian_kernel_adjacency, read_adj_pickle
 
@@ -157,6 +158,18 @@ def test_registry_metadata_of_the_datasets() -> None:
     assert all(not DATASETS.info(name).generated for name in DATASETS.names() if name != "synthetic")
 
 
+def test_missing_dataset_folders_say_the_command_that_works(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PENTAD_DATA", str(tmp_path))
+    with pytest.raises(DataError) as error:
+        load_dataset("los-loop")
+    assert "`apps/traffic data download los-loop`" in str(error.value)
+    assert "--dataset" not in str(error.value)
+    (tmp_path / "metr-la").mkdir()
+    with pytest.raises(DataError, match="by hand") as error:
+        load_dataset("metr-la")  # no download exists: the message must not offer one
+    assert "download" not in str(error.value).replace("Google Drive", "")
+
+
 def test_unknown_dataset_lists_known_names() -> None:
     from pentad_core.errors import ConfigError
 
@@ -164,8 +177,7 @@ def test_unknown_dataset_lists_known_names() -> None:
         load_dataset("los-lop")
 
 
-@pytest.mark.real_data
-@pytest.mark.skipif(not os.environ.get("PENTAD_DATA"), reason="PENTAD_DATA is unset")
+@requires_dataset("los-loop")
 def test_los_loop_loads_and_persistence_matches_the_published_protocol() -> None:
     import pentad_traffic as pt
     from pentad_traffic.metrics import horizon_metrics
@@ -182,8 +194,7 @@ def test_los_loop_loads_and_persistence_matches_the_published_protocol() -> None
     assert scores["h12/rmse"] == pytest.approx(8.446, abs=1e-3)
 
 
-@pytest.mark.real_data
-@pytest.mark.skipif(not os.environ.get("PENTAD_DATA"), reason="PENTAD_DATA is unset")
+@requires_dataset("los-loop")
 def test_los_loop_var_beats_persistence_at_every_horizon() -> None:
     import pentad_traffic as pt
     from pentad_traffic.metrics import horizon_metrics

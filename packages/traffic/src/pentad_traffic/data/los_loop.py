@@ -31,7 +31,7 @@ def load_los_loop(root: str | Path | None = None) -> TrafficData:
     Args:
         root: Folder holding ``los_speed.csv`` and ``los_adj.csv`` (default ``$PENTAD_DATA/los-loop``).
     """
-    folder = resolve_root("los-loop", root)
+    folder = resolve_root("los-loop", root, downloadable=True)
     speeds, ids, _ = read_speed_csv(folder / "los_speed.csv")
     adjacency, header = read_matrix_csv(folder / "los_adj.csv")
     adjacency = align_adjacency(adjacency, header, ids, folder / "los_adj.csv")

@@ -12,6 +12,9 @@ import numpy as np
 from pentad_core.data import dataset_root
 from pentad_core.errors import DataError, missing_file
 
+#: What to do about a missing METR-LA / PEMS-BAY file: they have no stable download URL.
+DCRNN_HINT = "DCRNN publishes it on Google Drive / Baidu only: copy it into that folder by hand (docs/traffic.md)."
+
 #: Header names recognised as a timestamp column in a speed CSV.
 TIMESTAMP_HEADERS = {"timestamp", "time", "date", "datetime", ""}
 
@@ -205,7 +208,7 @@ def read_adj_pickle(path: str | Path) -> tuple[list[str], np.ndarray]:
     """
     path = Path(path)
     if not path.is_file():
-        raise missing_file(path, "DCRNN sensor graph (adj_mx.pkl)", "Run `traffic data download` or copy it there.")
+        raise missing_file(path, "DCRNN sensor graph (adj_mx.pkl)", DCRNN_HINT)
     try:
         with path.open("rb") as handle:
             content = _NumpyOnlyUnpickler(handle, encoding="latin1").load()
@@ -226,7 +229,7 @@ def read_dcrnn_h5(path: str | Path) -> tuple[np.ndarray, list[str], np.ndarray]:
 
     path = Path(path)
     if not path.is_file():
-        raise missing_file(path, "DCRNN speed table (.h5)", "Run `traffic data download` or copy it there.")
+        raise missing_file(path, "DCRNN speed table (.h5)", DCRNN_HINT)
     try:
         with h5py.File(path, "r") as handle:
             keys = [k for k in ("df", "speed") if k in handle]
@@ -246,16 +249,20 @@ def read_dcrnn_h5(path: str | Path) -> tuple[np.ndarray, list[str], np.ndarray]:
     return speeds, columns, timestamps
 
 
-def resolve_root(name: str, root: str | Path | None) -> Path:
+def resolve_root(name: str, root: str | Path | None, downloadable: bool = False) -> Path:
     """The folder of dataset ``name``: ``root`` if given, else ``$PENTAD_DATA/<name>``, else
-    ``~/.cache/pentad/<name>`` (:func:`pentad_core.data.dataset_root`).
+    ``~/.cache/pentad/<name>`` (:func:`pentad_core.data.dataset_root`). ``downloadable``: the
+    dataset has official files (`data download NAME` fetches them), named in the error.
 
     Raises:
         DataError: If the folder does not exist.
     """
     folder = dataset_root(name, root)
     if not folder.is_dir():
-        raise missing_file(folder, f"{name} dataset folder", "Pass --data-dir or set PENTAD_DATA to the datasets root.")
+        hint = "Pass --data-dir or set PENTAD_DATA to the datasets root."
+        if root is None and downloadable:
+            hint = f"Run `apps/traffic data download {name}`, or pass --data-dir."
+        raise missing_file(folder, f"{name} dataset folder", hint)
     return folder
 
 
