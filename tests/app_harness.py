@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 APPS_DIR = ROOT / "apps"
 APPS = sorted(p.name for p in APPS_DIR.iterdir() if (p / "__main__.py").is_file()) if APPS_DIR.is_dir() else []
@@ -32,6 +30,3 @@ def app_object(app: str):
     found = [value for value in vars(module).values() if isinstance(value, App)]
     assert len(found) == 1, f"pentad_{app}.cli should define exactly one App"
     return found[0]
-
-
-requires_data = pytest.mark.skipif(not os.environ.get("PENTAD_DATA"), reason="PENTAD_DATA is unset")

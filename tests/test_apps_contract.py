@@ -44,8 +44,33 @@ def best_checkpoint(run: Path) -> Path:
     return files[0]
 
 
+#: What each demo must reach on its generated data: a fixed bar where chance is known, else a
+#: margin over the domain's trivial baseline run through the same demo (same data and split).
+DEMO_BARS = {
+    "vision": ("test/acc", "min", 0.80),  # 4 balanced classes: chance is 0.25
+    "medseg": ("test/dice", "min", 0.80),  # an all-background mask scores 0
+    "rl": ("eval/mean_return", "min", 195.0),  # CartPole-v1: a random policy averages about 22
+    "recsys": ("test/rmse", "below", ("popularity", 0.95)),  # 5 % under the shrunk item means
+    "traffic": ("test/rmse", "below", ("persistence", 0.95)),  # 5 % under repeating the last reading
+}
+
+
+def assert_demo_learned(app: str, metrics: dict, tmp_path: Path, capsys) -> None:
+    key, kind, bar = DEMO_BARS[app]
+    if kind == "min":
+        assert metrics[key] >= bar, f"apps/{app} demo: {key} {metrics[key]:.4f} < {bar}"
+        return
+    baseline_model, factor = bar
+    out = tmp_path / f"demo-{baseline_model}"
+    code, _, lines = run_in_process(app, capsys, "demo", "--model", baseline_model, "--out", str(out))
+    assert code == 0, lines
+    baseline = json.loads((out / "metrics.json").read_text())[key]
+    message = f"apps/{app} demo: {key} {metrics[key]:.4f} vs {baseline_model} {baseline:.4f}"
+    assert metrics[key] <= factor * baseline, message
+
+
 @pytest.mark.parametrize("app", APPS)
-def test_demo_then_evaluate_and_export_its_checkpoint(app, tmp_path, capsys):
+def test_demo_learns_then_evaluate_and_export_its_checkpoint(app, tmp_path, capsys):
     out = tmp_path / "demo"
     result = run_app(app, "demo", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -53,6 +78,7 @@ def test_demo_then_evaluate_and_export_its_checkpoint(app, tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics and all("/" in key for key in metrics), metrics
     assert any(key.startswith(("test/", "eval/")) for key in metrics), metrics
+    assert_demo_learned(app, metrics, tmp_path, capsys)
     assert (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir())
     assert list(out.rglob("events.out.tfevents.*")), "no TensorBoard log"
     assert list(out.rglob("*.png")), "no plot"

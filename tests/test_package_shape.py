@@ -186,3 +186,21 @@ def test_no_import_cycles(domain):
     for module in sorted(graph):
         if module not in state:
             visit(module)
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_every_registered_download_carries_a_checksum_and_uses_https(domain):
+    registry = importlib.import_module(f"pentad_{domain}.registry")
+    importlib.import_module(f"pentad_{domain}.cli")
+    problems = []
+    for value in vars(registry).values():
+        if not isinstance(value, Registry) or value.info_class is not DatasetInfo:
+            continue
+        for name in value.names():
+            for remote in value.info(name).files:
+                if not (remote.sha256 or remote.md5):
+                    problems.append(f"{name}: {remote.filename} has no checksum")
+                for url in (remote.url, *remote.mirrors):
+                    if not url.startswith("https://"):
+                        problems.append(f"{name}: {url} is not https")
+    assert not problems, "\n".join(problems)

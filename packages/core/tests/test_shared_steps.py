@@ -321,3 +321,25 @@ def test_data_verify_reports_a_checksum_mismatch_even_when_the_dataset_checks_it
     assert "checksum mismatch" in error and "data download real" in error
     (tmp_path / "a.bin").unlink()  # extracted and removed: the dataset's own check decides
     assert app.main(["data", "verify", "real", "--data-dir", str(tmp_path)]) == 0
+
+
+def test_a_recipes_model_options_apply_to_its_own_model_only(tmp_path, monkeypatch):
+    folder = tmp_path / "configs" / "toyapp"
+    folder.mkdir(parents=True)
+    (folder / "synthetic.yaml").write_text("model: mlp\nmodel_options: {hidden: 32}\nseed: 7\n")
+    monkeypatch.setenv("PENTAD_CONFIGS", str(tmp_path / "configs"))
+
+    @dataclass
+    class Options(RunConfig):
+        """A config with model options."""
+
+        #: Options of the model.
+        model_options: dict = None  # type: ignore[assignment]
+
+    app = App("toyapp", "Toy.", Options)
+    app.verb("train", "Train.", trains=True)(lambda context: None)
+    parser = app.build_parser()
+    own = app.resolve_config(parser.parse_args(["train"]), app._verbs["train"])
+    other = app.resolve_config(parser.parse_args(["train", "--model", "linear"]), app._verbs["train"])
+    assert own.model == "mlp" and own.model_options == {"hidden": 32}
+    assert other.model == "linear" and other.model_options is None and other.seed == 7

@@ -396,6 +396,10 @@ class App:
             or self.config_class().dataset
         )
         recipe = self.recipe(str(dataset), verb.name if verb else None)
+        model = command_line.get("model") or user_yaml.get("model") or checkpoint_yaml.get("model")
+        if model and recipe.get("model") not in (None, model):
+            # a recipe's model_options are its own model's settings; another model starts from its defaults
+            recipe = {key: value for key, value in recipe.items() if key != "model_options"}
         layers = [recipe, checkpoint_yaml, user_yaml, {"dataset": dataset}, command_line]
         return resolve_config(self.config_class, layers)
 
