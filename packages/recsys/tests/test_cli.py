@@ -77,7 +77,13 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert (
         main(["train", "--dataset", "ml-100k", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "b")]) == 2
     )
+    assert "does not exist" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["train", "--dataset", "ml-100k", "--data-dir", str(empty), "--out", str(tmp_path / "b")]) == 2
     assert "not found" in capsys.readouterr().err
+    assert main(["train", "--data-dir", str(empty), "--out", str(tmp_path / "b2")]) == 2  # synthetic has no folder
+    assert "generated" in capsys.readouterr().err
     bad = tmp_path / "bad.csv"
     bad.write_text("u,i,r\n1,2,4\n1,3,nan\n")
     args = ["train", "--dataset", "csv", "--data-dir", str(bad), "--model", "mf", "--out", str(tmp_path / "c")]

@@ -78,3 +78,17 @@ def test_evaluate_ranking_sampled_protocol_uses_the_sampled_negatives_only():
     pool = np.array([2, 3, 4])
     drawn = np.random.default_rng(0).choice(pool, 2, replace=False)
     assert result["hr@1"] == (0.0 if 2 in drawn else 1.0)
+
+
+def test_sampled_protocol_ranks_against_every_unseen_item_when_fewer_than_asked():
+    # 5 items: user 0 trained on item 0 and holds out item 1, so only items 2, 3, 4 can be negatives,
+    # fewer than the 99 the protocol asks for: the user is ranked against those three (no crash).
+    train = _tiny([0], [0])
+    test = _tiny([0], [1])
+    # item 0 (seen) scores highest: counting it, or the padding of the short row, would push item 1 down
+    table = torch.tensor([[9.0, 5.0, 6.0, 1.0, 2.0]])
+    result = evaluate_ranking(lambda users: table[users], train, test, ks=(1, 3), protocol="sampled")
+    # only item 2 (6.0) beats item 1 (5.0): rank 1
+    assert result["hr@1"] == 0.0 and result["hr@3"] == 1.0
+    assert result["mrr"] == pytest.approx(1 / 2)
+    assert result["ndcg@3"] == pytest.approx(1 / math.log2(3))

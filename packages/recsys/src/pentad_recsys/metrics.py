@@ -118,7 +118,9 @@ def evaluate_ranking(
         ks: Cut-offs for HR/Recall/NDCG.
         protocol: ``"full"``: rank against every item not in the user's training interactions;
             ``"sampled"``: each test interaction against ``num_negatives`` items drawn uniformly
-            (numpy ``default_rng(seed)``, in user order) from those the user did not train on.
+            (numpy ``default_rng(seed)``, in user order) from those the user did not train on. A
+            user with fewer than ``num_negatives`` such items (other than the held-out one) is ranked
+            against all of them, with no draw: the sample is what there is.
         num_negatives: Negatives of the sampled protocol.
         seed: Seed of the sampled protocol.
         batch_users: Users scored per batch.
@@ -157,19 +159,25 @@ def evaluate_ranking(
         for start in range(0, len(order), batch_users):
             users = rows_users[start : start + batch_users]
             positives = rows_items[start : start + batch_users]
-            candidates = np.empty((len(users), num_negatives + 1), np.int64)
+            candidates = np.zeros((len(users), num_negatives + 1), np.int64)
+            present = np.ones(candidates.shape, bool)  # False where a short pool left no negative
             for row, (u, i) in enumerate(zip(users, positives)):
                 mask = np.ones(num_items, bool)
                 mask[train_items[indptr[u] : indptr[u + 1]]] = False
                 pool = all_items[mask]
+                pool = pool[pool != i]
                 candidates[row, 0] = i
-                candidates[row, 1:] = rng.choice(pool[pool != i], num_negatives, replace=False)
+                if len(pool) >= num_negatives:  # the draw of every earlier version
+                    candidates[row, 1:] = rng.choice(pool, num_negatives, replace=False)
+                else:  # fewer unseen items than negatives: rank against all of them (no draw)
+                    candidates[row, 1 : 1 + len(pool)] = pool
+                    present[row, 1 + len(pool) :] = False
             with torch.no_grad():
                 full = score_all(torch.as_tensor(users)).float()
             scores = torch.gather(full, 1, torch.as_tensor(candidates))
             relevant = torch.zeros_like(scores, dtype=torch.bool)
             relevant[:, 0] = True
-            ranks = ranks_of_relevant(scores, relevant, torch.ones_like(relevant), ties)
+            ranks = ranks_of_relevant(scores, relevant, torch.as_tensor(present), ties)
             padded, counts = _padded_ranks(ranks, relevant)
             for name, values in ranking_metrics(padded, counts, ks).items():
                 totals[name] = totals.get(name, 0.0) + float(values.sum())
