@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 import torch
@@ -334,7 +334,7 @@ def test_a_recipes_model_options_apply_to_its_own_model_only(tmp_path, monkeypat
         """A config with model options."""
 
         #: Options of the model.
-        model_options: dict = None  # type: ignore[assignment]
+        model_options: dict = field(default_factory=dict)
 
     app = App("toyapp", "Toy.", Options)
     app.verb("train", "Train.", trains=True)(lambda context: None)
@@ -342,4 +342,4 @@ def test_a_recipes_model_options_apply_to_its_own_model_only(tmp_path, monkeypat
     own = app.resolve_config(parser.parse_args(["train"]), app._verbs["train"])
     other = app.resolve_config(parser.parse_args(["train", "--model", "linear"]), app._verbs["train"])
     assert own.model == "mlp" and own.model_options == {"hidden": 32}
-    assert other.model == "linear" and other.model_options is None and other.seed == 7
+    assert other.model == "linear" and other.model_options == {} and other.seed == 7
