@@ -6,7 +6,6 @@ import os
 import pickle
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -92,19 +91,7 @@ def test_gaussian_kernel_ignores_unknown_sensors() -> None:
     assert weights.tolist() == [[1.0, 0.0], [0.0, 1.0]]
 
 
-def write_dcrnn(folder: Path, speeds: np.ndarray, ids: list[str], adjacency: np.ndarray, key: str = "df") -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    stamps = np.datetime64("2012-03-01T00:00") + np.arange(len(speeds)) * np.timedelta64(5, "m")
-    with h5py.File(folder / "metr-la.h5", "w") as handle:
-        group = handle.create_group(key)
-        group["block0_values"] = speeds
-        group["axis0"] = np.array([i.encode() for i in ids])
-        group["axis1"] = stamps.astype("datetime64[ns]").astype(np.int64)
-    with (folder / "adj_mx.pkl").open("wb") as handle:
-        pickle.dump((ids, {s: i for i, s in enumerate(ids)}, adjacency), handle, protocol=2)
-
-
-def test_dcrnn_layout_is_read_and_aligned(tmp_path: Path) -> None:
+def test_dcrnn_layout_is_read_and_aligned(tmp_path: Path, write_dcrnn) -> None:
     speeds = np.array([[60.0, 0.0], [61.0, 55.0], [62.0, 56.0]], dtype=np.float32)
     adjacency = np.array([[1.0, 0.3], [0.0, 1.0]], dtype=np.float32)
     write_dcrnn(tmp_path, speeds, ["10", "20"], adjacency)
@@ -126,7 +113,7 @@ def test_adjacency_pickle_refuses_code(tmp_path: Path) -> None:
         read_adj_pickle(path)
 
 
-def test_nan_in_dcrnn_table_is_rejected(tmp_path: Path) -> None:
+def test_nan_in_dcrnn_table_is_rejected(tmp_path: Path, write_dcrnn) -> None:
     write_dcrnn(tmp_path, np.array([[1.0], [np.nan]], dtype=np.float32), ["1"], np.eye(1, dtype=np.float32))
     with pytest.raises(DataError, match="NaN"):
         load_dcrnn("metr-la", "metr-la.h5", ("adj_mx.pkl",), tmp_path)

@@ -20,7 +20,7 @@ from pentad_traffic import outputs, pipeline
 from pentad_traffic.config import TrafficConfig
 from pentad_traffic.data import TrafficData, load_dataset
 from pentad_traffic.predictor import Predictor
-from pentad_traffic.protocols import Protocol, prepare
+from pentad_traffic.protocols import Protocol, for_data, prepare
 from pentad_traffic.registry import DATASETS, MODELS
 
 
@@ -102,8 +102,9 @@ def evaluate(context: Context) -> None:
     data = _load_data(context)
     forecasts, metrics = pipeline.evaluate(predictor, data)
     context.run.write_metrics(metrics)
-    rows = pipeline.write_report(context.run, data, predictor.protocol, metrics, forecasts, context.config)
-    _show(context, rows, data, predictor.protocol)
+    protocol = for_data(predictor.protocol, data)  # METR-LA / PEMS-BAY zeros masked whatever the protocol
+    rows = pipeline.write_report(context.run, data, protocol, metrics, forecasts, context.config)
+    _show(context, rows, data, protocol)
 
 
 def _predict_arguments(parser: argparse.ArgumentParser) -> None:

@@ -186,9 +186,10 @@ class ForecastModule(PentadModule):
         for key, value in self.score(pred, true).items():
             self.log(f"test/{key}", value)
 
-    def score(self, pred: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
-        """Per-horizon metrics and, under key ``<metric>``, the metrics over every predicted step."""
-        protocol = self.protocol
+    def score(self, pred: torch.Tensor, true: torch.Tensor, protocol: Protocol | None = None) -> dict[str, float]:
+        """Per-horizon metrics and, under key ``<metric>``, the metrics over every predicted step
+        (under ``protocol``, default the module's)."""
+        protocol = protocol or self.protocol
         scores = horizon_metrics(
             pred, true, protocol.horizons, protocol.metrics, protocol.reduction, protocol.null_value
         )

@@ -32,7 +32,7 @@ from pentad_traffic.config import TrafficConfig
 from pentad_traffic.data import TrafficData, load_dataset
 from pentad_traffic.module import ForecastModule
 from pentad_traffic.predictor import Predictor
-from pentad_traffic.protocols import PreparedData, Protocol, model_inputs, prepare, split
+from pentad_traffic.protocols import PreparedData, Protocol, for_data, model_inputs, prepare, split
 from pentad_traffic.registry import MODELS
 
 #: Keys of a ``benchmark_overrides`` entry: the epochs and the module options a model may change.
@@ -182,7 +182,7 @@ def evaluate(predictor: Predictor, data: TrafficData) -> tuple[Forecasts, dict[s
         The forecasts and the metrics ``test/h<k>/<metric>`` and ``test/<metric>`` (all steps).
     """
     forecasts = forecast(predictor, data, scored_window_starts(data, predictor.protocol))
-    scores = predictor.score(forecasts.predictions, forecasts.truths)
+    scores = predictor.score(forecasts.predictions, forecasts.truths, for_data(predictor.protocol, data))
     return forecasts, {f"test/{key}": value for key, value in scores.items()}
 
 

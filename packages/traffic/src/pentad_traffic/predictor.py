@@ -172,6 +172,6 @@ class Predictor(BasePredictor):
         """The run's recorded metrics (empty for a module trained in this process)."""
         return dict(self.run.metrics) if self.run is not None else {}
 
-    def score(self, pred: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
+    def score(self, pred: torch.Tensor, true: torch.Tensor, protocol: Protocol | None = None) -> dict[str, float]:
         """The protocol's metrics per horizon and over all steps (see :meth:`ForecastModule.score`)."""
-        return self.module.score(pred, true)
+        return self.module.score(pred, true, protocol)

@@ -285,12 +285,22 @@ def split(length: int, protocol: Protocol, name: str = "series") -> Split:
     return Split(train_starts, val_starts, test_starts, int(fit_end), int(test_step))
 
 
+def for_data(protocol: Protocol, data: TrafficData) -> Protocol:
+    """``protocol`` with the dataset's missing-value marker (``data.null_value``, e.g. METR-LA's 0)
+    masked, whatever the protocol says; unchanged for a dataset without one."""
+    if data.null_value is None or protocol.null_value == data.null_value:
+        return protocol
+    return protocol.replace(null_value=data.null_value)
+
+
 def prepare(data: TrafficData, protocol: Protocol) -> PreparedData:
-    """Split, scale and window ``data`` under ``protocol``.
+    """Split, scale and window ``data`` under ``protocol`` (with the dataset's missing-value marker
+    masked, see :func:`for_data`; ``PreparedData.protocol`` is the protocol applied).
 
     Raises:
         DataError: If the series is too short for the protocol's windows.
     """
+    protocol = for_data(protocol, data)
     valid = np.isfinite(data.speeds)
     if protocol.null_value is not None:
         valid &= data.speeds != protocol.null_value

@@ -1,10 +1,12 @@
 """The in-memory form of a traffic dataset and its validation.
 
 Missing-value policy (the METR-LA / PEMS-BAY convention): a detector that was down reports a
-speed of exactly 0. Such readings stay in the inputs as written, and a protocol with
-``null_value=0.0`` (the DCRNN protocol) masks them out of losses and metrics. NaN, empty or
-non-numeric cells are never guessed: they raise :class:`~pentad_core.errors.DataError` so the user
-decides how to fill them (write 0 to mark a reading as missing).
+speed of exactly 0. Such readings stay in the inputs as written. A dataset whose
+:attr:`TrafficData.null_value` is set (METR-LA and PEMS-BAY: 0) has them masked out of the loss and
+of every metric under every protocol (:func:`pentad_traffic.protocols.prepare` adds it to the
+protocol); for other datasets a protocol with ``null_value=0.0`` (the DCRNN protocol) masks them.
+NaN, empty or non-numeric cells are never guessed: they raise :class:`~pentad_core.errors.DataError`
+so the user decides how to fill them (write 0 to mark a reading as missing).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ class TrafficData:
             first row).
         timestamps: Optional ``(T,)`` ``datetime64[s]`` time of each row.
         source: Where the data was read from, for messages and run records.
+        null_value: The reading that marks a missing value in this dataset (0 for METR-LA and
+            PEMS-BAY), masked in the loss and every metric whatever the protocol; None when the
+            dataset has no such convention (then only the protocol's ``null_value`` is masked).
     """
 
     name: str
@@ -44,6 +49,7 @@ class TrafficData:
     start_step: int | None = None
     timestamps: np.ndarray | None = None
     source: str = ""
+    null_value: float | None = None
 
     def __post_init__(self) -> None:
         where = self.source or self.name
@@ -110,7 +116,11 @@ class TrafficData:
     def describe(self) -> str:
         """One line: name, shape and graph size."""
         edges = int((self.adjacency > 0).sum() - (np.diag(self.adjacency) > 0).sum())
+        missing = ""
+        if self.null_value is not None:
+            count = int((self.speeds == self.null_value).sum())
+            missing = f", {count} missing readings ({self.null_value:g}, masked)"
         return (
             f"{self.name}: {self.num_steps} steps x {self.num_nodes} sensors, {edges} directed edges, "
-            f"{self.steps_per_day} steps/day, speeds {self.speeds.min():.1f}..{self.speeds.max():.1f}"
+            f"{self.steps_per_day} steps/day, speeds {self.speeds.min():.1f}..{self.speeds.max():.1f}{missing}"
         )

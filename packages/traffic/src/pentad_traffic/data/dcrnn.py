@@ -2,7 +2,8 @@
 
 The speed tables are only published on Google Drive / Baidu (no stable URL), so these datasets
 have no ``files`` to download: put the ``.h5`` and the pickle into the dataset folder by hand
-(docs/traffic.md).
+(docs/traffic.md). A reading of 0 is missing in both (``TrafficData.null_value``): it is masked in
+the loss and in every metric, whatever the protocol.
 """
 
 from __future__ import annotations
@@ -27,4 +28,7 @@ def load_dcrnn(name: str, h5_name: str, pickle_names: tuple[str, ...], root: str
     pickle_path = next((folder / p for p in pickle_names if (folder / p).is_file()), folder / pickle_names[0])
     graph_ids, adjacency = read_adj_pickle(pickle_path)
     adjacency = align_adjacency(adjacency, graph_ids, ids, pickle_path)
-    return TrafficData(name, speeds, adjacency, ids, STEPS_PER_DAY_5MIN, None, timestamps, source=str(folder))
+    # A reading of 0 is a sensor that was down (DCRNN): missing, masked under every protocol.
+    return TrafficData(
+        name, speeds, adjacency, ids, STEPS_PER_DAY_5MIN, None, timestamps, source=str(folder), null_value=0.0
+    )

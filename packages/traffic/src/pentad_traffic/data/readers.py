@@ -214,7 +214,7 @@ def read_adj_pickle(path: str | Path) -> tuple[list[str], np.ndarray]:
             content = _NumpyOnlyUnpickler(handle, encoding="latin1").load()
         sensor_ids, _, adjacency = content
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as error:
-        raise DataError(f"{path} is not a DCRNN adj_mx.pkl ({error}).", "Download it again.") from None
+        raise DataError(f"{path} is not a DCRNN adj_mx.pkl ({error}).", "Replace it with DCRNN's file.") from None
     ids = [s.decode() if isinstance(s, bytes) else str(s) for s in sensor_ids]
     return ids, np.asarray(adjacency, dtype=np.float32)
 
