@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
-import os
+import io
+import pickle
+import struct
 import tarfile
 from pathlib import Path
 
@@ -13,13 +15,11 @@ import torch
 from PIL import Image
 
 from pentad_core.errors import ConfigError, DataError
+from pentad_core.testing import dataset_folder, requires_dataset
 from pentad_vision.data import load_dataset, make_loader, stratified_split
-from pentad_vision.data.cifar_pickle import write_fake_cifar
+from pentad_vision.data.cifar_pickle import read_batch, write_fake_cifar
 from pentad_vision.data.idx import read_idx, write_fake_idx
 from pentad_vision.registry import DATASETS
-
-REAL = os.environ.get("PENTAD_DATA")
-real_data = pytest.mark.skipif(not REAL, reason="PENTAD_DATA is unset")
 
 
 def test_registry_lists_every_dataset():
@@ -54,6 +54,68 @@ def test_cifar_errors_name_the_file(tmp_path):
     (base / "data_batch_3").unlink()
     with pytest.raises(DataError, match="data_batch_3"):
         load_dataset("cifar10", tmp_path)
+
+
+class _OpensAFile:
+    """Unpickling this creates ``path``: the smallest payload that shows whether code ran."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+def test_cifar_pickle_that_would_run_code_is_refused_and_nothing_runs(tmp_path, capsys):
+    from pentad_vision.cli import app
+
+    marker = tmp_path / "code-ran"
+    base = write_fake_cifar(tmp_path / "data", num_train=50, num_test=10)
+    honest = pickle.loads((base / "data_batch_2").read_bytes())
+    (base / "data_batch_2").write_bytes(pickle.dumps({**honest, "labels": _OpensAFile(marker)}))
+    with pytest.raises(DataError, match=r"data_batch_2 asks to load (io|builtins)\.open.*nothing in it was run"):
+        load_dataset("cifar10", tmp_path / "data")
+    assert not marker.exists()
+
+    capsys.readouterr()
+    out = tmp_path / "run"
+    code = app.main(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "data"), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and ".open, not just arrays" in err[0], err
+    assert not marker.exists()
+
+
+class _Python2Pickler(pickle._Pickler):
+    """Writes ``bytes`` as Python 2 ``str`` (BINSTRING), as the published CIFAR pickles (cPickle) hold them."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_bytes(self, obj: bytes) -> None:
+        if len(obj) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_bytes
+
+
+def test_cifar_pickles_written_by_python2_and_by_each_protocol_load(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, size=(6, 3072), dtype=np.uint8)
+    batch = {b"batch_label": b"training batch 1 of 5", b"labels": [0, 1, 2, 0, 1, 2], b"data": data,
+             b"filenames": [b"a.png"] * 6}  # fmt: skip
+    buffer = io.BytesIO()
+    _Python2Pickler(buffer, protocol=2).dump(batch)  # the official files: Python 2 str keys and array bytes
+    path = tmp_path / "py2"
+    path.write_bytes(buffer.getvalue())
+    images, labels = read_batch(path, "labels")
+    assert np.array_equal(images.reshape(6, -1), data) and labels.tolist() == [0, 1, 2, 0, 1, 2]
+    for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
+        path = tmp_path / f"protocol{protocol}"
+        path.write_bytes(pickle.dumps({"labels": np.arange(6) % 3, "data": data}, protocol=protocol))
+        images, labels = read_batch(path, "labels")
+        assert np.array_equal(images.reshape(6, -1), data) and labels.tolist() == [0, 1, 2, 0, 1, 2]
 
 
 def test_mnist_and_fashion_idx_layout(tmp_path):
@@ -189,12 +251,28 @@ def test_bad_labels_are_rejected():
         ImageSplit(torch.zeros(2, 1, 4, 4), torch.tensor([0, 1]), ["a", "b"])
 
 
-@pytest.mark.real_data
-@real_data
+@requires_dataset("mnist")
 def test_real_mnist10k_matches_the_anchor_protocol():
-    data = load_dataset("mnist10k", Path(REAL) / "mnist")
+    folder = dataset_folder("mnist")
+    data = load_dataset("mnist10k", folder)
     assert (len(data.train), len(data.test)) == (8000, 2000)
-    with gzip.open(Path(REAL) / "mnist" / "raw" / "t10k-labels-idx1-ubyte.gz") as handle:
+    with gzip.open(folder / "raw" / "t10k-labels-idx1-ubyte.gz") as handle:
         raw = handle.read()[8:]
     labels = np.frombuffer(raw, np.uint8)
     assert data.test.class_counts() == [int(n - round(0.8 * n)) for n in np.bincount(labels)]
+
+
+def test_every_download_is_https_with_a_checksum():
+    files = [(name, remote) for name in DATASETS.names() for remote in DATASETS.info(name).files]
+    assert {name for name, _ in files} >= {"cifar10", "cifar100", "mnist", "mnist10k", "fashion-mnist"}
+    for name, remote in files:
+        assert remote.md5 or remote.sha256, f"{name}: {remote.filename} has no checksum"
+        for url in (remote.url, *remote.mirrors):
+            assert url.startswith("https://"), f"{name}: {url} is not https"
+
+
+def test_missing_files_name_the_download_command_that_works(tmp_path):
+    for name in ("cifar10", "fashion-mnist"):
+        with pytest.raises(DataError) as error:
+            load_dataset(name, tmp_path)
+        assert f"data download {name}`" in str(error.value) and "--dataset" not in str(error.value)

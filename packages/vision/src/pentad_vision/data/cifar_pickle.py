@@ -4,8 +4,10 @@ them (for ``cifar10`` and ``cifar100``) and writing tiny ones (for tests).
 Layout: ``<root>/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}`` and
 ``<root>/cifar-100-python/{train, test, meta}``; ``<root>`` may also be that folder itself.
 
-The files are Python pickles, as published: only load copies from the official archive (``data
-download`` checks its MD5).
+The files are Python pickles, as published. They are read with :class:`DataOnlyUnpickler`, which
+builds only plain containers (dict, list, tuple, str, bytes, numbers) and numpy arrays: a file
+whose unpickling would import or call anything else (a ``__reduce__`` payload) is refused with a
+:class:`~pentad_core.errors.DataError` before anything runs.
 """
 
 from __future__ import annotations
@@ -17,7 +19,41 @@ import numpy as np
 import torch
 
 from pentad_core.errors import DataError, missing_file
+from pentad_core.files import atomic_write_bytes
 from pentad_vision.data.base import ImageData, ImageSplit, split_train_val
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """A pickle asked for a global that is not data (its name is the message)."""
+
+
+class DataOnlyUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays; every other global is refused (nothing can run).
+
+    Plain containers and numbers need no global; numpy arrays need exactly the globals listed in
+    :attr:`ALLOWED` (``_reconstruct``, ``_frombuffer``, ``ndarray``, ``dtype``, ``scalar`` and, for
+    bytes pickled with protocol 2, ``_codecs.encode``). A pickle asking for any other (``os.system``, ``builtins.eval``,
+    ...) raises :class:`pickle.UnpicklingError` before that global is even imported.
+    """
+
+    ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
+            ("numpy.core.numeric", "_frombuffer"),  # pickle protocol 5
+            ("numpy._core.numeric", "_frombuffer"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("_codecs", "encode"),
+        }
+    )
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise RefusedGlobal(f"{module}.{name}")
 
 
 def find_folder(root: Path, folder: str, name: str) -> Path:
@@ -30,25 +66,33 @@ def find_folder(root: Path, folder: str, name: str) -> Path:
         if candidate.is_dir() and any((candidate / f).is_file() for f in ("batches.meta", "meta")):
             return candidate
     raise missing_file(
-        root / folder, f"{name} folder", f"Run `uv run apps/vision data download --dataset {name}` or pass --data-dir."
+        root / folder, f"{name} folder", f"Run `uv run apps/vision data download {name}` or pass --data-dir."
     )
 
 
 def unpickle(path: Path) -> dict:
-    """One CIFAR batch or meta file, as published (a Python pickle: official archives only).
+    """One CIFAR batch or meta file, as published (a Python pickle, read with :class:`DataOnlyUnpickler`).
 
     Raises:
-        DataError: If the file is missing or corrupt.
+        DataError: If the file is missing or corrupt, or asks for anything but data (nothing of it runs).
     """
     if not path.is_file():
         raise missing_file(path, "CIFAR batch file", "The download is incomplete; run `data download` again.")
     try:
         with path.open("rb") as handle:
-            return pickle.load(handle, encoding="latin1")
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
+            content = DataOnlyUnpickler(handle, encoding="latin1").load()
+    except RefusedGlobal as error:
+        raise DataError(
+            f"CIFAR file {path} asks to load {error}, not just arrays and lists: refused, nothing in it was run.",
+            "Use the official archive (`data download`).",
+        ) from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as error:
         raise DataError(
             f"CIFAR file {path} is corrupt ({error}).", "Delete it and run `data download` again."
         ) from None
+    if not isinstance(content, dict):
+        raise DataError(f"CIFAR file {path} holds a {type(content).__name__}, not a dict.", "Is it a CIFAR batch file?")
+    return content
 
 
 def read_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -112,8 +156,7 @@ def write_fake_cifar(root: str | Path, *, num_train: int, num_test: int, num_cla
         return images.reshape(n, -1), labels
 
     def dump(name: str, entry: dict) -> None:
-        with (base / name).open("wb") as handle:
-            pickle.dump(entry, handle)
+        atomic_write_bytes(base / name, pickle.dumps(entry))
 
     names = [f"class_{i}" for i in range(num_classes)]
     if hundred:

@@ -22,15 +22,18 @@ FASHION_CLASSES = [
     "Ankle boot",
 ]
 
-#: The official idx files (``data download``), stored under ``<root>/raw/``; train split first.
+#: The official idx files (``data download``), stored under ``<root>/raw/``; train split first. Over https
+#: only: Zalando's S3 bucket through its REST endpoint (the website endpoint in the project's README
+#: serves plain http only), then the same files in Zalando's GitHub repository; the MD5s are checked.
 FASHION_FILES = idx_remote_files(
-    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "https://fashion-mnist.s3.eu-central-1.amazonaws.com/",
     {
         "train-images-idx3-ubyte": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
         "train-labels-idx1-ubyte": "25c81989df183df01b3e8a0aad5dffbe",
         "t10k-images-idx3-ubyte": "bef4ecab320f06d8554ea6380940ec79",
         "t10k-labels-idx1-ubyte": "bb300cfdad3c16e7a12a480ee83cd310",
     },
+    mirrors=("https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",),
 )
 
 

@@ -17,9 +17,15 @@ from pentad_core.errors import DataError, missing_file
 from pentad_vision.data.base import ImageSplit
 
 
-def idx_remote_files(url: str, md5s: dict[str, str]) -> tuple[RemoteFile, ...]:
-    """The gzip-compressed idx files ``<url><stem>.gz`` for ``data download``, stored under ``<root>/raw/``."""
-    return tuple(RemoteFile(url + f"{stem}.gz", f"raw/{stem}.gz", md5=md5) for stem, md5 in md5s.items())
+def idx_remote_files(url: str, md5s: dict[str, str], mirrors: tuple[str, ...] = ()) -> tuple[RemoteFile, ...]:
+    """The gzip-compressed idx files ``<url><stem>.gz`` for ``data download``, stored under ``<root>/raw/``.
+
+    ``mirrors`` are further base URLs (ending in ``/``) tried in order when ``url`` fails.
+    """
+    return tuple(
+        RemoteFile(url + f"{stem}.gz", f"raw/{stem}.gz", md5=md5, mirrors=tuple(m + f"{stem}.gz" for m in mirrors))
+        for stem, md5 in md5s.items()
+    )
 
 
 def find_idx_file(root: Path, stem: str, name: str) -> Path:
@@ -35,7 +41,7 @@ def find_idx_file(root: Path, stem: str, name: str) -> Path:
     raise missing_file(
         root / "raw" / f"{stem}.gz",
         f"{name} file",
-        f"Run `uv run apps/vision data download --dataset {name}` or point --data-dir at the folder holding raw/.",
+        f"Run `uv run apps/vision data download {name}` or point --data-dir at the folder holding raw/.",
     )
 
 
