@@ -203,3 +203,24 @@ def test_tune_writes_the_trials_table_and_the_best_preset(tmp_path):
     preset = yaml.safe_load((out / "preset.yaml").read_text())
     assert preset["model"] == "ppo" and "learning_rate" in preset["model_options"]
     assert resolve_agent_config(overrides=preset).model_options == preset["model_options"]
+
+
+def test_resume_continues_the_run_as_configured_and_refuses_other_changes(tmp_path, capsys):
+    """`--resume last` with only --timesteps trains the run's own config (its algorithm, options and
+    network), not the default preset; an option that changes what is trained is refused by name."""
+    import yaml
+
+    run = tmp_path / "run"
+    args = ["--algo", "a2c", "--env", "Acrobot-v1", "--set", "model_options={n_steps: 8}", *TINY[2:]]
+    assert main(["train", *args, "--timesteps", "64", "--out", str(run)]) == 0
+    first = (run / "config.yaml").read_text()
+    assert main(["train", "--out", str(run), "--resume", "last", "--timesteps", "128"]) == 0
+    assert metrics(run)["train/timesteps"] == 128
+    assert (run / "config.yaml").read_text() == first  # the original is kept; the continuation is recorded
+    continued = yaml.safe_load((run / "config.resume-1.yaml").read_text())
+    assert continued["model"] == "a2c" and continued["dataset"] == "Acrobot-v1" and continued["timesteps"] == 128
+    assert continued["policy_kwargs"] == {"net_arch": [16]}
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "last", "--timesteps", "192", "--set", "normalize=true"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "normalize would change from False to True" in error

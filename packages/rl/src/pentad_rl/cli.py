@@ -17,7 +17,7 @@ from pentad_core.files import atomic_write_json
 from pentad_rl import pipeline
 from pentad_rl.config import RLConfig
 from pentad_rl.predictor import Predictor
-from pentad_rl.presets import RLApp, preset_name, write_preset
+from pentad_rl.presets import RESUME_CHANGES, RLApp, preset_name, write_preset
 from pentad_rl.registry import ALGORITHMS, ENVIRONMENTS
 
 app = RLApp(
@@ -27,6 +27,8 @@ app = RLApp(
     RLConfig,
     models=ALGORITHMS,
     datasets=ENVIRONMENTS,
+    last_checkpoint=pipeline.LAST,
+    resume_changes=RESUME_CHANGES,
 )
 app.option("--algo", key="model", metavar="NAME", help="algorithm (see `models`): ppo, dqn, sac, ...")
 app.option("--env", key="dataset", metavar="ID", help="gymnasium id, e.g. CartPole-v1, pentad/ConnectFour-v0")

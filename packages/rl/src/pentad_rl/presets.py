@@ -17,10 +17,10 @@ import yaml
 
 from pentad_core.cli import App, find_configs_dir
 from pentad_core.config import config_to_dict, load_yaml, resolve_config
-from pentad_core.errors import CheckpointError, ConfigError
+from pentad_core.errors import ConfigError
 from pentad_core.files import atomic_write_text
 from pentad_core.predictor import run_folder_of
-from pentad_core.runs import RunDir, latest_run
+from pentad_core.runs import RunDir
 from pentad_rl.config import RLConfig, check_not_legacy
 
 
@@ -92,6 +92,12 @@ def write_preset(config: RLConfig, path: str | Path, header: str = "") -> Path:
     return path
 
 
+#: Config keys ``--resume`` may change besides core's ``RESUME_CHANGES``: how long the run goes on
+#: (``timesteps``), where and how it runs (``device``, ``vec_env``: the same seeded envs in one process or
+#: several) and how often it saves (``checkpoint_freq``). Nothing here changes what is trained.
+RESUME_CHANGES = ("timesteps", "device", "vec_env", "checkpoint_freq")
+
+
 class RLApp(App):
     """The scaffold with RL presets as recipes and ``.zip`` agent checkpoints for ``--resume``."""
 
@@ -101,8 +107,12 @@ class RLApp(App):
             saved = (checkpoint if checkpoint.is_dir() else run_folder_of(checkpoint)) / RunDir.CONFIG
             if saved.is_file():
                 check_not_legacy(load_yaml(saved), saved)
+        resumed = self.resumed_run(args, verb)
+        if resumed is not None:
+            # --resume starts from the run's own config.yaml: no preset or recipe is read (core checks
+            # that the options given with it change only RESUME_CHANGES).
+            check_not_legacy(load_yaml(resumed / RunDir.CONFIG), resumed / RunDir.CONFIG)
         self._algo_hint = self._hint(args, "model")
-        self._resume_to_zip(args, verb)
         return super().resolve_config(args, verb)
 
     def _hint(self, args: argparse.Namespace, key: str) -> str | None:
@@ -119,18 +129,6 @@ class RLApp(App):
             if not value and source.is_file():
                 value = load_yaml(source).get(key)
         return str(value) if value else None
-
-    def _resume_to_zip(self, args: argparse.Namespace, verb: Any) -> None:
-        """``--resume last`` means ``<out>/checkpoints/last.zip`` (SB3 archives, not Lightning .ckpt)."""
-        if getattr(args, "resume", None) != "last" or verb is None or not verb.trains:
-            return
-        out = Path(args.out) if args.out else latest_run(self.name)
-        if out is None:
-            raise ConfigError(f"--resume last found no earlier run under runs/{self.name}; give --out DIR.")
-        last = out / "checkpoints" / "last.zip"
-        if not last.is_file():
-            raise CheckpointError(f"no checkpoint to resume from at {last}.", "Give the --out of an interrupted run.")
-        args.out, args.resume = str(out), str(last)
 
     def recipe(self, dataset: str, verb: str | None = None) -> dict[str, Any]:
         """``demo.yaml`` for the demo without --algo/--env, else the preset of (algo, env) if any."""
