@@ -74,6 +74,8 @@ def _train_and_report(context: Context) -> tuple[Any, Any]:
 @app.verb("train", "Train a model on a dataset split and test it.", trains=True)
 def train_verb(context: Context) -> None:
     recommender, _ = _train_and_report(context)
+    if not context.is_main_process:  # DDP: rank 0 writes the plots
+        return
     for path in pipeline.plot_run(context.run, recommender):
         context.print(f"plot: {path}")
     context.print(f"run folder: {context.run.path}")
@@ -84,6 +86,8 @@ def train_verb(context: Context) -> None:
 def demo_verb(context: Context) -> None:
     start = time.perf_counter()
     recommender, split = _train_and_report(context)
+    if not context.is_main_process:  # DDP: rank 0 writes the recommendations and plots
+        return
     sample = pipeline.sample_recommendations(recommender, split)
     user = sample["user"]
     shown = ", ".join(f"{i}: {p:.2f}" for i, p in zip(sample["items"], sample["predictions"]))

@@ -8,6 +8,7 @@ ranking metrics need every user's full score row, not per-batch averages.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -21,9 +22,40 @@ from pentad_recsys.predictor import Recommender
 from pentad_recsys.training import TrainSettings, batch_loss, epoch_batches, evaluate, needs_negatives
 
 
+def distributed_rank() -> tuple[int, int]:
+    """``(rank, world size)`` of this process in ``torch.distributed``, ``(0, 1)`` outside it."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def shard_batch(batch: tuple[torch.Tensor, ...], rank: int, world: int) -> tuple[torch.Tensor, ...]:
+    """This rank's part of a global batch: its rows split into ``world`` near-equal parts.
+
+    Every rank gets one part of every global batch, so all ranks take the same number of steps (DDP
+    needs that) and no two ranks train on the same rows. A batch with fewer rows than ranks (the last
+    one of an epoch, at most) gives the ranks without a row of their own a row from the start of the
+    batch, because an empty part has no loss.
+    """
+    if world == 1:
+        return batch
+    size = len(batch[0])
+    rows = np.array_split(np.arange(size), world)[rank]
+    if len(rows) == 0:
+        rows = np.array([rank % size])
+    index = torch.as_tensor(rows)
+    return tuple(part[index] for part in batch)
+
+
 class EpochBatches(IterableDataset):
     """One epoch of pre-built batches (negatives re-sampled each epoch); a single dummy batch for
-    full-batch models."""
+    full-batch models.
+
+    Under DDP every rank draws the same global batches (the same seeds, the same draws) and trains
+    on its own part of each (:func:`shard_batch`), so the ranks share an epoch instead of repeating it.
+    The shuffling and negative-sampling random states are part of every checkpoint
+    (:meth:`state_dict`), so a resumed run draws the batches and negatives an uninterrupted one would.
+    """
 
     def __init__(self, recommender: Recommender, train: Interactions, settings: TrainSettings) -> None:
         self.recommender, self.train, self.settings = recommender, train, settings
@@ -35,7 +67,26 @@ class EpochBatches(IterableDataset):
         if self.recommender.model.full_batch:
             yield (torch.zeros(1),)
             return
-        yield from epoch_batches(self.recommender, self.train, self.settings, self.sampler, self.rng)
+        rank, world = distributed_rank()
+        for batch in epoch_batches(self.recommender, self.train, self.settings, self.sampler, self.rng):
+            yield shard_batch(batch, rank, world)
+
+    def state_dict(self) -> dict[str, str]:
+        """The shuffling and negative-sampling generator states (JSON text: loadable weights-only)."""
+        state = {"order": json.dumps(self.rng.bit_generator.state)}
+        if self.sampler is not None:
+            state["negatives"] = json.dumps(self.sampler.rng.bit_generator.state)
+        return state
+
+    def load_state_dict(self, state: dict[str, str]) -> None:
+        """Continue the random streams saved by :meth:`state_dict`."""
+        self.rng.bit_generator.state = json.loads(state["order"])
+        if self.sampler is not None and "negatives" in state:
+            self.sampler.rng.bit_generator.state = json.loads(state["negatives"])
+
+
+#: The key of :meth:`EpochBatches.state_dict` in a Lightning checkpoint.
+SAMPLING_KEY = "recsys_sampling"
 
 
 class _Once(torch.utils.data.Dataset):
@@ -79,9 +130,10 @@ class RecsysModule(PentadModule):
         self.train_data, self.val_data, self.test_data = train, val, test
         self.settings, self.ks, self.sampled_negatives = settings, tuple(ks), sampled_negatives
         self.automatic_optimization = True
+        self.batches = EpochBatches(recommender, train, settings)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(EpochBatches(self.recommender, self.train_data, self.settings), batch_size=None)
+        return DataLoader(self.batches, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
         return once_loader()
@@ -132,3 +184,10 @@ class RecsysModule(PentadModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # the serving state (id maps, titles, global mean) travels inside every Lightning checkpoint
         checkpoint["recommender"] = self.recommender.state()
+        # where the shuffling and negative sampling stand, so that --resume draws what an
+        # uninterrupted run would (checkpoints are written after the epoch's last batch was drawn)
+        checkpoint[SAMPLING_KEY] = self.batches.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if SAMPLING_KEY in checkpoint:
+            self.batches.load_state_dict(checkpoint[SAMPLING_KEY])
