@@ -96,3 +96,64 @@ def test_evaluate_and_predict_take_the_run_folder(trained, tmp_path, capsys):
     out = tmp_path / "evaluate"
     assert app.main(["evaluate", "--checkpoint", str(trained), "--out", str(out)]) == 0
     assert json.loads((out / "metrics.json").read_text())["test/acc"] >= 0.0
+
+
+def _photos(folder, names):
+    for index, name in enumerate(names):
+        (folder / name).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (16, 16), (60 * index, 20 * i, 100)).save(folder / name / f"{i}.png")
+    return str(folder)
+
+
+def test_evaluate_on_other_class_names_names_both_lists(tmp_path, capsys):
+    photos = ["--dataset", "imagefolder", "--set", "dataset_options={test_fraction: 0.5}", *TINY[2:]]
+    run = str(tmp_path / "run")
+    trained_on = _photos(tmp_path / "fruit", ("apple", "pear", "plum"))
+    assert app.main(["train", "--data-dir", trained_on, "--out", run, *photos]) == 0
+    for names, shown in ((("cat", "dog", "owl"), "[cat, dog, owl]"), (("dog", "cat"), "[cat, dog]")):
+        other = _photos(tmp_path / "-".join(names), names)
+        capsys.readouterr()
+        code = app.main(["evaluate", "--checkpoint", run, "--data-dir", other, "--out", f"{other}-evaluated"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1, err
+        assert "[apple, pear, plum]" in err[0] and shown in err[0], err[0]
+
+
+def test_reading_verbs_write_into_a_new_folder_of_the_run(trained, tmp_path):
+    before = {path: path.read_bytes() for path in trained.rglob("*") if path.is_file()}
+    common = ["--checkpoint", str(trained), *TINY[:-2]]
+    assert app.main(["evaluate", *common]) == 0
+    assert app.main(["export", *common]) == 0
+    evaluations, exports = list((trained / "evaluate").iterdir()), list((trained / "export").iterdir())
+    assert len(evaluations) == 1 and len(exports) == 1
+    assert "test/acc" in json.loads((evaluations[0] / "metrics.json").read_text())
+    assert (evaluations[0] / "plots" / "confusion_matrix.png").is_file() and (exports[0] / "model.onnx").is_file()
+    for path, content in before.items():  # the run that was read is left exactly as it was
+        assert path.read_bytes() == content, f"{path} was modified"
+    code = app.main(["evaluate", *common, "--out", str(trained)])
+    assert code == 2, "evaluate wrote into the trained run"
+
+
+def test_every_file_is_written_atomically():
+    """No file in the package is written in place (a crash would leave half of it): core's writers only.
+
+    Allowed: ``torch.save`` into an in-memory ``buffer`` and writes into the ``handle`` core's
+    ``atomic_open``/``atomic_write_with`` give.
+    """
+    import re
+    from pathlib import Path
+
+    import pentad_vision
+
+    in_place = re.compile(
+        r"torch\.save\((?!.*(buffer|handle)\))|np\.save[z_compressed]*\((?!handle)|\.savefig\(|\.write_text\(|\.write_bytes\(|os\.replace\(|os\.rename\("
+        r"|shutil\.move\(|open\([^)]*[\"'][wa]b?[\"']"
+    )
+    offenders = [
+        f"{path.name}:{number}: {line.strip()}"
+        for path in Path(pentad_vision.__file__).parent.rglob("*.py")
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if in_place.search(line)
+    ]
+    assert not offenders, offenders

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from pentad_core.checkpoint import atomic_save
 from pentad_core.cli import App, Context
 from pentad_vision import pipeline
 from pentad_vision.config import VisionConfig
@@ -202,7 +203,7 @@ def compress_verb(context: Context) -> None:
         predictor.net, data, args.method, args.amount, context.config.eval_batch_size
     )
     context.run.write_metrics(metrics)
-    torch.save(small.state_dict(), context.run.path / f"model-{args.method}.pt")
+    atomic_save(small.state_dict(), context.run.path / f"model-{args.method}.pt")
     print_table(rows, title=f"compression of {predictor.model_name} ({args.method})")
 
 

@@ -82,13 +82,32 @@ def describe_data(data: ImageData) -> list[str]:
     return lines
 
 
+def _names(classes: list[str], limit: int = 12) -> str:
+    shown = ", ".join(classes[:limit])
+    return f"[{shown}{f', ... ({len(classes)} in all)' if len(classes) > limit else ''}]"
+
+
 def check_fits(predictor: Predictor, data: ImageData) -> None:
-    """Raise when a trained run's classes or channels differ from ``data``'s (evaluating on the wrong dataset)."""
-    if len(predictor.classes) != data.num_classes or predictor.in_channels != data.in_channels:
+    """Raise when a trained run's classes or channels differ from ``data``'s (evaluating on the wrong dataset).
+
+    The class names must be the same, in the same order: label ``i`` of the data must mean what
+    output ``i`` of the network means, or every accuracy would be computed against the wrong labels.
+
+    Raises:
+        ConfigError: Other channels, or other class names (both lists named), one line.
+    """
+    if predictor.in_channels != data.in_channels:
         raise ConfigError(
-            f"the checkpoint is for {len(predictor.classes)} classes and {predictor.in_channels} channels, "
-            f"the dataset {data.name} has {data.num_classes} and {data.in_channels}.",
+            f"the checkpoint takes images with {predictor.in_channels} channel(s), "
+            f"the dataset {data.name} has {data.in_channels}.",
             "Pass the --dataset the model was trained on.",
+        )
+    if list(predictor.classes) != list(data.classes):
+        order = " (the same names in another order)" if sorted(predictor.classes) == sorted(data.classes) else ""
+        raise ConfigError(
+            f"the checkpoint's classes {_names(predictor.classes)} differ from the classes of the dataset "
+            f"{data.name} {_names(data.classes)}{order}.",
+            "Evaluate on data with the classes the model was trained on.",
         )
 
 

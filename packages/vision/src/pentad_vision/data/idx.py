@@ -14,6 +14,7 @@ import torch
 
 from pentad_core.data import RemoteFile
 from pentad_core.errors import DataError, missing_file
+from pentad_core.files import atomic_write_bytes
 from pentad_vision.data.base import ImageSplit
 
 
@@ -102,10 +103,9 @@ def write_fake_idx(root: str | Path, *, num_train: int, num_test: int, seed: int
         header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
         data = header + array.astype(np.uint8).tobytes()
         if gz:
-            with gzip.open(f"{path}.gz", "wb") as handle:
-                handle.write(data)
+            atomic_write_bytes(f"{path}.gz", gzip.compress(data, mtime=0))
         else:
-            path.write_bytes(data)
+            atomic_write_bytes(path, data)
 
     for prefix, n in (("train", num_train), ("t10k", num_test)):
         if n == 0:

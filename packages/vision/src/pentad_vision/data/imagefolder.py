@@ -21,6 +21,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from pentad_core.errors import ConfigError, DataError, missing_file
+from pentad_core.files import atomic_write_with
 from pentad_vision.data.base import ImageData, ImageSplit, split_train_val, stratified_split
 from pentad_vision.registry import DATASETS
 
@@ -142,10 +143,8 @@ def _read_split(
             return ImageSplit(torch.from_numpy(images), torch.from_numpy(kept), classes, paths=paths), bad
     images, kept, paths, bad = _decode_all(files, labels, image_size, channels, skip_bad, folder)
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache_file.with_suffix(".tmp.npz")
-        np.savez(temporary, images=images, labels=kept, paths=np.asarray(paths), bad=np.asarray(bad, dtype=str))
-        os.replace(temporary, cache_file)
+        arrays = {"images": images, "labels": kept, "paths": np.asarray(paths), "bad": np.asarray(bad, dtype=str)}
+        atomic_write_with(cache_file, lambda handle: np.savez(handle, **arrays))
     return ImageSplit(torch.from_numpy(images), torch.from_numpy(kept), classes, paths=paths), bad
 
 
