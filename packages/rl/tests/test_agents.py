@@ -72,7 +72,7 @@ def test_learns_a_few_steps_and_save_load_gives_identical_actions(algo, tmp_path
     observations = np.stack([env.observation_space.sample() for _ in range(16)])
     before, _ = model.predict(observations, deterministic=True)
     path = save_agent(model, tmp_path / "agent.zip")
-    loaded = load_agent(path, algo)
+    loaded = load_agent(path, config)
     after, _ = loaded.predict(observations, deterministic=True)
     np.testing.assert_array_equal(before, after)
     env.close()
@@ -96,8 +96,8 @@ def test_misspelled_model_option_is_a_config_error_listing_the_valid_ones():
 
 def test_missing_or_foreign_checkpoint(tmp_path):
     with pytest.raises(Exception, match="not found"):
-        load_agent(tmp_path / "none.zip", "ppo")
+        load_agent(tmp_path / "none.zip", RLConfig())
     junk = tmp_path / "junk.zip"
     junk.write_bytes(b"not a zip")
-    with pytest.raises(CheckpointError):
-        load_agent(junk, "ppo")
+    with pytest.raises(CheckpointError, match="not a readable agent"):
+        load_agent(junk, RLConfig())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -109,7 +110,13 @@ def test_train_evaluate_predict_export_record_and_resume(tmp_path, capsys):
     [
         (["--algo", "ppx"], "ppo"),
         (["--env", "CartPole-v7"], "CartPole-v1"),
-        (["--env", "ALE/Breakout-v5"], "pentad-rl[atari]"),
+        pytest.param(
+            ["--env", "ALE/Breakout-v5"],
+            "pentad-rl[atari]",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("ale_py") is not None, reason="ale-py is installed: Breakout is valid"
+            ),
+        ),
         (["--algo", "dqn", "--env", "Pendulum-v1"], "dqn"),
         (["--set", "n_env=4"], "n_envs"),
         (["--set", "model_options.n_stepz=4"], "n_steps"),

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pentad_core.errors import DataError
+from pentad_rl.agents import normalization_of
 from pentad_rl.config import RLConfig
 from pentad_rl.envs.make import make_env
 from pentad_rl.pipeline import train
@@ -76,7 +77,7 @@ def test_normalisation_statistics_come_from_the_run_and_no_env_or_data_is_needed
     env = make_env(config, n_envs=1, training=False)
     from pentad_rl.envs.make import load_normalization
 
-    load_normalization(env, moved / "checkpoints" / "last_vecnormalize.npz")
+    load_normalization(env, normalization_of(moved / "checkpoints" / "last.zip"))
     expected, _ = result.model.predict(env.normalize_obs(observations), deterministic=True)
     np.testing.assert_allclose(predictor.predict(observations), expected, atol=1e-6)
     unnormalised, _ = result.model.predict(observations, deterministic=True)

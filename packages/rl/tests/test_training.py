@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+
 import gymnasium as gym
 import imageio.v3 as iio
 import numpy as np
 import pytest
 from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
 
 from pentad_core.errors import CheckpointError, ConfigError
-from pentad_rl.agents import load_agent
+from pentad_rl.agents import load_agent, normalization_of, read_arrays
+from pentad_rl.checkpoints import read_resume_state
 from pentad_rl.config import RLConfig
 from pentad_rl.envs.make import make_env
 from pentad_rl.evaluation import evaluate_agent
@@ -142,33 +147,45 @@ def test_record_gif_and_onnx_export_of_a_normalised_agent(tmp_path):
         policy_kwargs={"net_arch": [16]},
     )
     result = train(config, tmp_path, tensorboard=False)
-    path, _returns = record(
-        result.model,
-        config,
-        tmp_path / "agent.gif",
-        max_frames=20,
-        normalization=tmp_path / "checkpoints" / "last_vecnormalize.npz",
-    )
+    statistics = normalization_of(tmp_path / "checkpoints" / "last.zip")
+    path, _returns = record(result.model, config, tmp_path / "agent.gif", max_frames=20, normalization=statistics)
     frames = iio.imread(path, index=None)
     assert frames.ndim == 4 and frames.shape[0] == 20 and frames.shape[-1] == 3
     env = make_env(config, n_envs=1, training=False)
     from pentad_rl.envs.make import load_normalization
 
-    load_normalization(env, tmp_path / "checkpoints" / "last_vecnormalize.npz")
-    model = load_agent(tmp_path / "checkpoints" / "last.zip", "sac")
+    load_normalization(env, statistics)
+    model = load_agent(tmp_path / "checkpoints" / "last.zip", config)
     metrics = export_policy(model, tmp_path / "policy.onnx", env, batch=32)
     assert metrics["export/action_agreement"] == 1.0 and metrics["export/max_abs_diff"] <= 1e-4
+
+
+FFMPEG = importlib.util.find_spec("imageio_ffmpeg") is not None
 
 
 def test_recording_rejects_unsupported_formats(tmp_path):
     frame = np.zeros((8, 8, 3), np.uint8)
     with pytest.raises(ConfigError, match="gif"):
         write_animation([frame], tmp_path / "clip.avi")
-    try:
-        import imageio_ffmpeg  # noqa: F401
-    except ImportError:
-        with pytest.raises(ConfigError, match="imageio-ffmpeg"):
-            write_animation([frame], tmp_path / "clip.mp4")
+    with pytest.raises(ConfigError, match="nothing to record"):
+        write_animation([], tmp_path / "clip.gif")
+
+
+def test_mp4_without_imageio_ffmpeg_says_what_to_install(tmp_path, monkeypatch):
+    """Whether or not imageio-ffmpeg is installed here, its absence is simulated: the error names it."""
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # `import imageio_ffmpeg` raises ImportError
+    with pytest.raises(ConfigError, match="imageio-ffmpeg"):
+        write_animation([np.zeros((8, 8, 3), np.uint8)], tmp_path / "clip.mp4")
+    assert not (tmp_path / "clip.mp4").exists()
+
+
+@pytest.mark.skipif(not FFMPEG, reason="MP4 needs imageio-ffmpeg (pip install imageio-ffmpeg), not installed")
+def test_mp4_with_imageio_ffmpeg_holds_the_frames(tmp_path):
+    frames = [np.full((16, 16, 3), 40 * i, np.uint8) for i in range(5)]
+    path = write_animation(frames, tmp_path / "clip.mp4", fps=5)
+    read = iio.imread(path, index=None)
+    assert read.shape[0] == 5 and read.shape[1:3] == (16, 16)
+    assert abs(float(read[4].mean()) - 160.0) < 8  # lossy codec: the last frame's grey level survives
 
 
 def test_self_play_refreshes_the_opponent_and_is_evaluated_against_the_heuristic(tmp_path):
@@ -184,11 +201,44 @@ def test_self_play_refreshes_the_opponent_and_is_evaluated_against_the_heuristic
         model_options={"n_steps": 32, "batch_size": 64},
         policy_kwargs={"net_arch": [16]},
     )
-    result = train(config, tmp_path, tensorboard=False)
-    assert (tmp_path / "selfplay_opponent.zip").is_file()
-    assert result.evaluation.success_rate is not None
+    snapshots = PolicySnapshots()
+    result = train(config, tmp_path, tensorboard=False, callbacks=[snapshots])
+    # Two refreshes (steps 128 and 256); the opponent is the frozen policy of step 256 (taken before the
+    # update that followed), not the final agent; every training env plays it.
+    last = tmp_path / "checkpoints" / "last.zip"
+    assert read_resume_state(last)["self_play"] == {"last": 256, "refreshes": 2, "has_opponent": True}
+    opponent = read_arrays(last, "pentad/self_play")
+    assert set(opponent) == set(snapshots.weights[256])
+    for name, value in opponent.items():
+        np.testing.assert_array_equal(value, snapshots.weights[256][name])
+    final = result.model.policy.state_dict()
+    assert any(not np.array_equal(value, final[name].numpy()) for name, value in opponent.items())
+    assert snapshots.opponents == [True, True]
+    # The final evaluation plays the heuristic (difficulty 0), exactly as a fresh heuristic env does.
+    heuristic = make_env(RLConfig(dataset=config.dataset, env_kwargs={"difficulty": 0}), n_envs=1, seed=10_000)
+    expected = evaluate_agent(result.model, heuristic, n_episodes=4)
+    assert result.evaluation.returns == expected.returns and result.evaluation.success_rate == expected.success_rate
+    assert result.evaluation.success_rate == sum(r == 1.0 for r in expected.returns) / 4
     with pytest.raises(ConfigError, match="two-player"):
         train(RLConfig(dataset="CartPole-v1", self_play=True, timesteps=64), tmp_path / "cp", tensorboard=False)
+
+
+class PolicySnapshots(BaseCallback):
+    """The policy's weights at the end of every rollout (before the update); whether each env has an opponent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weights: dict[int, dict[str, np.ndarray]] = {}
+        self.opponents: list[bool] = []
+
+    def _on_rollout_end(self) -> None:
+        self.weights[self.num_timesteps] = {k: v.numpy().copy() for k, v in self.model.policy.state_dict().items()}
+
+    def _on_training_end(self) -> None:
+        self.opponents = [env.unwrapped._opponent_policy is not None for env in self.model.get_env().envs]
+
+    def _on_step(self) -> bool:
+        return True
 
 
 def test_tune_runs_trials_and_writes_a_loadable_preset(tmp_path):

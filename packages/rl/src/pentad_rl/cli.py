@@ -93,7 +93,7 @@ def demo_verb(context: Context) -> None:
             context.config,
             context.run.path / "agent.gif",
             max_frames=300,
-            normalization=predictor.normalization_file,
+            normalization=predictor.statistics,
         )
         context.print(f"GIF: {gif} (returns {', '.join(f'{r:.0f}' for r in returns) or 'episode cut at 300 frames'})")
     context.print(f"demo finished in {time.perf_counter() - start:.1f} s; run folder: {context.run.path}")
@@ -181,7 +181,7 @@ def record_verb(context: Context) -> None:
         episodes=args.episodes,
         seed=context.config.seed,
         max_frames=args.max_frames,
-        normalization=predictor.normalization_file,
+        normalization=predictor.statistics,
     )
     context.print(f"recorded {written} (episode returns: {', '.join(f'{r:.1f}' for r in returns) or 'cut'})")
 

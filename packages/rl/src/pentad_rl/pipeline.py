@@ -3,13 +3,12 @@
 The CLI (:mod:`pentad_rl.cli`), the tests and Python users call these; stable-baselines3 keeps its own
 training loop and pentad adds the run layout. Layout of a run folder ``out``::
 
-    checkpoints/last.zip               agent at the end (or the latest periodic save)
-    checkpoints/last_replay_buffer.pkl replay buffer of off-policy agents (for --resume)
-    checkpoints/last_vecnormalize.npz  observation/return statistics when normalize: true
-    checkpoints/best.zip               best agent by evaluation mean return (+ best_vecnormalize.npz)
-    checkpoints/step_<N>.zip           periodic saves (checkpoint_freq)
-    logs/                              TensorBoard events
-    monitor/                           per-episode returns and lengths of the training envs
+    checkpoints/last.zip      the resumable checkpoint: agent, normalisation statistics, replay buffer
+                              (off-policy) and resume state in one file (pentad_rl.checkpoints)
+    checkpoints/best.zip      best agent by evaluation mean return (with its normalisation statistics)
+    checkpoints/step_<N>.zip  periodic copies of the agent (checkpoint_freq)
+    logs/                     TensorBoard events
+    monitor/<i>.monitor.csv   per-episode returns and lengths of training env i (continued on resume)
 """
 
 from __future__ import annotations
@@ -28,17 +27,17 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 from pentad_core.devices import seed_everything, set_threads
 from pentad_core.errors import CheckpointError, ConfigError, DataError, missing_file
 from pentad_core.files import atomic_write_bytes, atomic_write_json, atomic_write_text
-from pentad_rl.agents import agent_arguments, build_agent, load_agent, replay_buffer_path
-from pentad_rl.callbacks import CheckpointEveryN, CurveEvalCallback, SaveBest, SelfPlayCallback
+from pentad_rl.agents import agent_arguments, build_agent
+from pentad_rl.callbacks import CheckpointEveryN, CurveEvalCallback, Interrupt, SaveBest, SelfPlayCallback
+from pentad_rl.checkpoints import prepare_monitor, read_resume_state, resume_agent
 from pentad_rl.config import RLConfig
 from pentad_rl.envs.connect_four import DIFFICULTIES
-from pentad_rl.envs.make import load_normalization, make_env, normalization_path
+from pentad_rl.envs.make import make_env
 from pentad_rl.envs.registry import CONNECT_FOUR_ID, check_env_id
 from pentad_rl.evaluation import EvalResult, evaluate_agent
 
@@ -81,7 +80,7 @@ def supports_self_play(env_id: str) -> bool:
         from gymnasium.envs.registration import load_env_creator
 
         entry_point = load_env_creator(entry_point)
-    return hasattr(entry_point, "load_opponent")
+    return hasattr(entry_point, "set_opponent_agent")
 
 
 def evaluation_config(config: RLConfig) -> RLConfig:
@@ -109,8 +108,9 @@ def train(
         out: Run directory (see the module docstring for its layout).
         seed: Defaults to ``config.seed``. Seeds Python, NumPy, torch, the agent and every environment
             (env ``i`` gets ``seed + i``; the evaluation env gets ``seed + 10_000``).
-        resume: ``"last"`` (``out/checkpoints/last.zip``) or a checkpoint path: continue its step count,
-            its replay buffer (off-policy) and normalisation statistics up to ``config.timesteps``.
+        resume: ``"last"`` (``out/checkpoints/last.zip``) or the path of a run's ``last.zip``: continue
+            exactly where it stopped (weights, optimiser, replay buffer, normalisation statistics, every
+            env's episode, random generators, Monitor CSVs, evaluation curve) up to ``config.timesteps``.
         progress_bar: Show SB3's progress bar.
         verbose: SB3 verbosity.
         callbacks: Extra SB3 callbacks (e.g. Optuna pruning).
@@ -118,15 +118,16 @@ def train(
 
     Returns:
         The trained model, its final evaluation over ``config.eval_episodes`` deterministic episodes,
-        the wall time and the learning curve.
+        the wall time and the learning curve (the whole run's, when resumed).
 
     Raises:
         ConfigError: Bad algorithm/env/model_options combination.
-        CheckpointError: ``resume`` points at a missing or unfitting checkpoint.
+        CheckpointError: ``resume`` points at a missing, unfitting or non-resumable checkpoint.
+        KeyboardInterrupt: After Ctrl-C, once the resumable checkpoint is written.
     """
     out = Path(out)
     seed = config.seed if seed is None else seed
-    checkpoints = out / "checkpoints"
+    checkpoints, monitor = out / "checkpoints", out / "monitor"
     checkpoints.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
     set_threads(config.threads)
@@ -135,41 +136,55 @@ def train(
         if not supports_self_play(config.env):
             raise ConfigError(f"self_play needs a two-player env such as pentad/ConnectFour-v0, not {config.env}.")
         train_config.env_kwargs["opponent"] = "self"
-    env = make_env(train_config, seed=seed, monitor_dir=str(out / "monitor"))
-    eval_env = make_env(evaluation_config(config), n_envs=1, seed=seed + 10_000, training=False)
-    tb_log = str(out / "logs") if tensorboard else None
-
+    path = None
     if resume is not None:
         path = checkpoints / LAST if str(resume) == "last" else Path(resume)
         if not path.is_file():
             raise CheckpointError(f"--resume {resume}: no checkpoint at {path}; train first or pass a .zip path.")
-        model = load_agent(path, config.algo, env=env, device=config.device, tensorboard_log=tb_log)
-        if isinstance(model, OffPolicyAlgorithm) and replay_buffer_path(path).is_file():
-            model.load_replay_buffer(replay_buffer_path(path))
-        normalization = normalization_path(path)
-        if config.normalize and normalization.is_file():
-            load_normalization(env, normalization)
-        remaining = config.timesteps - model.num_timesteps
-        if remaining <= 0:
+        prepare_monitor(monitor, read_resume_state(path))
+    env = make_env(
+        train_config, seed=seed, monitor_dir=str(monitor), monitor_append=path is not None, record_episodes=True
+    )
+    eval_env = make_env(evaluation_config(config), n_envs=1, seed=seed + 10_000, training=False)
+    tb_log = str(out / "logs") if tensorboard else None
+    try:
+        return _learn(config, out, env, eval_env, seed, path, tb_log, progress_bar, verbose, callbacks)
+    finally:
+        env.close()
+        eval_env.close()
+
+
+def _learn(config, out, env, eval_env, seed, resume, tb_log, progress_bar, verbose, callbacks) -> TrainResult:
+    evaluator = CurveEvalCallback(
+        eval_env,
+        n_eval_episodes=config.eval_episodes,
+        eval_freq=max(config.eval_freq // env.num_envs, 1) if config.eval_freq else -1,
+        deterministic=True,
+        callback_on_new_best=SaveBest(out / "checkpoints"),
+        verbose=0,
+    )
+    parts: dict[str, Any] = {"evaluation": evaluator}
+    if config.self_play:
+        parts["self_play"] = SelfPlayCallback(config.self_play_freq)
+    finish = None
+    if resume is not None:
+        model, finish = resume_agent(
+            resume, config, env, eval_env=eval_env, parts=parts, seed=seed, tensorboard_log=tb_log
+        )
+        if config.timesteps <= model.num_timesteps:
             raise ConfigError(
                 f"--resume: the checkpoint has {model.num_timesteps} steps, already >= --timesteps "
                 f"{config.timesteps}; raise --timesteps to train further."
             )
     else:
         model = build_agent(config, env, seed=seed, tensorboard_log=tb_log, verbose=verbose)
-        remaining = config.timesteps
-
-    evaluator = CurveEvalCallback(
-        eval_env,
-        n_eval_episodes=config.eval_episodes,
-        eval_freq=max(config.eval_freq // env.num_envs, 1) if config.eval_freq else -1,
-        deterministic=True,
-        callback_on_new_best=SaveBest(checkpoints),
-        verbose=0,
-    )
-    chain: list[BaseCallback] = [CheckpointEveryN(checkpoints, config.checkpoint_freq), evaluator]
-    if config.self_play:
-        chain.append(SelfPlayCallback(out / "selfplay_opponent.zip", config.self_play_freq))
+    model.verbose = verbose
+    interrupt = Interrupt()
+    checkpointer = CheckpointEveryN(
+        out / "checkpoints", config.checkpoint_freq, eval_env=eval_env, parts=parts,
+        monitor_dir=out / "monitor", interrupt=interrupt, on_start=finish,
+    )  # fmt: skip
+    chain: list[BaseCallback] = [checkpointer, *parts.values()]
     for callback in callbacks or []:
         if hasattr(callback, "evaluator"):
             callback.evaluator = evaluator  # e.g. Optuna's pruning callback reads the evaluations
@@ -177,13 +192,14 @@ def train(
 
     steps_before = model.num_timesteps
     start = time.perf_counter()
-    model.learn(
-        total_timesteps=remaining,
-        callback=CallbackList(chain),
-        reset_num_timesteps=resume is None,
-        progress_bar=progress_bar,
-        tb_log_name="tb",
-    )
+    with interrupt:
+        model.learn(
+            total_timesteps=config.timesteps - steps_before,
+            callback=CallbackList(chain),
+            reset_num_timesteps=resume is None,
+            progress_bar=progress_bar,
+            tb_log_name="tb",
+        )
     wall = time.perf_counter() - start
     steps = model.num_timesteps - steps_before
 
@@ -193,8 +209,6 @@ def train(
 
         sync_envs_normalization(env, eval_env)
     evaluation = evaluate_agent(model, eval_env, n_episodes=config.eval_episodes, deterministic=True)
-    env.close()
-    eval_env.close()
     return TrainResult(model=model, evaluation=evaluation, wall_s=wall, steps_trained=steps, curve=evaluator.curve)
 
 

@@ -1,9 +1,10 @@
 """Load a trained agent from its run and act: ``Predictor.from_run(path).predict(observations)``.
 
 A run folder (the ``--out`` of ``train`` or ``demo``) holds everything needed: ``config.yaml`` (the
-algorithm and the environment), the agent ``checkpoints/best.zip`` (else ``last.zip``) and, when it
-trained with ``normalize: true``, the ``VecNormalize`` statistics next to it
-(``best_vecnormalize.npz``). No environment and no training data are needed to predict::
+algorithm, the environment and the network), the agent ``checkpoints/best.zip`` (else ``last.zip``)
+with, when it trained with ``normalize: true``, the ``VecNormalize`` statistics inside it. The agent is
+rebuilt from the config and given the file's weights (``weights_only``): nothing in the file is
+unpickled. No training data is needed to predict::
 
     from pentad_rl.predictor import Predictor
 
@@ -16,7 +17,7 @@ trained with ``normalize: true``, the ``VecNormalize`` statistics next to it
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,9 +29,9 @@ from stable_baselines3.common.vec_env import VecEnv, VecTransposeImage
 from pentad_core.errors import CheckpointError, DataError
 from pentad_core.predictor import Predictor as BasePredictor
 from pentad_core.predictor import TrainedRun
-from pentad_rl.agents import load_agent
+from pentad_rl.agents import load_agent, normalization_of
 from pentad_rl.config import RLConfig, check_not_legacy
-from pentad_rl.envs.make import Normalization, load_normalization, make_env, normalization_path, read_normalization
+from pentad_rl.envs.make import Normalization, load_normalization, make_env
 from pentad_rl.pipeline import BEST, LAST
 
 
@@ -42,17 +43,19 @@ class Predictor(BasePredictor):
         config: The run's :class:`~pentad_rl.config.RLConfig` (or the one given to :meth:`from_run`).
         model: The stable-baselines3 agent.
         normalization: The ``VecNormalize`` observation statistics, or ``None`` without ``normalize``.
+        statistics: The same statistics as saved (arrays, for an env to load), or ``None``.
     """
 
     config_class: ClassVar[type] = RLConfig
     checkpoint_names: ClassVar[tuple[str, ...]] = (BEST, LAST)
 
     def __init__(
-        self, run: TrainedRun, config: RLConfig, model: BaseAlgorithm, normalization: Normalization | None
+        self, run: TrainedRun, config: RLConfig, model: BaseAlgorithm, statistics: dict[str, np.ndarray] | None
     ) -> None:
         super().__init__(run, config)
         self.model = model
-        self.normalization = normalization
+        self.statistics = statistics
+        self.normalization = Normalization.from_arrays(statistics) if statistics is not None else None
 
     @classmethod
     def from_trained_run(
@@ -73,15 +76,16 @@ class Predictor(BasePredictor):
         if config is None:
             check_not_legacy(run.config, run.folder / "config.yaml")
             config = run.typed_config(RLConfig)
-        model = load_agent(run.checkpoint, config.algo, device=device or config.device)
-        statistics = normalization_path(run.checkpoint)
-        normalization = read_normalization(statistics) if config.normalize else None
-        return cls(run, config, model, normalization)
-
-    @property
-    def normalization_file(self) -> Path | None:
-        """The ``.npz`` statistics of the agent when it normalises observations, else ``None``."""
-        return normalization_path(self.run.checkpoint) if self.normalization is not None else None
+        build = config if device is None else replace(config, device=device)
+        model = load_agent(run.checkpoint, build)
+        statistics = None
+        if config.normalize:
+            statistics = normalization_of(run.checkpoint)
+            if statistics is None:
+                raise DataError(
+                    f"{run.checkpoint} holds no normalisation statistics, but its config has normalize: true."
+                )
+        return cls(run, config, model, statistics)
 
     def predict(self, inputs: Any) -> np.ndarray:
         """Deterministic actions for a batch of raw observations (normalised as in training).
@@ -143,8 +147,8 @@ class Predictor(BasePredictor):
                 raise CheckpointError(
                     f"{self.run.checkpoint} was trained with {kind} {expected[kind]}; --env {config.env} has {space}."
                 )
-        if self.normalization is not None:
-            load_normalization(env, normalization_path(self.run.checkpoint))
+        if self.statistics is not None:
+            load_normalization(env, self.statistics)
         return env
 
 

@@ -20,7 +20,7 @@ def collect_frames(
     episodes: int = 1,
     seed: int = 0,
     max_frames: int = 500,
-    normalization: str | Path | None = None,
+    normalization: dict[str, np.ndarray] | None = None,
     deterministic: bool = True,
 ) -> tuple[list[np.ndarray], list[float]]:
     """Play ``episodes`` episodes in ``rgb_array`` mode and return the frames and episode returns.
@@ -31,7 +31,8 @@ def collect_frames(
         episodes: Episodes to play.
         seed: Seed of the recording env.
         max_frames: Stop after this many frames (keeps files small).
-        normalization: ``.npz`` statistics saved with the agent, needed when ``config.normalize``.
+        normalization: The statistics saved with the agent (``Predictor.statistics``), needed when
+            ``config.normalize``.
         deterministic: Greedy actions.
 
     Returns:
@@ -102,7 +103,7 @@ def record(
     seed: int = 0,
     fps: int | None = None,
     max_frames: int = 500,
-    normalization: str | Path | None = None,
+    normalization: dict[str, np.ndarray] | None = None,
 ) -> tuple[Path, list[float]]:
     """Record the agent playing ``episodes`` episodes into ``path``; returns the path and the returns."""
     frames, returns = collect_frames(model, config, episodes, seed, max_frames, normalization)

@@ -131,7 +131,7 @@ class ConnectFourEnv(gym.Env):
         agent_first: True: the agent always opens; False: the opponent always opens; None: a coin flip
             at every reset.
         opponent: ``"heuristic"`` or ``"self"``. With ``"self"`` the opponent is the policy set with
-            :meth:`set_opponent_policy` or loaded with :meth:`load_opponent` (the heuristic plays until
+            :meth:`set_opponent_policy` or :meth:`set_opponent_agent` (the heuristic plays until
             one is set).
         render_mode: ``"ansi"`` (text board) or ``"rgb_array"`` (``uint8`` image of shape (240, 280, 3)).
     """
@@ -170,21 +170,31 @@ class ConnectFourEnv(gym.Env):
         """Use ``policy`` as the opponent (self-play); ``None`` returns to the heuristic."""
         self._opponent_policy = policy
 
-    def load_opponent(self, path: str, algorithm: type) -> None:
-        """Load a saved agent from ``path`` as a frozen self-play opponent (works across subprocesses).
+    def set_opponent_agent(self, policy: Any) -> None:
+        """Play against a frozen stable-baselines3 policy (self-play).
+
+        Its action probabilities, restricted to the legal columns, are sampled with this env's own
+        ``np_random`` (a value-based policy such as DQN's plays its greedy legal column), so an episode
+        depends only on the env's seed and the agent's actions: a resumed run replays it exactly.
 
         Args:
-            path: The agent's ``.zip``.
-            algorithm: Its stable-baselines3 class (e.g. ``PPO``); anything with a ``load(path, device)``.
+            policy: An SB3 policy (``model.policy``, copied and frozen by the caller); nothing is loaded from a file.
         """
-        model = algorithm.load(path, device="cpu")
+        import torch
 
-        def policy(observation: np.ndarray, mask: np.ndarray) -> int:
-            action, _ = model.predict(observation, deterministic=False)
-            action = int(action)
-            return action if mask[action] else int(self.np_random.choice(np.flatnonzero(mask)))
+        def opponent(observation: np.ndarray, mask: np.ndarray) -> int:
+            with torch.no_grad():
+                batch = torch.as_tensor(observation[None], device=policy.device)
+                try:
+                    probabilities = policy.get_distribution(batch).distribution.probs[0].cpu().numpy()
+                except (AttributeError, TypeError):  # no action distribution of its own (DQN, LSTM)
+                    probabilities = np.eye(COLUMNS)[int(policy.predict(observation[None], deterministic=True)[0][0])]
+            weights = np.asarray(probabilities, dtype=np.float64) * mask
+            if weights.sum() <= 0:
+                weights = mask.astype(np.float64)
+            return int(self.np_random.choice(COLUMNS, p=weights / weights.sum()))
 
-        self._opponent_policy = policy
+        self._opponent_policy = opponent
 
     def _opponent_move(self) -> int:
         opponent = 3 - self.agent

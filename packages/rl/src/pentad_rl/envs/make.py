@@ -1,16 +1,18 @@
 """Build (vectorised, wrapped, normalised) gymnasium environments from an :class:`RLConfig`.
 
-Also the ``VecNormalize`` statistics of a run: written next to each agent ``.zip`` as plain arrays
-(``<stem>_vecnormalize.npz``, no pickle), restored into an env for evaluation, or read as arrays by
-the :class:`~pentad_rl.predictor.Predictor`, which normalises observations without any env.
+Also the ``VecNormalize`` statistics of a run as plain arrays (saved inside each agent ``.zip``, no
+pickle), restored into an env for evaluation, or applied by the :class:`~pentad_rl.predictor.Predictor`,
+which normalises observations without any env; and :class:`EpisodeRecorder`, which lets a resumed run
+rebuild the state of every training env.
 """
 
 from __future__ import annotations
 
-import io
+import copy
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import (
     DummyVecEnv,
     SubprocVecEnv,
@@ -28,7 +31,6 @@ from stable_baselines3.common.vec_env import (
 )
 
 from pentad_core.errors import ConfigError, missing_file
-from pentad_core.files import atomic_write_bytes
 from pentad_rl.config import RLConfig
 from pentad_rl.envs.registry import ENV_WRAPPERS, check_env_id
 
@@ -42,7 +44,7 @@ def _can_fork() -> bool:
 def _wrapper_chain(names: list[str]):
     if not names:
         return None
-    wrappers = [ENV_WRAPPERS.get(name) for name in names]
+    wrappers = [EpisodeRecorder if name == "record" else ENV_WRAPPERS.get(name) for name in names]
 
     def wrap(env: gym.Env) -> gym.Env:
         for wrapper in wrappers:
@@ -50,6 +52,77 @@ def _wrapper_chain(names: list[str]):
         return env
 
     return wrap
+
+
+class EpisodeRecorder(gym.Wrapper):
+    """Records how the current episode started and the actions taken since, to rebuild the env's state.
+
+    A checkpoint stores :meth:`snapshot` of every training env; a resumed run calls :meth:`restore`,
+    which starts the episode again (the same seed, or the same state of the env's random generator) and
+    replays the actions. A gymnasium env whose randomness all comes from its ``np_random`` is then in
+    exactly the state it had at the checkpoint, so the resumed run continues the interrupted one step
+    for step. The Monitor beneath it gets its elapsed time back, so its ``t`` column continues.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self._start: dict[str, Any] | None = None
+        self._actions: list[Any] = []
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        base = self.env.unwrapped
+        if seed is not None:
+            start: dict[str, Any] = {"seed": int(seed)}
+        elif getattr(base, "_np_random", None) is not None:
+            start = {"rng": copy.deepcopy(base.np_random.bit_generator.state)}
+        else:
+            start = {}
+        self._start = {**start, "options": options or None}
+        self._actions = []
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action):
+        self._actions.append(np.asarray(action).tolist())
+        return self.env.step(action)
+
+    def _monitor(self) -> Monitor | None:
+        env = self.env
+        while isinstance(env, gym.Wrapper):
+            if isinstance(env, Monitor):
+                return env
+            env = env.env
+        return None
+
+    def snapshot(self) -> dict[str, Any]:
+        """How the current episode started, its actions so far, and the Monitor's elapsed seconds (JSON-safe)."""
+        monitor = self._monitor()
+        return {
+            "start": self._start,
+            "actions": list(self._actions),
+            "monitor_elapsed": time.time() - monitor.t_start if monitor is not None else None,
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> bool:
+        """Rebuild the state of :meth:`snapshot` (the Monitor writes nothing: no episode ends in a replay).
+
+        Returns:
+            Whether the episode's start was known (else it starts from the env's current generator).
+        """
+        start = snapshot.get("start") or {}
+        options = start.get("options")
+        if "seed" in start:
+            self.reset(seed=int(start["seed"]), options=options)
+        else:
+            if "rng" in start:
+                self.env.unwrapped.np_random.bit_generator.state = start["rng"]
+            self.reset(options=options)
+        dtype = self.action_space.dtype
+        for action in snapshot.get("actions", []):
+            self.step(np.asarray(action, dtype=dtype) if dtype is not None else action)
+        monitor = self._monitor()
+        if monitor is not None and snapshot.get("monitor_elapsed") is not None:
+            monitor.t_start = time.time() - float(snapshot["monitor_elapsed"])
+        return "seed" in start or "rng" in start
 
 
 def check_render_mode(config: RLConfig, mode: str) -> None:
@@ -79,6 +152,8 @@ def make_env(
     render_mode: str | None = None,
     training: bool = True,
     monitor_dir: str | None = None,
+    monitor_append: bool = False,
+    record_episodes: bool = False,
 ) -> VecEnv:
     """Build the vectorised environment described by ``config``.
 
@@ -89,6 +164,10 @@ def make_env(
         render_mode: Passed to ``gymnasium.make`` (``rgb_array`` for recording).
         training: For ``VecNormalize``: update statistics and normalise rewards only when training.
         monitor_dir: Folder for the Monitor CSV files (episode returns and lengths).
+        monitor_append: Continue the Monitor CSV files already in ``monitor_dir`` (a resumed run)
+            instead of starting them anew.
+        record_episodes: Wrap every env in :class:`EpisodeRecorder` (the training env of a run, so that
+            ``--resume`` can rebuild its state).
 
     Returns:
         A VecEnv; observations are normalised/stacked as the agent expects.
@@ -108,8 +187,9 @@ def make_env(
             vec_env_cls=vec_cls,
             # fork starts workers in milliseconds; the workers only step environments (no torch work).
             vec_env_kwargs={"start_method": "fork"} if vec_cls is SubprocVecEnv and _can_fork() else None,
-            wrapper_class=_wrapper_chain(list(config.env_wrapper)),
+            wrapper_class=_wrapper_chain([*config.env_wrapper, *(["record"] if record_episodes else [])]),
             monitor_dir=monitor_dir,
+            monitor_kwargs={"override_existing": not monitor_append},
         )
     except TypeError as error:
         raise ConfigError(f"env_kwargs {config.env_kwargs} do not fit {config.env}: {error}") from None
@@ -124,12 +204,6 @@ def make_env(
 
 
 # -- normalisation statistics, stored as arrays (no pickle) -------------------------------------------
-def normalization_path(agent_path: str | Path) -> Path:
-    """Where the statistics of the agent saved at ``agent_path`` live: ``<stem>_vecnormalize.npz``."""
-    agent_path = Path(agent_path)
-    return agent_path.with_name(f"{agent_path.stem}_vecnormalize.npz")
-
-
 @dataclass(frozen=True)
 class Normalization:
     """``VecNormalize``'s observation statistics as arrays, applied exactly as ``VecNormalize`` does.
@@ -148,6 +222,18 @@ class Normalization:
     epsilon: float = 1e-8
     norm_obs: bool = True
 
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Normalization:
+        """The statistics written by :func:`normalization_arrays`."""
+        settings = _settings(arrays)
+        return cls(
+            arrays["obs_mean"],
+            arrays["obs_var"],
+            float(settings["clip_obs"]),
+            float(settings["epsilon"]),
+            bool(settings.get("norm_obs", True)),
+        )
+
     def __call__(self, observations: np.ndarray) -> np.ndarray:
         """``clip((obs - mean) / sqrt(var + eps))``, shape ``(N, *observation_shape)`` in and out."""
         if not self.norm_obs:
@@ -156,40 +242,36 @@ class Normalization:
         return np.clip(scaled, -self.clip_obs, self.clip_obs).astype(np.float32)
 
 
-def save_normalization(env: VecEnv | None, path: str | Path) -> bool:
-    """Write the ``VecNormalize`` running statistics of ``env`` to ``path`` (``.npz``); False if none."""
-    env = unwrap_vec_normalize(env)
+def _settings(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    return json.loads(np.asarray(arrays["settings"], dtype=np.uint8).tobytes().decode())
+
+
+def normalization_arrays(env: VecEnv | None) -> dict[str, np.ndarray] | None:
+    """The ``VecNormalize`` running statistics of ``env`` as plain arrays; ``None`` when it has none."""
+    env = unwrap_vec_normalize(env) if env is not None else None
     if env is None:
-        return False
+        return None
     if isinstance(env.obs_rms, dict):
         raise ConfigError("normalize: true is not supported with dict observations; set normalize: false.")
-    buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        obs_mean=env.obs_rms.mean,
-        obs_var=env.obs_rms.var,
-        obs_count=np.float64(env.obs_rms.count),
-        ret_mean=env.ret_rms.mean,
-        ret_var=env.ret_rms.var,
-        ret_count=np.float64(env.ret_rms.count),
-        settings=np.frombuffer(
-            json.dumps(
-                {
-                    "clip_obs": env.clip_obs,
-                    "clip_reward": env.clip_reward,
-                    "epsilon": env.epsilon,
-                    "norm_obs": env.norm_obs,
-                }
-            ).encode(),
-            dtype=np.uint8,
-        ),
-    )
-    atomic_write_bytes(path, buffer.getvalue())
-    return True
+    settings = {
+        "clip_obs": env.clip_obs,
+        "clip_reward": env.clip_reward,
+        "epsilon": env.epsilon,
+        "norm_obs": env.norm_obs,
+    }
+    return {
+        "obs_mean": np.asarray(env.obs_rms.mean),
+        "obs_var": np.asarray(env.obs_rms.var),
+        "obs_count": np.float64(env.obs_rms.count),
+        "ret_mean": np.asarray(env.ret_rms.mean),
+        "ret_var": np.asarray(env.ret_rms.var),
+        "ret_count": np.float64(env.ret_rms.count),
+        "settings": np.frombuffer(json.dumps(settings).encode(), dtype=np.uint8),
+    }
 
 
-def read_normalization(path: str | Path) -> Normalization:
-    """The observation statistics written by :func:`save_normalization`, without an env.
+def read_normalization_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """The statistics of a ``<stem>_vecnormalize.npz`` file (runs of earlier releases), ``allow_pickle=False``.
 
     Raises:
         DataError: If the file is missing.
@@ -198,33 +280,21 @@ def read_normalization(path: str | Path) -> Normalization:
     if not path.is_file():
         raise missing_file(path, "normalisation statistics of the agent", "Copy them next to the .zip.")
     with np.load(path, allow_pickle=False) as data:
-        settings = json.loads(data["settings"].tobytes().decode())
-        return Normalization(
-            data["obs_mean"],
-            data["obs_var"],
-            float(settings["clip_obs"]),
-            float(settings["epsilon"]),
-            bool(settings.get("norm_obs", True)),
-        )
+        return {key: data[key] for key in data.files}
 
 
-def load_normalization(env: VecEnv, path: str | Path) -> None:
-    """Restore statistics written by :func:`save_normalization` into the ``VecNormalize`` ``env``.
+def load_normalization(env: VecEnv, arrays: dict[str, np.ndarray]) -> None:
+    """Restore statistics from :func:`normalization_arrays` into the ``VecNormalize`` ``env``.
 
     Raises:
-        DataError: If the file is missing.
         ConfigError: If ``env`` is not normalised or the shapes differ.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise missing_file(path, "normalisation statistics", "Train with the same preset first.")
     env = unwrap_vec_normalize(env)
     if env is None:
-        raise ConfigError(f"{path} holds normalisation statistics but the env has normalize: false.")
-    with np.load(path, allow_pickle=False) as data:
-        if data["obs_mean"].shape != env.obs_rms.mean.shape:
-            raise ConfigError(f"{path}: statistics of shape {data['obs_mean'].shape} do not fit this env.")
-        env.obs_rms.mean, env.obs_rms.var = data["obs_mean"], data["obs_var"]
-        env.obs_rms.count = float(data["obs_count"])
-        env.ret_rms.mean, env.ret_rms.var = data["ret_mean"], data["ret_var"]
-        env.ret_rms.count = float(data["ret_count"])
+        raise ConfigError("the agent holds normalisation statistics but the env has normalize: false.")
+    if arrays["obs_mean"].shape != env.obs_rms.mean.shape:
+        raise ConfigError(f"normalisation statistics of shape {arrays['obs_mean'].shape} do not fit this env.")
+    env.obs_rms.mean, env.obs_rms.var = arrays["obs_mean"].copy(), arrays["obs_var"].copy()
+    env.obs_rms.count = float(arrays["obs_count"])
+    env.ret_rms.mean, env.ret_rms.var = arrays["ret_mean"].copy(), arrays["ret_var"].copy()
+    env.ret_rms.count = float(arrays["ret_count"])
