@@ -3,11 +3,14 @@
 Every step calls :func:`pentad_recsys.training.batch_loss` (or the model's full-batch loss), so the
 Lightning path and the plain loop used by the benchmarks optimise exactly the same objective.
 Validation and test evaluate the whole held-out set once per epoch (one dummy batch), because
-ranking metrics need every user's full score row, not per-batch averages.
+ranking metrics need every user's full score row, not per-batch averages. Under DDP every rank
+does so with the same (synchronised) weights, so ``val/*`` and ``test/*`` cover the whole held-out
+set whatever the number of processes: no rank reports a share of it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -51,8 +54,10 @@ class EpochBatches(IterableDataset):
     """One epoch of pre-built batches (negatives re-sampled each epoch); a single dummy batch for
     full-batch models.
 
-    Under DDP every rank draws the same global batches (the same seeds, the same draws) and trains
-    on its own part of each (:func:`shard_batch`), so the ranks share an epoch instead of repeating it.
+    Under DDP every rank draws the same global batches of ``batch_size x world size`` rows (the same
+    seeds, the same draws) and trains on its own part of each (:func:`shard_batch`), so the ranks
+    share an epoch instead of repeating it, and two processes with ``batch_size`` B take the steps
+    one process takes with 2B.
     The shuffling and negative-sampling random states are part of every checkpoint
     (:meth:`state_dict`), so a resumed run draws the batches and negatives an uninterrupted one would.
     """
@@ -68,7 +73,9 @@ class EpochBatches(IterableDataset):
             yield (torch.zeros(1),)
             return
         rank, world = distributed_rank()
-        for batch in epoch_batches(self.recommender, self.train, self.settings, self.sampler, self.rng):
+        # batch_size is per process (Lightning's convention): a global batch holds batch_size x world
+        settings = dataclasses.replace(self.settings, batch_size=self.settings.batch_size * world)
+        for batch in epoch_batches(self.recommender, self.train, settings, self.sampler, self.rng):
             yield shard_batch(batch, rank, world)
 
     def state_dict(self) -> dict[str, str]:
