@@ -79,6 +79,8 @@ def train(context: Context) -> None:
 def demo(context: Context) -> None:
     """Train on synthetic data, evaluate, write the forecasts of the first test window and plots."""
     trained = _train(context)
+    if not context.is_main_process:
+        return
     forecasts, data = trained.forecasts, trained.prepared.data
     path = outputs.write_forecasts(
         context.run.path / "forecasts.csv",

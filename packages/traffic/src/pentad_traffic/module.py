@@ -96,7 +96,8 @@ class ForecastModule(PentadModule):
             in_features=protocol.in_features,
             adjacency=graph.numpy(),
         )
-        self._test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._test_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.test_predictions: torch.Tensor | None = None
 
     @classmethod
@@ -117,15 +118,20 @@ class ForecastModule(PentadModule):
         """Forecast in original units: ``(B, L, N, F)`` -> ``(B, H, N)``."""
         return self.scaler.inverse(self.network(x))
 
-    def _loss(self, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
-        mask = null_mask(true, self.protocol.null_value)
-        error = (pred - torch.nan_to_num(true))[mask]
+    def _loss_terms(self, error: torch.Tensor) -> torch.Tensor:
+        """The loss of each error (mph), before averaging."""
         kind = self.hparams.loss
         if kind == "mse":
-            return error.pow(2).mean()
+            return error.pow(2)
         if kind == "mae":
-            return error.abs().mean()
-        return torch.nn.functional.huber_loss(error, torch.zeros_like(error), delta=self.hparams.huber_delta)
+            return error.abs()
+        return torch.nn.functional.huber_loss(
+            error, torch.zeros_like(error), delta=self.hparams.huber_delta, reduction="none"
+        )
+
+    def _loss(self, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+        mask = null_mask(true, self.protocol.null_value)
+        return self._loss_terms((pred - torch.nan_to_num(true))[mask]).mean()
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> torch.Tensor | None:
         """One optimisation step (nothing for models without gradient training)."""
@@ -160,31 +166,86 @@ class ForecastModule(PentadModule):
         highway.fit(x, target)
         return True
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
-        """Validation loss and errors in mph."""
-        x, y = batch
-        pred = self(x)
+    def _windows(self, batch: tuple[torch.Tensor, ...], outputs: list) -> tuple[torch.Tensor, ...]:
+        """``x, y, index`` of a validation or test batch; a batch without window indices (``(x, y)``)
+        is numbered in the order seen."""
+        x, y, *rest = batch
+        if rest:
+            index = torch.as_tensor(rest[0], device=x.device).long()
+        else:
+            seen = sum(len(output[0]) for output in outputs)
+            index = torch.arange(seen, seen + len(x), device=x.device)
+        return x, y, index
+
+    def _gather_windows(self, index: torch.Tensor, *values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Per-window ``values`` of every process, each window once, in window order.
+
+        Under DDP every process scores its share of the windows, and a ``DistributedSampler`` repeats
+        a few so that all shares are equally long: the shares are gathered (``all_gather``) and the
+        repeated windows dropped, so that the metrics cover the whole split exactly once, as in
+        one process.
+        """
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            size = int(self.all_gather(torch.tensor(len(index), device=index.device)).max())
+
+            def padded(tensor: torch.Tensor, fill: float) -> torch.Tensor:
+                extra = tensor.new_full((size - len(tensor), *tensor.shape[1:]), fill)
+                return self.all_gather(torch.cat([tensor, extra])).flatten(0, 1)
+
+            index = padded(index, -1)
+            values = tuple(padded(value, 0) for value in values)
+            keep = index >= 0
+            index, values = index[keep], tuple(value[keep] for value in values)
+        order = torch.argsort(index, stable=True)
+        index, values = index[order], tuple(value[order] for value in values)
+        first = torch.ones_like(index, dtype=torch.bool)
+        first[1:] = index[1:] != index[:-1]
+        return (index[first], *(value[first] for value in values))
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_outputs = []
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_index: int) -> None:
+        """Per window: squared and absolute errors (mph), loss and count of the readings scored."""
+        x, y, index = self._windows(batch, self._val_outputs)
+        pred = self(x).float()
         mask = null_mask(y, self.protocol.null_value)
-        error = (pred - torch.nan_to_num(y))[mask]
-        self.log("val/loss", self._loss(pred, y), prog_bar=True, batch_size=len(x))
-        self.log("val/mae", error.abs().mean(), batch_size=len(x))
-        self.log("val/rmse", error.pow(2).mean().sqrt(), batch_size=len(x))
+        error = torch.where(mask, pred - torch.nan_to_num(y), 0.0)
+        terms = torch.where(mask, self._loss_terms(error), 0.0)
+        stats = torch.stack([error.pow(2), error.abs(), terms, mask.float()], dim=-1).flatten(1, -2).sum(1)
+        self._val_outputs.append((index, stats.detach()))
+
+    def on_validation_epoch_end(self) -> None:
+        """Log ``val/loss``, ``val/mae`` and ``val/rmse`` over every validation window (of every process)."""
+        if not self._val_outputs:
+            return
+        _, stats = self._gather_windows(*(torch.cat(part) for part in zip(*self._val_outputs, strict=True)))
+        squared, absolute, loss, count = stats.double().sum(0).cpu().tolist()
+        count = max(count, 1.0)
+        # The values are the same in every process; sync_dist averages equal numbers (exactly).
+        self.log("val/loss", loss / count, prog_bar=True, sync_dist=True)
+        self.log("val/mae", absolute / count, sync_dist=True)
+        self.log("val/rmse", (squared / count) ** 0.5, sync_dist=True)
+        self._val_outputs = []
 
     def on_test_epoch_start(self) -> None:
         self._test_outputs = []
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
+    def test_step(self, batch: tuple[torch.Tensor, ...], batch_index: int) -> None:
         """Collect forecasts; metrics are computed over the whole test set at the end."""
-        x, y = batch
-        self._test_outputs.append((self(x).detach().cpu(), y.cpu()))
+        x, y, index = self._windows(batch, self._test_outputs)
+        self._test_outputs.append((index, self(x).detach().float(), y))
 
     def on_test_epoch_end(self) -> None:
-        """Log ``test/h<k>/<metric>`` and ``test/<metric>`` (all steps)."""
-        pred = torch.cat([p for p, _ in self._test_outputs])
-        true = torch.cat([t for _, t in self._test_outputs])
+        """Log ``test/h<k>/<metric>`` and ``test/<metric>`` (all steps) over every test window of
+        every process (see :meth:`_gather_windows`)."""
+        _, pred, true = self._gather_windows(*(torch.cat(part) for part in zip(*self._test_outputs, strict=True)))
+        pred, true = pred.cpu(), true.cpu()
         self.test_predictions = pred
         for key, value in self.score(pred, true).items():
-            self.log(f"test/{key}", value)
+            self.log(f"test/{key}", value, sync_dist=True)
+        self._test_outputs = []
 
     def score(self, pred: torch.Tensor, true: torch.Tensor, protocol: Protocol | None = None) -> dict[str, float]:
         """Per-horizon metrics and, under key ``<metric>``, the metrics over every predicted step

@@ -32,7 +32,15 @@ from pentad_traffic.config import TrafficConfig
 from pentad_traffic.data import TrafficData, load_dataset
 from pentad_traffic.module import ForecastModule
 from pentad_traffic.predictor import Predictor
-from pentad_traffic.protocols import PreparedData, Protocol, for_data, model_inputs, prepare, split
+from pentad_traffic.protocols import (
+    IndexedWindows,
+    PreparedData,
+    Protocol,
+    for_data,
+    model_inputs,
+    prepare,
+    split,
+)
 from pentad_traffic.registry import MODELS
 
 #: Keys of a ``benchmark_overrides`` entry: the epochs and the module options a model may change.
@@ -65,14 +73,19 @@ def prepare_run_data(config: TrafficConfig) -> PreparedData:
 
 
 def loaders(prepared: PreparedData, batch_size: int, num_workers: int = 0) -> dict[str, DataLoader | None]:
-    """Train (shuffled), validation (None without a validation split) and test loaders."""
+    """Train (shuffled, ``(x, y)``), validation (None without a validation split) and test loaders
+    (``(x, y, window index)``: :class:`~pentad_traffic.protocols.IndexedWindows`)."""
 
     def make(dataset, shuffle: bool) -> DataLoader | None:
         if dataset is None:
             return None
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers)
 
-    return {"train": make(prepared.train, True), "val": make(prepared.val, False), "test": make(prepared.test, False)}
+    return {
+        "train": make(prepared.train, True),
+        "val": make(IndexedWindows(prepared.val) if prepared.val is not None else None, False),
+        "test": make(IndexedWindows(prepared.test), False),
+    }
 
 
 def build_module(config: TrafficConfig, prepared: PreparedData, **overrides: Any) -> ForecastModule:
@@ -105,7 +118,8 @@ def train_model(
     A model that is not trained by gradient descent (``MODELS.info(name).trainable`` False) runs
     one epoch without an optimiser, so that the run still writes a checkpoint and logs; the VAR is
     fitted by least squares first, and the learned models' linear highway is warm-started by least
-    squares (``config.highway_init``).
+    squares (``config.highway_init``); neither is redone when ``resume`` continues a run. Under DDP
+    only the first process writes ``metrics.json``; the baselines run in one process.
 
     Returns:
         The trained module and the fit + test metrics (``test/h3/rmse``, ...).
@@ -113,7 +127,18 @@ def train_model(
     module = module or build_module(config, prepared)
     trainer_config = trainer_config or config.trainer
     if not module.learned:
-        trainer_config = dataclasses.replace(trainer_config, max_epochs=1, monitor="", early_stopping_patience=0)
+        # Nothing to learn: one epoch in one process (DDP cannot run a step without a loss).
+        trainer_config = dataclasses.replace(
+            trainer_config,
+            max_epochs=1,
+            monitor="",
+            early_stopping_patience=0,
+            devices="1",
+            num_nodes=1,
+            strategy="auto",
+        )
+    # Not on --resume: the checkpoint holds the fitted and trained weights (a warm start here would
+    # only cost time: Lightning replaces the weights with the checkpoint's when fit starts).
     if module.network.closed_form and resume is None:
         module.fit_closed_form(*prepared.train.tensors())
     elif config.highway_init and resume is None:
@@ -135,7 +160,8 @@ def train_model(
         )
         metrics["fit/seconds"] = time.perf_counter() - start
         metrics.update(test(trainer, module, run, dataloaders=data["test"], ckpt_path="best"))
-    run.write_metrics(metrics)
+    if trainer.is_global_zero:
+        run.write_metrics(metrics)
     return module, metrics
 
 
@@ -239,7 +265,11 @@ def train(config: TrafficConfig, run: RunDir, prepared: PreparedData, resume: Pa
     module, metrics = train_model(config, prepared, run, resume=resume)
     predictor = Predictor(module)
     forecasts = forecast(predictor, prepared.data, prepared.test.starts)
-    rows = write_report(run, prepared.data, prepared.protocol, metrics, forecasts, config)
+    if module.global_rank == 0:  # under DDP, the first process writes the report
+        rows = write_report(run, prepared.data, prepared.protocol, metrics, forecasts, config)
+    else:
+        minutes = 24 * 60 / prepared.data.steps_per_day
+        rows = outputs.horizon_rows(metrics, prepared.protocol.horizons, prepared.protocol.metrics, "test", minutes)
     return Trained(predictor, prepared, forecasts, metrics, rows)
 
 

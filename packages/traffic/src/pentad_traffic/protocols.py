@@ -171,6 +171,25 @@ class WindowDataset(Dataset):
         return self.inputs[x_index], self.targets[y_index]
 
 
+class IndexedWindows(Dataset):
+    """The windows of a :class:`WindowDataset` with their position: item ``i`` is ``(x, y, i)``.
+
+    Validation and test loaders use it, so that metrics computed across distributed processes can
+    put every window back in its place once and drop the ones a ``DistributedSampler`` repeats to
+    give every process the same number of windows.
+    """
+
+    def __init__(self, windows: WindowDataset) -> None:
+        self.windows = windows
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        x, y = self.windows[index]
+        return x, y, index
+
+
 @dataclass
 class PreparedData:
     """A dataset prepared under a protocol.
