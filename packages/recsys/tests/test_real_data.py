@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
+from pentad_core.testing import requires_dataset
 from pentad_recsys.data import load_dataset, make_split
 from pentad_recsys.metrics import evaluate_ranking
 from pentad_recsys.predictor import Recommender
 from pentad_recsys.training import TrainSettings, evaluate_rating, fit
-
-pytestmark = [
-    pytest.mark.real_data,
-    pytest.mark.skipif(not os.environ.get("PENTAD_DATA"), reason="PENTAD_DATA is unset"),
-]
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +16,7 @@ def ml100k():
     return load_dataset("ml-100k")
 
 
+@requires_dataset("ml-100k")
 def test_ml100k_counts_side_features_and_official_splits(ml100k):
     inter = ml100k.interactions
     assert (len(inter), inter.num_users, inter.num_items) == (100_000, 943, 1682)
@@ -31,6 +26,7 @@ def test_ml100k_counts_side_features_and_official_splits(ml100k):
     assert (len(split.train), len(split.test)) == (80_000, 20_000)
 
 
+@requires_dataset("ml-100k")
 def test_popularity_reproduces_the_leave_one_out_anchor(ml100k):
     split = make_split(ml100k, "loo")
     rec = Recommender.for_training("popularity", split.train, task="ranking")
@@ -41,6 +37,7 @@ def test_popularity_reproduces_the_leave_one_out_anchor(ml100k):
     assert (round(sampled["hr@10"], 4), round(sampled["ndcg@10"], 4)) == (0.4083, 0.2288)
 
 
+@requires_dataset("ml-100k")
 def test_short_mf_training_beats_the_item_mean_on_u1(ml100k):
     split = make_split(ml100k, "u1")
     baseline = Recommender.for_training("popularity", split.train, task="rating")
@@ -49,6 +46,7 @@ def test_short_mf_training_beats_the_item_mean_on_u1(ml100k):
     assert evaluate_rating(mf, split.test)["rmse"] < evaluate_rating(baseline, split.test)["rmse"]
 
 
+@requires_dataset("ml-100k")
 def test_short_sequence_training_beats_popularity_on_leave_one_out(ml100k):
     import torch
 
