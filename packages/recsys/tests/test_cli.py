@@ -41,8 +41,8 @@ def test_serving_verbs(trained, tmp_path, capsys):
     rows = (tmp_path / "p" / "predictions.csv").read_text().splitlines()
     assert rows[0] == "user,item,prediction" and 1.0 <= float(rows[1].split(",")[2]) <= 5.0
     assert main(["export", "--checkpoint", checkpoint, "--out", str(tmp_path / "e")]) == 0
-    assert (tmp_path / "e" / "export" / "model.onnx").is_file()
-    exported = tmp_path / "e" / "export"
+    exported = tmp_path / "e"
+    assert (exported / "model.onnx").is_file()
     assert (exported / "item_embeddings.npy").is_file()
     import numpy as np
     import pyarrow.parquet as pq
@@ -99,5 +99,38 @@ def test_export_without_pyarrow_keeps_npy_and_says_parquet_was_skipped(trained, 
     checkpoint = str(trained / "checkpoints" / "best.ckpt")
     assert main(["export", "--checkpoint", checkpoint, "--out", str(tmp_path / "e")]) == 0
     assert "pentad-recsys[parquet]" in capsys.readouterr().out
-    exported = tmp_path / "e" / "export"
+    exported = tmp_path / "e"
     assert (exported / "user_embeddings.npy").is_file() and not list(exported.glob("*.parquet"))
+
+
+def _files(folder):
+    return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def test_reading_verbs_write_into_a_new_folder_and_leave_the_run_alone(trained, tmp_path, capsys):
+    before = _files(trained)
+    new = tmp_path / "new.csv"
+    new.write_text("user,item,rating\n" + "".join(f"2000,{i},3\n" for i in range(1, 6)))
+    verbs = {
+        "evaluate": [*TINY[:2]],
+        "predict": ["--user", "3", "--item", "5"],
+        "export": [],
+        "update": ["--interactions", str(new), "--epochs", "1"],
+    }
+    for verb, arguments in verbs.items():
+        assert main([verb, "--checkpoint", str(trained), *arguments]) == 0, verb
+    after = _files(trained)
+    assert {name: after[name] for name in before} == before  # config, metrics, checkpoints, plots, logs
+    added = sorted(set(after) - set(before))
+    assert {name.split("/")[0] for name in added} == set(verbs)  # only <run>/<verb>/<time>/...
+    for verb, produced in (("evaluate", "metrics.json"), ("predict", "predictions.csv"), ("export", "model.onnx"),
+                           ("update", "checkpoints/updated.ckpt")):  # fmt: skip
+        (folder,) = (trained / verb).iterdir()
+        assert (folder / produced).is_file() and (folder / "config.yaml").is_file(), verb
+    (updated,) = (trained / "update").iterdir()
+    assert main(["recommend", "--checkpoint", str(updated), "--user", "2000"]) == 0  # the grown model
+    capsys.readouterr()
+    for verb in verbs:
+        assert main([verb, "--checkpoint", str(trained), *verbs[verb], "--out", str(trained)]) == 2, verb
+        assert "holds a trained run" in capsys.readouterr().err
+    assert {name: value for name, value in _files(trained).items() if name in before} == before

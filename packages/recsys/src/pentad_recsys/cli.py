@@ -187,7 +187,7 @@ def update_verb(context: Context) -> None:
 @app.verb("export", "Export the scoring model to ONNX, embedding tables to .npy and Parquet.", needs_checkpoint=True)
 def export_verb(context: Context) -> None:
     recommender = Predictor.from_run(context.checkpoint).recommender
-    written = pipeline.export(recommender, context.run.path / "export")
+    written = pipeline.export(recommender, context.run.path)  # the verb's own folder (<run>/export/<time>/)
     context.run.write_metrics({"export/onnx_max_abs_diff": written.pop("max_abs_diff", float("nan"))})
     if not written.pop("parquet"):
         # "\\[" keeps rich from reading "[parquet]" as a markup tag.
