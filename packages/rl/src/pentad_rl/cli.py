@@ -48,15 +48,12 @@ def _predictor(context: Context) -> Predictor:
 
 
 def _train(context: Context) -> pipeline.TrainResult:
-    from pentad_rl.plots import plot_learning_curve
-
     config: RLConfig = context.config
     source = f" (preset: {config.source})" if config.source else ""
     context.print(f"training {config.algo} on {config.env}: {config.timesteps} steps, {config.n_envs} env(s){source}")
     result = pipeline.train(config, context.run.path, resume=context.resume_path, progress_bar=sys.stderr.isatty())
     context.run.write_metrics(result.metrics())
-    curve_path = context.run.plot_path("learning_curve")
-    plot_learning_curve(context.run.path / "monitor", result.curve, curve_path, title=f"{config.algo} on {config.env}")
+    pipeline.write_learning_curve(config, result.curve, context.run.path, title=f"{config.algo} on {config.env}")
     evaluation = result.evaluation
     context.print(
         f"{config.algo} {config.env}: mean return {evaluation.mean_return:.1f} +- {evaluation.std_return:.1f} over "

@@ -324,6 +324,19 @@ def save_array(path: str | Path, array: np.ndarray) -> Path:
     return Path(path)
 
 
+def write_learning_curve(config: RLConfig, curve: list[dict[str, float]], out: str | Path, title: str = "") -> Path:
+    """``plots/learning_curve.png`` (the training episodes of ``monitor/`` and the evaluations) and
+    ``learning_curve.json`` (the evaluations: timesteps, wall seconds, mean return, success rate) of the
+    run in ``out``; after ``--resume`` both cover the whole run. Returns the plot's path."""
+    from pentad_rl.plots import plot_learning_curve
+
+    out = Path(out)
+    atomic_write_json(out / "learning_curve.json", curve)
+    return plot_learning_curve(
+        out / "monitor", curve, out / "plots" / "learning_curve.png", title=title, n_envs=config.n_envs
+    )
+
+
 def write_report(stem: str | Path, payload: Any, rows: list[dict[str, Any]]) -> None:
     """``<stem>.json`` (``payload``) and ``<stem>.md`` (``rows`` as a table), atomically."""
     from pentad_core.bench import format_table
@@ -379,18 +392,10 @@ def plain_sb3(config: RLConfig, seed: int, episodes: int) -> dict[str, float]:
 
 def pentad_run(config: RLConfig, seed: int, episodes: int, out: Path) -> tuple[dict[str, float], Any]:
     """Train with :func:`train` (run folder, checkpoints, TensorBoard, Monitor) and plot its curve."""
-    from pentad_rl.plots import plot_learning_curve
-
     run_config = copy.deepcopy(config)
     run_config.eval_episodes = episodes
     result = train(run_config, out, seed=seed, tensorboard=True)
-    plot_learning_curve(
-        out / "monitor",
-        result.curve,
-        out / "plots" / "learning_curve.png",
-        title=f"{config.algo} on {config.env}, seed {seed}",
-    )
-    atomic_write_json(out / "curve.json", result.curve)
+    write_learning_curve(config, result.curve, out, title=f"{config.algo} on {config.env}, seed {seed}")
     evaluation = result.evaluation
     return {
         "mean_return": evaluation.mean_return,

@@ -10,18 +10,34 @@ import numpy as np
 from pentad_core.plotting import new_figure, save_figure
 
 
-def read_monitor(folder: str | Path) -> dict[str, np.ndarray]:
-    """Episodes recorded by SB3's Monitor in ``folder/*.monitor.csv``, in order of completion.
+def read_monitor(folder: str | Path, n_envs: int | None = None) -> dict[str, np.ndarray]:
+    """Episodes recorded by SB3's Monitor of the run's training envs, in order of completion.
+
+    Args:
+        folder: The run's ``monitor/`` folder.
+        n_envs: Read ``0.monitor.csv`` ... ``<n_envs - 1>.monitor.csv`` only (the run's own envs; a file
+            of another run left in the folder is not mixed in); ``None`` reads every ``*.monitor.csv``.
 
     Returns:
         ``returns``, ``lengths``, ``timesteps`` (cumulative environment steps over all envs at the end of
-        each episode) and ``wall_s``; empty arrays when nothing was logged.
+        each episode) and ``wall_s``; empty arrays when nothing was logged. A last line cut short by a
+        kill is skipped.
     """
+    folder = Path(folder)
+    paths = (
+        sorted(folder.glob("*.monitor.csv")) if n_envs is None else [folder / f"{i}.monitor.csv" for i in range(n_envs)]
+    )
     rows = []
-    for path in sorted(Path(folder).glob("*.monitor.csv")):
+    for path in paths:
+        if not path.is_file():
+            continue
         with path.open(encoding="utf-8") as handle:
             handle.readline()  # the JSON header line
-            rows.extend((float(r["t"]), float(r["r"]), int(r["l"])) for r in csv.DictReader(handle))
+            for row in csv.DictReader(handle):
+                try:
+                    rows.append((float(row["t"]), float(row["r"]), int(row["l"])))
+                except (TypeError, ValueError):
+                    continue
     if not rows:
         empty = np.zeros(0)
         return {"returns": empty, "lengths": empty, "timesteps": empty, "wall_s": empty}
@@ -31,10 +47,14 @@ def read_monitor(folder: str | Path) -> dict[str, np.ndarray]:
 
 
 def plot_learning_curve(
-    monitor_folder: str | Path, curve: list[dict[str, float]], path: str | Path, title: str = ""
+    monitor_folder: str | Path,
+    curve: list[dict[str, float]],
+    path: str | Path,
+    title: str = "",
+    n_envs: int | None = None,
 ) -> Path:
-    """Training episode returns (raw and smoothed) and evaluation mean returns against steps."""
-    episodes = read_monitor(monitor_folder)
+    """Training episode returns (raw and smoothed) of envs ``0..n_envs-1`` and evaluation mean returns against steps."""
+    episodes = read_monitor(monitor_folder, n_envs)
     figure, axes = new_figure(7.0, 4.2)
     if len(episodes["returns"]):
         if len(episodes["returns"]) <= 1000:  # beyond that the raw episodes only paint a band

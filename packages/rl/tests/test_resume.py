@@ -1,0 +1,151 @@
+"""A run you start is a run you can continue: kill and Ctrl-C on the app's own CLI, then `--resume last`.
+
+The runs are subprocesses of ``apps/rl`` (as a user's shell starts them): DQN on CartPole with
+``normalize: true``, so the replay buffer, the VecNormalize statistics, the exploration schedule and the
+Monitor CSVs all have to survive. A resumed run is compared with an uninterrupted one **exactly** (no
+tolerance): the same steps, the same final evaluation, the same weights, the same learning curve and the
+same training episodes. On the CPU with one thread stable-baselines3 is bit-reproducible, and the
+checkpoint holds every state the run depends on (docs/rl.md, "What survives and what is refused").
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pentad_rl.checkpoints import read_resume_state
+from pentad_rl.cli import main
+
+ROOT = Path(__file__).resolve().parents[3]
+APP = ROOT / "apps" / "rl"
+TIMESTEPS, EVERY, EVALUATE = 4000, 500, 1000
+#: DQN from the CartPole preset, smaller (buffer, network, an update every 4 steps), normalised observations.
+OPTIONS = [
+    "--algo", "dqn", "--env", "CartPole-v1", "--timesteps", str(TIMESTEPS),
+    "--set", "normalize=true", "--set", f"checkpoint_freq={EVERY}", "--set", f"eval_freq={EVALUATE}",
+    "--set", "eval_episodes=3", "--set", "policy_kwargs={net_arch: [32]}",
+    "--set", "model_options.buffer_size=3000", "--set", "model_options.learning_starts=300",
+    "--set", "model_options.train_freq=4", "--set", "model_options.gradient_steps=1",
+    "--set", "model_options.target_update_interval=100",
+]  # fmt: skip
+
+
+def start(*arguments: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, str(APP), *arguments],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen, expected: int = 0) -> str:
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == expected, f"exit {process.returncode}\n{out[-2000:]}\n{err[-2000:]}"
+    return err
+
+
+def monitor_rows(run: Path) -> list[dict[str, str]]:
+    with (run / "monitor" / "0.monitor.csv").open() as handle:
+        handle.readline()
+        return [row for row in csv.DictReader(handle) if row.get("l")]
+
+
+def steps_logged(run: Path) -> int:
+    """Environment steps of the finished training episodes so far (0 before the Monitor file exists)."""
+    try:
+        return sum(int(row["l"]) for row in monitor_rows(run))
+    except (FileNotFoundError, ValueError, TypeError):
+        return 0
+
+
+def kill_at(process: subprocess.Popen, run: Path, step: int) -> None:
+    """SIGKILL ``process`` once its training episodes have passed ``step`` (a point between checkpoints)."""
+    while steps_logged(run) < step:
+        assert process.poll() is None, f"the run ended before step {step}: {process.communicate()}"
+        time.sleep(0.01)
+    assert (run / "checkpoints" / "last.zip").is_file()
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+
+
+def weights(run: Path) -> dict[str, np.ndarray]:
+    with zipfile.ZipFile(run / "checkpoints" / "last.zip") as archive:
+        state = torch.load(io.BytesIO(archive.read("policy.pth")), weights_only=True)
+    return {name: tensor.numpy() for name, tensor in state.items()}
+
+
+def outcome(run: Path) -> dict:
+    metrics = json.loads((run / "metrics.json").read_text())
+    return {
+        "timesteps": metrics["train/timesteps"],
+        "evaluation": {key: value for key, value in metrics.items() if key.startswith("eval/")},
+        "curve": [(p["timesteps"], p["mean_return"]) for p in json.loads((run / "learning_curve.json").read_text())],
+        "episodes": [(row["r"], row["l"]) for row in monitor_rows(run)],
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> tuple[Path, dict]:
+    """The uninterrupted run (in this process: the same code and seeds as a subprocess, one import less)."""
+    run = tmp_path_factory.mktemp("reference") / "run"
+    assert main(["train", *OPTIONS, "--out", str(run)]) == 0
+    return run, outcome(run)
+
+
+def test_killed_twice_between_checkpoints_and_resumed_equals_the_uninterrupted_run(reference, tmp_path):
+    reference_run, expected = reference
+    assert expected["timesteps"] == TIMESTEPS and len(expected["curve"]) == TIMESTEPS // EVALUATE
+    # Two kills at random steps past the first checkpoint (each may land between two checkpoints or in a save).
+    rng = random.Random()
+    first = rng.randrange(EVERY + 50, 3 * EVERY)
+    second = rng.randrange(first + EVERY, 7 * EVERY)
+    run = tmp_path / "run"
+    kill_at(start("train", *OPTIONS, "--out", str(run)), run, first)
+    kill_at(start("train", "--out", str(run), "--resume", "last"), run, second)
+    assert main(["train", "--out", str(run), "--resume", "last"]) == 0
+
+    got = outcome(run)
+    assert got == expected, f"kills at steps {first} and {second}"
+    reference_weights, resumed_weights = weights(reference_run), weights(run)
+    for name, value in reference_weights.items():
+        np.testing.assert_array_equal(resumed_weights[name], value, err_msg=f"kills at {first}, {second}")
+    # The Monitor's clock continues across the kills: its t column never goes back.
+    times = [float(row["t"]) for row in monitor_rows(run)]
+    assert times == sorted(times)
+    assert sorted(p.name for p in (run / "monitor").iterdir()) == ["0.monitor.csv"]
+    assert (run / "config.resume-1.yaml").is_file() and (run / "config.resume-2.yaml").is_file()
+
+
+def test_ctrl_c_writes_a_resumable_checkpoint_and_exits_130(reference, tmp_path):
+    _, expected = reference
+    run = tmp_path / "run"
+    process = start("train", *OPTIONS, "--out", str(run), "--set", "checkpoint_freq=0")  # no periodic save
+    while steps_logged(run) < 200:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    error = finish(process, expected=130)
+    assert error.strip().splitlines()[-1] == "apps/rl: interrupted; resume with --resume last"
+    state = read_resume_state(run / "checkpoints" / "last.zip")
+    assert 200 <= state["counters"]["num_timesteps"] < TIMESTEPS
+    assert not list((run / "checkpoints").glob(".*.tmp"))  # no half-written file
+    assert main(["train", "--out", str(run), "--resume", "last", "--set", "checkpoint_freq=0"]) == 0
+    assert outcome(run) == expected
