@@ -1,8 +1,7 @@
 """End to end through the library and the CLI, on small generated data."""
 
 import json
-import os
-from pathlib import Path
+import math
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ import torch
 
 from pentad_core.checkpoint import load_module
 from pentad_core.runs import RunDir
+from pentad_core.testing import dataset_folder, requires_dataset
 from pentad_core.training import TrainerConfig
 from pentad_medseg.cli import main
 from pentad_medseg.config import MedsegConfig
@@ -177,8 +177,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert str(tmp_path / "none") in errors[0] and "hinge" in errors[1] and "mixup" in errors[2]
 
 
-@pytest.mark.real_data
-@pytest.mark.skipif(not os.environ.get("PENTAD_DATA"), reason="PENTAD_DATA is unset")
+@requires_dataset("drive")
 def test_drive_trains_briefly_well_above_chance(tmp_path):
     config = MedsegConfig(
         dataset="drive", model_options={"depth": 3, "base_channels": 8}, batch_size=16, patches_per_epoch=640, lr=0.003,
@@ -186,7 +185,7 @@ def test_drive_trains_briefly_well_above_chance(tmp_path):
         threads=1, trainer=TrainerConfig(max_epochs=1, monitor="", progress_bar=False),
         dataset_options={"val_images": 1},
     )  # fmt: skip
-    data = load_data(config, Path(os.environ["PENTAD_DATA"]) / "drive")
+    data = load_data(config, dataset_folder("drive"))
     data.test = data.test[:2]
     _, metrics = train_model(config, RunDir(tmp_path), data)
     print("brief DRIVE run:", {k: round(v, 4) for k, v in metrics.items() if k.startswith("test/")})
@@ -227,3 +226,82 @@ def test_folder_multiclass_train_and_pretrained(trained, tmp_path):
     assert predictor.config.data_dir == str(tmp_path / "data") and not (tmp_path / "data").exists()
     result = predictor.predict(image.transpose(2, 0, 1).astype(np.float32) / 255)
     assert result.probabilities.shape == (3, 48, 48) and np.array_equal(result.mask, labels)
+
+
+# -- bad input: a correct result or one line, exit 2 -------------------------------------------------
+
+CLI_TINY = [
+    "--epochs", "1", "--batch-size", "8", "--set", "patches_per_epoch=32", "--set", "patch_size=32",
+    "--set", "window=32", "--set", "model_options={depth: 2, base_channels: 4}", "--set", "threads=1",
+    "--set", "trainer.progress_bar=false", "--accelerator", "cpu",
+]  # fmt: skip
+
+
+def test_without_a_validation_split_no_training_image_is_validated(tmp_path):
+    run = tmp_path / "run"
+    code = main(["train", "--out", str(run), *CLI_TINY, "--set", "threshold=null", "--set",
+                 "dataset_options={image_size: 48, train_images: 4, val_images: 0, test_images: 2}"])  # fmt: skip
+    assert code == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert not [key for key in metrics if key.startswith("val/")]  # nothing was validated
+    assert "val/dice" not in (run / "logs" / "metrics.csv").read_text().splitlines()[0]
+    assert metrics["test/threshold"] == 0.5  # no validation images to choose one on: the default stays
+    assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "checkpoints" / "best.ckpt").exists()
+
+
+def test_nan_validation_metrics_are_logged_as_nan_not_zero(tmp_path):
+    from pentad_medseg.data import SegImage
+
+    torch.manual_seed(0)
+    config = tiny_config(threshold=0.5)
+    data = load_data(config, None)
+    image = data.val[0]  # a validation image without foreground: AUC and sensitivity are undefined
+    data.val = [SegImage("empty", image.image, np.zeros_like(image.mask), image.fov)]
+    _, metrics = train_model(config, RunDir(tmp_path), data)
+    assert math.isnan(metrics["val/auc"]) and math.isnan(metrics["val/sensitivity"])
+    assert metrics["val/specificity"] > 0.5 and metrics["val/dice"] in (0.0, 1.0)
+    header, *rows = (tmp_path / "logs" / "metrics.csv").read_text().splitlines()
+    column = header.split(",").index("val/auc")
+    logged = [row.split(",")[column] for row in rows if row.split(",")[column]]
+    assert len(logged) == 3 and all(value == "nan" for value in logged)
+
+
+def test_nan_training_loss_is_one_line_naming_the_learning_rate(tmp_path, capsys):
+    code = main(["train", "--out", str(tmp_path / "run"), *CLI_TINY, "--set", "lr=1.0e+30", "--set",
+                 "dataset_options={image_size: 48, train_images: 4, val_images: 1, test_images: 1}"])  # fmt: skip
+    assert code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("apps/medseg: error: the training loss became nan")
+    assert "lr=1e+30" in errors[0] and "--set lr=1.0e+29" in errors[0]
+
+
+def test_outputs_are_written_atomically(tmp_path, monkeypatch):
+    """PNG and NIfTI outputs reach the disk through core's atomic writer: a temporary file that is
+    fsynced, then renamed over the destination (a crash never leaves half a file)."""
+    import os
+
+    import nibabel as nib
+
+    from pentad_medseg.outputs import save_nifti, save_prediction_pngs
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        synced.append(os.path.realpath(f"/proc/self/fd/{descriptor}"))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    affine = np.diag([0.7, 0.7, 3.0, 1.0])
+    volume = np.random.default_rng(0).random((6, 5, 2)).astype(np.float32)
+    path = save_nifti(volume, affine, tmp_path / "out" / "case_prob.nii.gz")
+    written = nib.load(path)
+    assert np.array_equal(written.get_fdata(dtype=np.float32), volume) and np.allclose(written.affine, affine)
+    image = np.random.default_rng(1).random((3, 8, 8)).astype(np.float32)
+    pngs = save_prediction_pngs("eye", image, np.full((1, 8, 8), 0.9, np.float32), 0.5, tmp_path / "out")
+    finals = {str(path.resolve()), *(str(p.resolve()) for p in pngs.values())}
+    temporaries = [name for name in synced if str(tmp_path) in name and not name.endswith("/out")]
+    assert len(temporaries) == 4 and not set(temporaries) & finals  # each synced under a temporary name
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "case_prob.nii.gz", "eye_mask.png", "eye_overlay.png", "eye_prob.png"
+    ]  # fmt: skip

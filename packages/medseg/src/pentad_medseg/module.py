@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -15,6 +14,7 @@ from pentad_medseg.inference import sliding_window_inference
 from pentad_medseg.losses import build_loss
 from pentad_medseg.metrics import best_f1_threshold, dataset_metrics
 from pentad_medseg.models import build_model
+from pentad_medseg.sampling import PatchOrder
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine")
@@ -57,6 +57,9 @@ class SegmentationModule(PentadModule):
         test_names: Names of test images (for the per-image CSV).
     """
 
+    #: Checkpoint key of the training counters (patches seen, seconds of training steps).
+    COUNTERS_KEY = "medseg_training_counters"
+
     def __init__(
         self,
         model: str = "unet",
@@ -97,7 +100,7 @@ class SegmentationModule(PentadModule):
         self.register_buffer("norm_std", std_t.view(1, -1, 1, 1))
         # Chosen on validation data when threshold is None; kept in checkpoints with the weights.
         self.register_buffer("threshold", torch.tensor(threshold if threshold is not None else 0.5))
-        self._outputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._outputs: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
         self.test_rows: list[dict[str, Any]] = []
         self.test_probabilities: list[np.ndarray] = []
         self.train_seconds = 0.0
@@ -125,35 +128,71 @@ class SegmentationModule(PentadModule):
 
     # -- training --------------------------------------------------------------------------------
 
-    def on_train_epoch_start(self) -> None:
-        loader = self.trainer.train_dataloader
-        dataset = getattr(loader, "dataset", None)
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(self.current_epoch)
-
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._batch_start = time.perf_counter()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self.train_seconds += time.perf_counter() - self._batch_start
-        self.train_patches += int(batch[0].shape[0])
+        patches = int(batch[0].shape[0])
+        self.train_patches += patches
+        order = getattr(self.trainer.train_dataloader, "sampler", None)
+        if isinstance(order, PatchOrder):  # the checkpoint then knows the next patch to draw
+            order.advance(patches, epoch_done=batch_idx + 1 >= self.trainer.num_training_batches)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Counters behind fit/patches and fit/patches_per_s, so a resumed run reports the whole run.
+        checkpoint[self.COUNTERS_KEY] = {"seconds": self.train_seconds, "patches": self.train_patches}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        counters = checkpoint.get(self.COUNTERS_KEY, {})
+        self.train_seconds = float(counters.get("seconds", 0.0))
+        self.train_patches = int(counters.get("patches", 0))
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         images, masks, fovs = batch
         loss = self.loss_fn(self(images), masks, fovs)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} at step {self.global_step}; lower the lr.")
+            hp = self.hparams
+            raise ConfigError(
+                f"the training loss became {loss.item()} at step {self.global_step}: the learning rate "
+                f"(lr={hp.lr:g}) is likely too high for {hp.optimizer}, or the images' scale is extreme "
+                "(they are normalised with the training set's channel mean and std); try a lower lr, e.g. "
+                f"--set lr={hp.lr / 10:.1e}."
+            )
         self.log_training("train/loss", loss, batch_size=images.shape[0], on_step=True, prog_bar=True)
         return loss
 
     # -- evaluation ------------------------------------------------------------------------------
 
     def _collect(self, batch: tuple[torch.Tensor, ...], tta: bool) -> np.ndarray:
-        images, masks, fovs, _ = batch
+        images, masks, fovs, indices = batch
         probabilities = self.predict_probabilities(images, tta=tta).float().cpu().numpy()
-        for index in range(images.shape[0]):
-            self._outputs.append((probabilities[index], masks[index].cpu().numpy(), fovs[index].cpu().numpy()))
+        for row in range(images.shape[0]):
+            self._outputs.append(
+                (int(indices[row]), probabilities[row], masks[row].cpu().numpy(), fovs[row].cpu().numpy())
+            )
         return probabilities
+
+    def _gathered(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Every process's ``(probabilities, mask, fov)``, one per image, in the split's order.
+
+        Under DDP each process evaluated its share of the images (:class:`~pentad_medseg.sampling.ImageShard`);
+        they are gathered here, so every process computes the metrics of the whole split. An image
+        seen twice (a sampler that pads) counts once.
+        """
+        outputs, self._outputs = self._outputs, []
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            parts: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(parts, outputs)
+            outputs = [item for part in parts for item in part]
+        by_index = {index: (probabilities, mask, fov) for index, probabilities, mask, fov in outputs}
+        return [by_index[index] for index in sorted(by_index)]
+
+    def _log_split(self, split: str, summary: dict[str, float]) -> None:
+        """Log ``<split>/<key>``. Every process holds the same values (computed from the gathered
+        images); ``sync_dist`` averages equal numbers, which leaves them exactly as they are."""
+        for key, value in summary.items():
+            self.log(f"{split}/{key}", float(value), prog_bar=split == "val" and key in ("auc", "dice"), sync_dist=True)
 
     def on_validation_epoch_start(self) -> None:
         self._outputs = []
@@ -162,10 +201,13 @@ class SegmentationModule(PentadModule):
         self._collect(batch, tta=False)
 
     def on_validation_epoch_end(self) -> None:
-        if not self._outputs or self.trainer.sanity_checking:
+        if self.trainer.sanity_checking:
             self._outputs = []
             return
-        probabilities, masks, fovs = zip(*self._outputs)
+        gathered = self._gathered()  # every process takes part, also one that had no image
+        if not gathered:
+            return
+        probabilities, masks, fovs = zip(*gathered)
         if self.hparams.threshold is None and probabilities[0].shape[0] == 1:
             scores = np.concatenate([p[0][f] for p, f in zip(probabilities, fovs)])
             truth = np.concatenate([m[f] > 0 for m, f in zip(masks, fovs)])
@@ -173,10 +215,10 @@ class SegmentationModule(PentadModule):
         summary, _ = dataset_metrics(
             probabilities, masks, fovs, [str(i) for i in range(len(masks))], float(self.threshold), hd95=False
         )
-        for key in ("auc", "dice", "iou", "sensitivity", "specificity", "accuracy", "threshold"):
-            value = summary[key]
-            self.log(f"val/{key}", value if math.isfinite(value) else 0.0, prog_bar=key in ("auc", "dice"))
-        self._outputs = []
+        # NaN (e.g. AUC or sensitivity of validation images without foreground) is logged as NaN:
+        # the checkpoint callback ranks it last, and the log shows it was undefined, not 0.
+        self._log_split("val", {k: summary[k] for k in ("auc", "dice", "iou", "sensitivity", "specificity",
+                                                         "accuracy", "threshold")})  # fmt: skip
 
     def on_test_epoch_start(self) -> None:
         self._outputs = []
@@ -187,18 +229,17 @@ class SegmentationModule(PentadModule):
         self._collect(batch, tta=bool(self.hparams.tta))
 
     def on_test_epoch_end(self) -> None:
-        if not self._outputs:
+        gathered = self._gathered()
+        if not gathered:
             return
-        probabilities, masks, fovs = zip(*self._outputs)
+        probabilities, masks, fovs = zip(*gathered)
         names = list(self.test_names) if hasattr(self, "test_names") else [str(i) for i in range(len(masks))]
         summary, rows = dataset_metrics(
             probabilities, masks, fovs, names[: len(masks)], float(self.threshold), hd95=bool(self.hparams.hd95)
         )
-        for key, value in summary.items():
-            self.log(f"test/{key}", value if math.isfinite(value) else float("nan"))
+        self._log_split("test", summary)
         self.test_rows = rows
         self.test_probabilities = list(probabilities)
-        self._outputs = []
 
     # -- optimisation ----------------------------------------------------------------------------
 

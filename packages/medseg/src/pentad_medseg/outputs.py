@@ -90,14 +90,16 @@ def save_prediction_pngs(
 
 
 def save_nifti(volume: np.ndarray, affine: np.ndarray, path: Path) -> Path:
-    """Write a volume with the input's affine as NIfTI (atomically)."""
+    """Write a volume with the input's affine as NIfTI (gzip-compressed for ``.nii.gz``), atomically:
+    the bytes are made in memory and written through a temporary file, fsync and rename."""
+    import gzip
+
     import nibabel as nib
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = nib.Nifti1Image(volume, affine)
-    temporary = path.with_name(f".{path.name}.tmp{''.join(path.suffixes)}")
-    nib.save(image, str(temporary))
-    temporary.replace(path)
+    data = nib.Nifti1Image(volume, affine).to_bytes()
+    if path.name.lower().endswith(".gz"):
+        data = gzip.compress(data, compresslevel=6, mtime=0)
+    atomic_write_bytes(path, data)
     return path
 
 

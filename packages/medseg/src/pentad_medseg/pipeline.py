@@ -34,7 +34,7 @@ from pentad_medseg.module import SegmentationModule
 from pentad_medseg.outputs import save_nifti, save_prediction_pngs
 from pentad_medseg.predictor import Predictor
 from pentad_medseg.registry import DATASETS
-from pentad_medseg.sampling import ImageDataset, PatchDataset
+from pentad_medseg.sampling import ImageDataset, ImageShard, PatchDataset, PatchLoader, PatchOrder
 from pentad_medseg.transforms import Normalize, build_augmentation, channel_stats
 
 # -- data and module ---------------------------------------------------------------------------------
@@ -57,11 +57,6 @@ def load_data(config: MedsegConfig, root: str | Path | None) -> SegmentationData
     if data.classes != config.classes:
         raise ConfigError(f"dataset {config.dataset} has {data.classes} classes but --classes is {config.classes}.")
     return data
-
-
-def validation_images(data: SegmentationData) -> list[SegImage]:
-    """The validation images, or the first two training images when the dataset has none."""
-    return data.val or data.train[:2]
 
 
 def build_module(config: MedsegConfig, data: SegmentationData) -> tuple[SegmentationModule, int]:
@@ -94,8 +89,14 @@ def build_module(config: MedsegConfig, data: SegmentationData) -> tuple[Segmenta
 
 def build_loaders(
     config: MedsegConfig, data: SegmentationData, module: SegmentationModule
-) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader, torch.utils.data.DataLoader | None]:
-    """Training patches (normalised, augmented) and whole-image validation/test loaders (raw images)."""
+) -> tuple[PatchLoader, torch.utils.data.DataLoader | None, torch.utils.data.DataLoader | None]:
+    """Training patches (normalised, augmented) and whole-image validation/test loaders (raw images).
+
+    The training loader draws :class:`~pentad_medseg.sampling.PatchOrder`'s patches (resumable, one
+    share per DDP process); the image loaders take this process's share of the images
+    (:class:`~pentad_medseg.sampling.ImageShard`, no padding). Validation is ``None`` when the
+    dataset has no validation split: no training image stands in for it.
+    """
     mean = module.norm_mean.flatten().numpy()
     std = module.norm_std.flatten().numpy()
     patches = PatchDataset(
@@ -105,12 +106,16 @@ def build_loaders(
     loader_options: dict[str, Any] = {"num_workers": config.num_workers}
     if config.num_workers > 0:
         loader_options["persistent_workers"] = True
-    train = torch.utils.data.DataLoader(
-        patches, batch_size=config.batch_size, shuffle=False, drop_last=False, **loader_options
-    )
-    val = torch.utils.data.DataLoader(ImageDataset(validation_images(data)), batch_size=1, **loader_options)
-    test = torch.utils.data.DataLoader(ImageDataset(data.test), batch_size=1, **loader_options) if data.test else None
-    return train, val, test
+    train = PatchLoader(patches, batch_size=config.batch_size, sampler=PatchOrder(config.patches_per_epoch),
+                        drop_last=False, **loader_options)  # fmt: skip
+
+    def images(split: list[SegImage]) -> torch.utils.data.DataLoader | None:
+        if not split:
+            return None
+        return torch.utils.data.DataLoader(ImageDataset(split), batch_size=1, sampler=ImageShard(len(split)),
+                                           **loader_options)  # fmt: skip
+
+    return train, images(data.val), images(data.test)
 
 
 # -- training ----------------------------------------------------------------------------------------
@@ -146,27 +151,34 @@ def train_model(
     if module is None:
         module, _ = build_module(config, data)
     train_loader, val_loader, test_loader = build_loaders(config, data, module)
-    overrides: dict[str, Any] = {}
+    # The loaders shard the data over DDP processes themselves (and never pad the images).
+    overrides: dict[str, Any] = {"use_distributed_sampler": False}
     if config.max_minutes is not None:
         overrides["max_time"] = {"seconds": round(config.max_minutes * 60)}
-    trainer = build_trainer(config.trainer, run, **overrides)
+    trainer = build_trainer(config.trainer, run, has_validation=val_loader is not None, **overrides)
     metrics = fit(trainer, module, run, train_dataloaders=train_loader, val_dataloaders=val_loader,
                   ckpt_path=resume_path)  # fmt: skip
+    patches = module.train_patches * trainer.world_size  # every process trained on its share
     extra = {
         "fit/train_seconds": module.train_seconds,
-        "fit/patches_per_s": module.train_patches / module.train_seconds if module.train_seconds else 0.0,
-        "fit/patches": float(module.train_patches),
+        "fit/patches_per_s": patches / module.train_seconds if module.train_seconds else 0.0,
+        "fit/patches": float(patches),
     }
-    metrics.update(run.write_metrics(extra))
+    metrics.update(extra)
+    if trainer.is_global_zero:
+        run.write_metrics(extra)
     if test_loader is not None:
         module.test_names = [item.name for item in data.test]
         start = time.perf_counter()
         metrics.update(test(trainer, module, run, dataloaders=test_loader, ckpt_path="best"))
         seconds = time.perf_counter() - start
         pixels = sum(item.shape[0] * item.shape[1] for item in data.test)
-        metrics.update(run.write_metrics({"test/seconds": seconds, "test/megapixels_per_s": pixels / 1e6 / seconds}))
-        atomic_write_csv(run.path / "test_per_image.csv", module.test_rows)
-        plot_run(config, run, data.test, module.test_probabilities, float(module.threshold))
+        timing = {"test/seconds": seconds, "test/megapixels_per_s": pixels / 1e6 / seconds}
+        metrics.update(timing)
+        if trainer.is_global_zero:  # every process holds the whole split's results; one writes them
+            run.write_metrics(timing)
+            atomic_write_csv(run.path / "test_per_image.csv", module.test_rows)
+            plot_run(config, run, data.test, module.test_probabilities, float(module.threshold))
     best = run.best_checkpoint if run.best_checkpoint.is_file() else run.last_checkpoint
     if best.is_file():
         module = load_module(SegmentationModule, best)

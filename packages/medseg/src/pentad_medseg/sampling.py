@@ -110,17 +110,15 @@ class PatchDataset(torch.utils.data.Dataset):
         self.augment = augment
         self.normalize = normalize
         self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Draw a different set of patches in each epoch."""
-        self.epoch = epoch
 
     def __len__(self) -> int:
+        """Patches per epoch (item numbers beyond it address later epochs)."""
         return self.patches_per_epoch
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        """Patch ``index % patches_per_epoch`` of epoch ``index // patches_per_epoch``."""
+        epoch, position = divmod(int(index), self.patches_per_epoch)
+        rng = np.random.default_rng([self.seed, epoch, position])
         sample = self.sampler.crop(*self.sampler.window(rng))
         if self.augment is not None:
             sample = self.augment(sample, rng)
@@ -131,6 +129,96 @@ class PatchDataset(torch.utils.data.Dataset):
             torch.from_numpy(np.ascontiguousarray(sample["mask"], dtype=np.int64)),
             torch.from_numpy(np.ascontiguousarray(sample["fov"], dtype=bool)),
         )
+
+
+def process_share() -> tuple[int, int]:
+    """``(rank, world_size)`` of this process in a running ``torch.distributed`` group, else ``(0, 1)``."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class PatchOrder(torch.utils.data.Sampler):
+    """The training loader's sampler: this process's item numbers of :class:`PatchDataset`, resumable.
+
+    Epoch ``e`` yields ``e * patches_per_epoch + i`` for ``i = rank, rank + world_size, ...`` (one
+    process: every ``i``). The module reports each finished batch (:meth:`advance`), so the state
+    (:meth:`state_dict`: the epoch and the patches of it already trained on) is exact at any
+    checkpoint; after :meth:`load_state_dict` iteration continues with the next patch.
+
+    Args:
+        patches_per_epoch: Patches in one epoch (over all processes).
+    """
+
+    def __init__(self, patches_per_epoch: int) -> None:
+        self.patches_per_epoch = patches_per_epoch
+        self.epoch = 0
+        self.consumed = 0
+
+    def _share(self) -> range:
+        rank, world = process_share()
+        return range(rank, self.patches_per_epoch, world)
+
+    def __len__(self) -> int:
+        return len(self._share())
+
+    def __iter__(self):
+        epoch, start = self.epoch, self.consumed
+        offset = epoch * self.patches_per_epoch
+        for position in self._share()[start:]:
+            yield offset + position
+
+    def set_epoch(self, epoch: int) -> None:
+        """Move to ``epoch`` (Lightning calls this at each epoch start); a no-op when already there."""
+        if epoch != self.epoch:
+            self.epoch, self.consumed = epoch, 0
+
+    def advance(self, patches: int, epoch_done: bool) -> None:
+        """Record ``patches`` trained on; after the epoch's last batch the next epoch begins."""
+        if epoch_done:
+            self.epoch, self.consumed = self.epoch + 1, 0
+        else:
+            self.consumed += patches
+
+    def state_dict(self) -> dict[str, int]:
+        """The epoch and the patches of it this process has trained on."""
+        return {"epoch": self.epoch, "consumed": self.consumed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from a :meth:`state_dict`."""
+        self.epoch, self.consumed = int(state["epoch"]), int(state["consumed"])
+
+
+class PatchLoader(torch.utils.data.DataLoader):
+    """The training DataLoader; Lightning saves its :class:`PatchOrder` state in every checkpoint and
+    restores it before the first batch is drawn on ``--resume``."""
+
+    def state_dict(self) -> dict[str, int]:
+        """The sampler's state."""
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Restore the sampler's state."""
+        self.sampler.load_state_dict(state)
+
+
+class ImageShard(torch.utils.data.Sampler):
+    """Whole-image indices of this process: ``rank, rank + world_size, ...`` (all of them in one process).
+
+    Unlike Lightning's ``DistributedSampler`` it never pads, so no image is evaluated twice; the
+    module gathers every process's images before computing metrics.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __len__(self) -> int:
+        rank, world = process_share()
+        return len(range(rank, self.count, world))
+
+    def __iter__(self):
+        rank, world = process_share()
+        return iter(range(rank, self.count, world))
 
 
 class ImageDataset(torch.utils.data.Dataset):
