@@ -1,6 +1,5 @@
 """Datasets: layouts, pairing, value checks and clear errors for bad files."""
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -8,10 +7,9 @@ import pytest
 from PIL import Image
 
 from pentad_core.errors import ConfigError, DataError
+from pentad_core.testing import dataset_folder, requires_dataset
 from pentad_medseg import load_dataset
 from pentad_medseg.data import read_label
-
-real_data = pytest.mark.skipif(not os.environ.get("PENTAD_DATA"), reason="PENTAD_DATA is unset")
 
 
 def write_png(path: Path, array: np.ndarray) -> None:
@@ -158,10 +156,9 @@ def test_drive_layout_and_errors(tmp_path):
         load_dataset("drive", tmp_path / "missing")
 
 
-@pytest.mark.real_data
-@real_data
+@requires_dataset("drive")
 def test_real_drive():
-    data = load_dataset("drive", Path(os.environ["PENTAD_DATA"]) / "drive")
+    data = load_dataset("drive", dataset_folder("drive"))
     assert (len(data.train), len(data.test)) == (20, 20)
     item = data.test[0]
     assert item.image.shape == (3, 584, 565)
