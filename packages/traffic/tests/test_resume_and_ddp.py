@@ -14,11 +14,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from pentad_core.checkpoint import load_checkpoint
-from pentad_traffic import DCRNN_PROTOCOL, prepare
+from pentad_traffic import prepare
 from pentad_traffic.data import load_dataset
+from pentad_traffic.protocols import PROTOCOLS
 
 APP = Path(__file__).resolve().parents[3] / "apps" / "traffic"
 
@@ -163,20 +165,30 @@ def test_a_run_killed_twice_inside_an_epoch_resumes_to_the_uninterrupted_result(
     ]
 
 
-def test_ddp_on_two_processes_scores_every_window_once_like_one_process(tmp_path: Path) -> None:
-    # 2 generated days: 55 validation and 111 test windows under the DCRNN protocol, odd counts, so
-    # DDP's sampler repeats one window of each split to give both processes equal shares. lr 1e-12
-    # keeps the warm-started weights (Adam moves each by ~1e-12), so both runs forecast with the
-    # same model and their metrics differ only if a window is missed or counted twice.
-    options = {"num_nodes": 4, "num_days": 2}
-    prepared = prepare(load_dataset("synthetic", options=options), DCRNN_PROTOCOL)
-    assert len(prepared.val) == 55 and len(prepared.test) == 111
+@pytest.mark.parametrize(
+    ("protocol", "days", "windows", "steps", "metrics"),
+    [
+        # 55 validation and 111 test windows, DCRNN metrics (MAE, RMSE, MAPE at 3, 6, 12 and all steps)
+        ("dcrnn", 2, (55, 111), (13, 25), 3 + 12),
+        # no validation split; 159 test windows, the last ones short of future steps (NaN truths);
+        # RMSE, MAE, accuracy, R2 and explained variance at 3, 6, 9, 12 and all steps
+        ("tgcn", 3, (0, 159), (21, 42), 25),
+    ],
+)
+def test_ddp_on_two_processes_scores_every_window_once_like_one_process(
+    tmp_path: Path, protocol: str, days: int, windows: tuple[int, int], steps: tuple[int, int], metrics: int
+) -> None:
+    # Odd window counts, so DDP's sampler repeats one window of a split to give both processes equal
+    # shares. lr 1e-12 keeps the warm-started weights (Adam moves each by ~1e-12), so both runs
+    # forecast with the same model and their metrics differ only if a window is missed or counted twice.
+    prepared = prepare(load_dataset("synthetic", options={"num_nodes": 4, "num_days": days}), PROTOCOLS[protocol])
+    assert (len(prepared.val or ()), len(prepared.test)) == windows
     arguments = [
         "train",
         "--model",
         "gru",
         "--protocol",
-        "dcrnn",
+        protocol,
         "--lr",
         "1e-12",
         "--epochs",
@@ -190,7 +202,7 @@ def test_ddp_on_two_processes_scores_every_window_once_like_one_process(tmp_path
         "--set",
         "dataset_options.num_nodes=4",
         "--set",
-        "dataset_options.num_days=2",
+        f"dataset_options.num_days={days}",
         "--set",
         "trainer.progress_bar=false",
     ]
@@ -200,10 +212,10 @@ def test_ddp_on_two_processes_scores_every_window_once_like_one_process(tmp_path
     assert single.returncode == 0, single.stderr
 
     two, one = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("ddp", "single"))
-    # Each process trained on its half of the 387 training windows: 13 steps of 16 against 25.
-    assert (two["fit/steps"], one["fit/steps"]) == (13, 25)
+    # Each process trained on its half of the training windows, 16 at a time.
+    assert (two["fit/steps"], one["fit/steps"]) == steps
     keys = sorted(key for key in one if key.startswith(("val/", "test/")))
-    assert len(keys) == 3 + 12  # val loss/mae/rmse; test mae/rmse/mape at 3, 6, 12 and over all steps
+    assert len(keys) == metrics
     for key in keys:
         # Measured equal to the last digit; the bound allows float32 rounding of batches of other sizes.
         assert abs(two[key] - one[key]) <= 1e-5 * abs(one[key]), (key, two[key], one[key])
