@@ -459,6 +459,7 @@ class App:
         """Parse ``argv``, run the verb, apply the error policy; returns the exit code."""
         argv = list(sys.argv[1:] if argv is None else argv)
         debug = "--debug" in argv
+        _restartable_main()
         from pentad_core.logs import quiet_libraries
 
         quiet_libraries(verbose=debug)
@@ -678,6 +679,19 @@ class App:
             raise DataError(f"dataset {args.name} at {root}: {'; '.join(problems)}.")
         print(f"{args.name} at {root}: OK")
         return 0
+
+
+def _restartable_main() -> None:
+    """Let Lightning's DDP launcher start the other processes the way this one started.
+
+    Run as a folder (``python apps/<app>``), the main module's spec is named ``__main__``, and the
+    launcher would start the other ranks with ``python -m __main__``, which fails; without a spec
+    it re-runs the same path.
+    """
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name == "__main__":
+        main.__spec__ = None
 
 
 def _checkpoint_run_folder(checkpoint: Path) -> Path:
