@@ -26,8 +26,12 @@ import numpy as np
 import pytest
 import torch
 
-from pentad_rl.checkpoints import read_resume_state
+from pentad_core.errors import CheckpointError, ConfigError
+from pentad_rl.agents import read_arrays
+from pentad_rl.checkpoints import BUFFER, read_resume_state
 from pentad_rl.cli import main
+from pentad_rl.config import RLConfig
+from pentad_rl.pipeline import train
 
 ROOT = Path(__file__).resolve().parents[3]
 APP = ROOT / "apps" / "rl"
@@ -149,3 +153,64 @@ def test_ctrl_c_writes_a_resumable_checkpoint_and_exits_130(reference, tmp_path)
     assert not list((run / "checkpoints").glob(".*.tmp"))  # no half-written file
     assert main(["train", "--out", str(run), "--resume", "last", "--set", "checkpoint_freq=0"]) == 0
     assert outcome(run) == expected
+
+
+def small_dqn(timesteps: int = 1500) -> RLConfig:
+    return RLConfig(
+        model="dqn",
+        dataset="CartPole-v1",
+        timesteps=timesteps,
+        normalize=True,
+        checkpoint_freq=500,
+        eval_freq=0,
+        eval_episodes=2,
+        model_options={"learning_starts": 100, "buffer_size": 2000, "train_freq": 4, "target_update_interval": 50},
+        policy_kwargs={"net_arch": [16]},
+    )
+
+
+def test_a_crash_between_the_writes_of_a_checkpoint_leaves_the_previous_set_whole(tmp_path, monkeypatch):
+    """The agent, its replay buffer and its normalisation statistics are one file: a crash after the agent and
+    the buffer of the second checkpoint were written (before its resume state) leaves the first checkpoint,
+    all of it, and the run resumes from there exactly."""
+    import pentad_rl.agents as agents
+
+    expected = train(small_dqn(), tmp_path / "reference", tensorboard=False)
+    written, real = [], agents.write_arrays
+
+    def crash_after_the_buffer(archive, prefix, arrays):
+        real(archive, prefix, arrays)
+        if prefix == BUFFER:
+            written.append(prefix)
+            if len(written) == 2:
+                raise OSError("simulated crash between the writes of a checkpoint")
+
+    monkeypatch.setattr(agents, "write_arrays", crash_after_the_buffer)
+    run = tmp_path / "run"
+    with pytest.raises(OSError, match="simulated crash"):
+        train(small_dqn(), run, tensorboard=False)
+    monkeypatch.undo()
+    last = run / "checkpoints" / "last.zip"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.zip", "step_500.zip"]
+    state = read_resume_state(last)
+    steps = state["counters"]["num_timesteps"]
+    assert steps == 500 and state["replay_buffer"]["size"] == 500
+    assert len(read_arrays(last, BUFFER)["observations"]) == 500  # the buffer of the same checkpoint
+    assert float(read_arrays(last, "pentad/vecnormalize")["obs_count"]) == pytest.approx(steps + 1, abs=1)
+    with zipfile.ZipFile(last) as archive:
+        assert json.loads(archive.read("data"))["num_timesteps"] == steps  # and the agent of that step
+    resumed = train(small_dqn(), run, resume="last", tensorboard=False)
+    assert resumed.model.num_timesteps == 1500 and resumed.evaluation.returns == expected.evaluation.returns
+    for (name, value), other in zip(
+        expected.model.policy.state_dict().items(), resumed.model.policy.state_dict().values()
+    ):
+        assert torch.equal(value, other), name
+
+
+def test_only_last_zip_resumes_and_an_older_one_says_so(tmp_path, capsys):
+    run = tmp_path / "run"
+    train(small_dqn(timesteps=600), run, tensorboard=False)
+    with pytest.raises(CheckpointError, match="no resume state"):
+        train(small_dqn(timesteps=1000), run, resume=run / "checkpoints" / "step_500.zip", tensorboard=False)
+    with pytest.raises(ConfigError, match="already"):
+        train(small_dqn(timesteps=600), run, resume="last", tensorboard=False)

@@ -226,8 +226,34 @@ def resume_agent(
     state = read_resume_state(path)
     arrays = read_arrays(path, ARRAYS) or {}
     model = load_agent(path, config, env=env, seed=seed, tensorboard_log=tensorboard_log)
+    try:
+        _restore(path, model, env, state, arrays, eval_env, parts or {})
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, AssertionError, RuntimeError) as error:
+        raise CheckpointError(
+            f"{path}: its resume state does not fit this run ({type(error).__name__}: {error})."
+        ) from None
+
+    def finish() -> None:
+        noise = getattr(model, "action_noise", None)
+        if noise is not None and "action_noise" in arrays:
+            noise.noise_prev = arrays["action_noise"].copy()
+
+    return model, finish
+
+
+def _restore(
+    path: str | Path,
+    model: BaseAlgorithm,
+    env: VecEnv,
+    state: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    eval_env: VecEnv | None,
+    parts: Mapping[str, Resumable],
+) -> None:
+    """Put the state of the checkpoint ``path`` into ``model``, its envs, its callbacks and the generators."""
     for name, value in state["counters"].items():
-        setattr(model, name, value)
+        if name in COUNTERS and hasattr(model, name) and isinstance(value, int | float) and not isinstance(value, bool):
+            setattr(model, name, type(getattr(model, name))(value))
     statistics = read_arrays(path, "pentad/vecnormalize")
     normalize = _layer(env, VecNormalize)
     if normalize is not None:
@@ -237,7 +263,7 @@ def resume_agent(
         normalize.returns = arrays["vecnormalize_returns"].copy()
     if isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None:
         _load_buffer(path, model, state.get("replay_buffer"))
-    for name, part in (parts or {}).items():
+    for name, part in parts.items():
         part.load_state(model, state.get(name, {}), read_arrays(path, f"pentad/{name}") or {})
     # Every training env back in its episode, as it was (the vectorised env's pending seeds are spent).
     for index, snapshot in enumerate(state["envs"]):
@@ -271,13 +297,6 @@ def resume_agent(
     name, position, has_gauss, cached = state["numpy_random"]
     np.random.set_state((name, arrays["numpy_random_keys"], position, has_gauss, cached))
     torch.set_rng_state(torch.as_tensor(arrays["torch_random"], dtype=torch.uint8))
-
-    def finish() -> None:
-        noise = getattr(model, "action_noise", None)
-        if noise is not None and "action_noise" in arrays:
-            noise.noise_prev = arrays["action_noise"].copy()
-
-    return model, finish
 
 
 def _load_buffer(path: str | Path, model: OffPolicyAlgorithm, info: Mapping[str, Any] | None) -> None:

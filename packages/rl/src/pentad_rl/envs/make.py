@@ -30,7 +30,7 @@ from stable_baselines3.common.vec_env import (
     unwrap_vec_normalize,
 )
 
-from pentad_core.errors import ConfigError, missing_file
+from pentad_core.errors import ConfigError, DataError, missing_file
 from pentad_rl.config import RLConfig
 from pentad_rl.envs.registry import ENV_WRAPPERS, check_env_id
 
@@ -274,13 +274,17 @@ def read_normalization_arrays(path: str | Path) -> dict[str, np.ndarray]:
     """The statistics of a ``<stem>_vecnormalize.npz`` file (runs of earlier releases), ``allow_pickle=False``.
 
     Raises:
-        DataError: If the file is missing.
+        DataError: If the file is missing or holds anything but plain arrays (e.g. pickled objects).
     """
     path = Path(path)
     if not path.is_file():
         raise missing_file(path, "normalisation statistics of the agent", "Copy them next to the .zip.")
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (ValueError, OSError, EOFError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"{path} is not a file of plain arrays and is refused ({first}).") from None
 
 
 def load_normalization(env: VecEnv, arrays: dict[str, np.ndarray]) -> None:
