@@ -54,7 +54,9 @@ def trained(tmp_path_factory):
 
 def test_training_learns_and_writes_a_complete_run(trained):
     out, _, metrics, _ = trained
-    assert metrics["test/auc"] > 0.8  # chance is 0.5
+    assert metrics["test/auc"] > 0.9  # chance is 0.5; this run reached 0.99
+    # Vessels cover about 16% of the test FOVs: calling every pixel a vessel scores Dice 0.28; this run reached 0.92.
+    assert metrics["test/dice"] > 0.75 and metrics["test/hd95"] < 5
     assert 0 < metrics["test/threshold"] < 1
     lines = (out / "logs" / "metrics.csv").read_text().splitlines()
     header = lines[0].split(",")
@@ -142,13 +144,17 @@ def test_nifti_train_and_predict_keeps_affine(tmp_path):
         nib.save(nib.Nifti1Image(volume, affine), tmp_path / "data" / "images" / f"case{index}.nii.gz")
         nib.save(nib.Nifti1Image(labels, affine), tmp_path / "data" / "labels" / f"case{index}.nii.gz")
     run = tmp_path / "run"
-    code = main(["train", "--dataset", "nifti", "--data-dir", str(tmp_path / "data"), "--epochs", "1",
+    code = main(["train", "--dataset", "nifti", "--data-dir", str(tmp_path / "data"), "--epochs", "3",
                  "--out", str(run),
                  "--set", "model_options={depth: 2, base_channels: 4}", "--set", "patch_size=32", "--set", "window=32",
-                 "--set", "patches_per_epoch=16", "--batch-size", "8", "--set", "trainer.progress_bar=false",
+                 "--set", "patches_per_epoch=64", "--batch-size", "8", "--set", "trainer.progress_bar=false",
+                 "--set", "lr=0.01",
                  "--set", "dataset_options={val_fraction: 0.25, test_fraction: 0.25}"])  # fmt: skip
     assert code == 0
-    assert "test/dice" in json.loads((run / "metrics.json").read_text())
+    # Blobs cover about 68% of these slices, so calling every pixel foreground scores Dice about 0.81 (AUC 0.5);
+    # 24 steps reached Dice 0.97 and AUC 0.996.
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test/dice"] > 0.9 and metrics["test/auc"] > 0.9
     code = main(["predict", "--checkpoint", str(run / "checkpoints" / "last.ckpt"),
                  "--input", str(tmp_path / "data" / "images"), "--out", str(tmp_path / "pred")])  # fmt: skip
     assert code == 0
@@ -162,6 +168,30 @@ def test_cli_export_onnx(trained, tmp_path):
                  "--size", "32"]) == 0  # fmt: skip
     metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert metrics["export/max_abs_diff"] <= metrics["export/tolerance"]
+
+
+def test_reading_verbs_write_into_a_new_folder_and_leave_the_run_alone(trained):
+    out, _, metrics, _ = trained
+    before = {name: (out / name).read_bytes() for name in ("config.yaml", "metrics.json", "test_per_image.csv")}
+    plots = {path.name: path.read_bytes() for path in (out / "plots").iterdir()}
+    checkpoint = ["--checkpoint", str(out)]
+    assert main(["evaluate", *checkpoint, "--split", "test"]) == 0
+    assert main(["predict", *checkpoint]) == 0
+    assert main(["export", *checkpoint, "--size", "32"]) == 0
+    (evaluated,) = (out / "evaluate").iterdir()  # <run>/<verb>/<time>/
+    (predicted,) = (out / "predict").iterdir()
+    (exported,) = (out / "export").iterdir()
+    # evaluate re-computes, from the saved checkpoint, what training reported for the test split
+    evaluation = json.loads((evaluated / "metrics.json").read_text())
+    for key in ("test/auc", "test/dice", "test/hd95", "test/threshold"):
+        assert abs(evaluation[key] - metrics[key]) < 1e-6, key
+    assert (evaluated / "test_per_image.csv").read_text() == before["test_per_image.csv"].decode()
+    assert sorted(p.name for p in (predicted / "predictions").iterdir()) == sorted(
+        f"test00{i}_{kind}.png" for i in range(2) for kind in ("mask", "overlay", "prob")
+    )
+    assert (exported / "model.onnx").is_file()
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert {path.name: path.read_bytes() for path in (out / "plots").iterdir()} == plots
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
@@ -192,7 +222,7 @@ def test_drive_trains_briefly_well_above_chance(tmp_path):
     assert metrics["test/auc"] > 0.85  # chance is 0.5; these 40 steps reached 0.944 when written
 
 
-def test_folder_multiclass_train_and_pretrained(trained, tmp_path):
+def test_folder_multiclass_train_and_pretrained(trained, tmp_path, capsys):
     from PIL import Image
 
     from pentad_medseg.data import synthetic_image
@@ -206,15 +236,19 @@ def test_folder_multiclass_train_and_pretrained(trained, tmp_path):
                 Image.fromarray(array.astype(np.uint8)).save(tmp_path / "data" / split / folder / f"c{index}.png")
     run = tmp_path / "run"
     code = main(["train", "--dataset", "folder", "--data-dir", str(tmp_path / "data"), "--classes", "3",
-                 "--loss", "ce-dice", "--epochs", "1", "--batch-size", "8", "--out", str(run),
+                 "--loss", "ce-dice", "--epochs", "3", "--batch-size", "8", "--out", str(run), "--set", "lr=0.01",
                  "--set", "model_options={depth: 2, base_channels: 8}", "--set", "patch_size=32",
-                 "--set", "window=32", "--set", "patches_per_epoch=16", "--set", "trainer.progress_bar=false",
+                 "--set", "window=32", "--set", "patches_per_epoch=64", "--set", "trainer.progress_bar=false",
                  "--pretrained", str(trained[0] / "checkpoints" / "best.ckpt")])  # fmt: skip
     assert code == 0
     metrics = json.loads((run / "metrics.json").read_text())
-    assert 0 <= metrics["test/dice"] <= 1
+    # Chance is 0.5 (one-vs-rest AUC averaged over the 2 foreground classes); 24 steps reached 0.87-0.9.
+    assert metrics["test/auc"] > 0.75
     module = load_module(SegmentationModule, run / "checkpoints" / "last.ckpt")
     assert module.hparams.classes == 3 and module.net.head.out_channels == 3
+    # --pretrained copied every network tensor of the binary vessel model except the 1-class head's two
+    network = [key for key in module.state_dict() if key.startswith("net.")]
+    assert f"initialised {len(network) - 2} tensors from" in capsys.readouterr().out
     assert main(["predict", "--checkpoint", str(run / "checkpoints" / "last.ckpt"), "--out", str(tmp_path / "p"),
                  "--dataset", "folder", "--data-dir", str(tmp_path / "data")]) == 0  # fmt: skip
     labels = np.asarray(Image.open(tmp_path / "p" / "predictions" / "c0_mask.png"))
