@@ -339,3 +339,36 @@ def test_outputs_are_written_atomically(tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "case_prob.nii.gz", "eye_mask.png", "eye_overlay.png", "eye_prob.png"
     ]  # fmt: skip
+
+
+class _RunsCode:
+    """Unpickling this object would call ``Path.touch(marker)``: what a malicious checkpoint does."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_files_from_elsewhere_are_data_never_code(trained, tmp_path, capsys):
+    """A checkpoint whose unpickling would run code, handed to every verb that loads one
+    (--pretrained, --checkpoint, --resume PATH): refused in one line, exit 2, and nothing ran."""
+    marker = tmp_path / "code-ran"
+    payload = tmp_path / "model.ckpt"
+    torch.save({"state_dict": _RunsCode(marker), "hyper_parameters": {}}, payload)
+    commands = [
+        ["train", "--out", str(tmp_path / "a"), *CLI_TINY, "--pretrained", str(payload)],
+        ["predict", "--checkpoint", str(payload), "--out", str(tmp_path / "b")],
+        ["evaluate", "--checkpoint", str(payload), "--out", str(tmp_path / "c")],
+        ["export", "--checkpoint", str(payload), "--out", str(tmp_path / "d")],
+        ["train", "--out", str(tmp_path / "e"), *CLI_TINY, "--resume", str(payload)],
+    ]
+    for command in commands:
+        assert main(command) == 2, command
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == len(commands) and all(line.startswith("apps/medseg: error:") for line in errors)
+    assert all(str(payload) in line for line in errors), errors
+    assert not marker.exists()
