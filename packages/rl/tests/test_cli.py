@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pentad_rl.cli import app, main
+from pentad_rl.predictor import Predictor
 
 TINY = [
     "--set",
@@ -20,6 +21,12 @@ TINY = [
     "--set",
     "eval_episodes=2",
 ]
+
+
+def expected_config(run):
+    from pentad_rl.config import RLConfig
+
+    return Predictor.from_run(run).config if run else RLConfig()
 
 
 def metrics(folder):
@@ -57,7 +64,9 @@ def test_train_evaluate_predict_export_record_and_resume(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", checkpoint, "--episodes", "3", "--out", str(evaluation)]) == 0
     scores = metrics(evaluation)
     assert {f"eval/difficulty{level}/success_rate" for level in range(4)} <= set(scores)
-    assert 0.0 <= scores["eval/success_rate"] <= 1.0
+    returns = json.loads((evaluation / "evaluation.json").read_text())["returns"]
+    assert len(returns) == 3 and scores["eval/mean_return"] == pytest.approx(np.mean(returns))
+    assert scores["eval/success_rate"] == sum(r == 1.0 for r in returns) / 3  # a success is a win (+1)
 
     observations = np.zeros((5, 2, 6, 7), np.float32)
     np.save(tmp_path / "observations.npy", observations)
@@ -77,7 +86,8 @@ def test_train_evaluate_predict_export_record_and_resume(tmp_path, capsys):
         == 0
     )
     actions = np.load(prediction / "predictions.npy")
-    assert actions.shape == (5,) and ((actions >= 0) & (actions < 7)).all()
+    expected = Predictor.from_run(checkpoint).predict(observations)
+    assert actions.shape == (5,) and actions.tolist() == expected.tolist()
     np.save(tmp_path / "wrong.npy", np.zeros((5, 3), np.float32))
     assert (
         main(
@@ -100,7 +110,15 @@ def test_train_evaluate_predict_export_record_and_resume(tmp_path, capsys):
 
     recorded = tmp_path / "record"
     assert main(["record", "--checkpoint", checkpoint, "--max-frames", "10", "--out", str(recorded)]) == 0
-    assert (recorded / "agent.gif").stat().st_size > 0
+    import imageio.v3 as iio
+
+    from pentad_rl.recording import collect_frames
+
+    frames = iio.imread(recorded / "agent.gif", index=None)
+    played, returns = collect_frames(Predictor.from_run(checkpoint).model, expected_config(run), seed=0, max_frames=10)
+    assert frames.shape == (len(played), 240, 280, 3)  # the frames of the episode played, until it ends or 10
+    assert len(played) == 10 or len(returns) == 1  # cut at --max-frames, or the episode ended
+    assert np.abs(frames[0].astype(int) - played[0]).max() <= 8  # the same picture (GIF palette rounding)
     assert main(["play", "--checkpoint", checkpoint, "--render", "ansi"]) == 0
     assert "0 1 2 3 4 5 6" in capsys.readouterr().out
 
@@ -180,7 +198,15 @@ def test_benchmark_compares_with_plain_sb3(tmp_path):
     )
     summary = metrics(out)
     assert {"bench/pentad_mean_return", "bench/sb3_mean_return", "bench/time_ratio"} <= set(summary)
-    assert summary["bench/time_ratio"] > 0
+    report = json.loads((out / "benchmark.json").read_text())
+    pentad, sb3 = (
+        next(r for r in report["rows"] if r["implementation"] == name) for name in ("pentad", "stable-baselines3")
+    )
+    assert summary["bench/time_ratio"] == pytest.approx(pentad["wall_s"] / sb3["wall_s"])
+    assert (
+        summary["bench/pentad_mean_return"] == pentad["mean_return"]
+        and summary["bench/sb3_mean_return"] == sb3["mean_return"]
+    )
 
 
 def test_tune_writes_the_trials_table_and_the_best_preset(tmp_path):
@@ -231,3 +257,36 @@ def test_resume_continues_the_run_as_configured_and_refuses_other_changes(tmp_pa
     assert main(["train", "--out", str(run), "--resume", "last", "--timesteps", "192", "--set", "normalize=true"]) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "normalize would change from False to True" in error
+
+
+def test_reading_verbs_write_into_a_new_folder_and_never_into_the_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--n-envs", "2", "--timesteps", "64", *TINY, "--out", str(run)]) == 0
+    before = {name: (run / name).read_bytes() for name in ("config.yaml", "metrics.json", "environment.json")}
+    assert main(["evaluate", "--checkpoint", str(run), "--episodes", "2"]) == 0
+    assert main(["record", "--checkpoint", str(run), "--max-frames", "5"]) == 0
+    (evaluation,) = (run / "evaluate").iterdir()
+    assert metrics(evaluation)["eval/episodes"] == 2.0 and (evaluation / "evaluation.json").is_file()
+    assert (next((run / "record").iterdir()) / "agent.gif").is_file()
+    assert {name: (run / name).read_bytes() for name in before} == before
+    assert not (run / "evaluation.json").exists() and not (run / "agent.gif").exists()
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(run), "--out", str(run)]) == 2
+    assert "holds a trained run" in capsys.readouterr().err
+
+
+def test_overwrite_and_stale_monitor_files_do_not_reach_the_learning_curve(tmp_path):
+    from pentad_rl.plots import read_monitor
+
+    run = tmp_path / "run"
+    assert main(["train", "--n-envs", "3", "--timesteps", "384", *TINY, "--out", str(run)]) == 0
+    assert sorted(p.name for p in (run / "monitor").iterdir()) == [f"{i}.monitor.csv" for i in range(3)]
+    assert main(["train", "--n-envs", "1", "--timesteps", "96", *TINY, "--out", str(run), "--overwrite"]) == 0
+    assert sorted(p.name for p in (run / "monitor").iterdir()) == ["0.monitor.csv"]
+    episodes = read_monitor(run / "monitor", n_envs=1)
+    assert 0 < episodes["timesteps"][-1] <= 96  # only the new run's episodes
+    # A Monitor file of another run copied into the folder is not mixed into this run's curve.
+    stale = (run / "monitor" / "0.monitor.csv").read_text() + "500.0,500,1.0\n"
+    (run / "monitor" / "5.monitor.csv").write_text(stale)
+    assert read_monitor(run / "monitor", n_envs=1)["returns"].tolist() == episodes["returns"].tolist()
+    assert 500.0 in read_monitor(run / "monitor")["returns"]  # (every file, when asked for all)

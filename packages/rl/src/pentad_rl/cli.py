@@ -38,13 +38,10 @@ app.option("--timesteps", key="timesteps", type=int, metavar="N", help="total en
 
 
 def _predictor(context: Context) -> Predictor:
-    """The agent of ``--checkpoint`` (a run folder or a .zip), else of the run in ``--out``."""
-    source, run = context.checkpoint, context.run
-    if source is None and run and any((run.checkpoints / name).is_file() for name in Predictor.checkpoint_names):
-        source = run.path
-    if source is None:
+    """The agent of ``--checkpoint`` (a run folder or a .zip); the verb writes into its own new folder."""
+    if context.checkpoint is None:
         raise ConfigError(f"`{context.verb}` needs --checkpoint PATH (a run folder or its checkpoints/best.zip).")
-    return Predictor.from_run(source, config=context.config)
+    return Predictor.from_run(context.checkpoint, config=context.config)
 
 
 def _train(context: Context) -> pipeline.TrainResult:
@@ -165,7 +162,7 @@ def _record_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, default=500, metavar="N", help="frame limit")
 
 
-@app.verb("record", "Record the agent playing as a GIF (or MP4) in the run folder.", arguments=_record_arguments)
+@app.verb("record", "Record the agent playing as a GIF (or MP4).", arguments=_record_arguments)
 def record_verb(context: Context) -> None:
     from pentad_rl.recording import record
 
