@@ -214,3 +214,26 @@ def test_only_last_zip_resumes_and_an_older_one_says_so(tmp_path, capsys):
         train(small_dqn(timesteps=1000), run, resume=run / "checkpoints" / "step_500.zip", tensorboard=False)
     with pytest.raises(ConfigError, match="already"):
         train(small_dqn(timesteps=600), run, resume="last", tensorboard=False)
+
+
+def test_ctrl_c_in_a_terminal_with_subprocess_envs_writes_the_checkpoint(tmp_path):
+    """A terminal's Ctrl-C reaches every process of the group: the env workers ignore it, the main process
+    writes the checkpoint (the workers still answer) and exits 130; the run then resumes to the end."""
+    run = tmp_path / "run"
+    tiny = ["--algo", "ppo", "--env", "CartPole-v1", "--n-envs", "2", "--vec-env", "subproc", "--timesteps", "20000",
+            "--set", "model_options={n_steps: 32, batch_size: 64}", "--set", "policy_kwargs={net_arch: [16]}",
+            "--set", "eval_freq=0", "--set", "eval_episodes=2", "--set", "checkpoint_freq=0"]  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, str(APP), "train", *tiny, "--out", str(run)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    while steps_logged(run) < 200:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGINT)
+    error = finish(process, expected=130)
+    assert error.strip().splitlines()[-1] == "apps/rl: interrupted; resume with --resume last"
+    steps = read_resume_state(run / "checkpoints" / "last.zip")["counters"]["num_timesteps"]
+    assert 200 <= steps < 20000 and steps % 64 == 0  # at a rollout start (2 envs x 32 steps)
+    assert main(["train", "--out", str(run), "--resume", "last", "--timesteps", str(steps + 128)]) == 0
+    assert json.loads((run / "metrics.json").read_text())["train/timesteps"] == steps + 128

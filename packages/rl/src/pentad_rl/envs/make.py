@@ -9,9 +9,12 @@ rebuild the state of every training env.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +44,11 @@ def _can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods()
 
 
-def _wrapper_chain(names: list[str]):
+def _wrapper_chain(names: list[str], in_worker: bool = False):
     if not names:
         return None
-    wrappers = [EpisodeRecorder if name == "record" else ENV_WRAPPERS.get(name) for name in names]
+    recorder = functools.partial(EpisodeRecorder, ignore_interrupt=in_worker)
+    wrappers = [recorder if name == "record" else ENV_WRAPPERS.get(name) for name in names]
 
     def wrap(env: gym.Env) -> gym.Env:
         for wrapper in wrappers:
@@ -62,12 +66,19 @@ class EpisodeRecorder(gym.Wrapper):
     replays the actions. A gymnasium env whose randomness all comes from its ``np_random`` is then in
     exactly the state it had at the checkpoint, so the resumed run continues the interrupted one step
     for step. The Monitor beneath it gets its elapsed time back, so its ``t`` column continues.
+
+    Args:
+        env: The env.
+        ignore_interrupt: In a ``SubprocVecEnv`` worker: ignore Ctrl-C, which a terminal sends to every
+            process, so that the main process can answer it (write the checkpoint) with its workers alive.
     """
 
-    def __init__(self, env: gym.Env) -> None:
+    def __init__(self, env: gym.Env, ignore_interrupt: bool = False) -> None:
         super().__init__(env)
         self._start: dict[str, Any] | None = None
         self._actions: list[Any] = []
+        if ignore_interrupt and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         base = self.env.unwrapped
@@ -187,7 +198,9 @@ def make_env(
             vec_env_cls=vec_cls,
             # fork starts workers in milliseconds; the workers only step environments (no torch work).
             vec_env_kwargs={"start_method": "fork"} if vec_cls is SubprocVecEnv and _can_fork() else None,
-            wrapper_class=_wrapper_chain([*config.env_wrapper, *(["record"] if record_episodes else [])]),
+            wrapper_class=_wrapper_chain(
+                [*config.env_wrapper, *(["record"] if record_episodes else [])], in_worker=vec_cls is SubprocVecEnv
+            ),
             monitor_dir=monitor_dir,
             monitor_kwargs={"override_existing": not monitor_append},
         )
