@@ -54,11 +54,28 @@ def _evaluated(context: Context, data: ImageData, net, test_time_augment=None) -
         net, data, context.run, title=f"{config.model} on {config.dataset}",
         batch_size=config.eval_batch_size, test_time_augment=test_time_augment,
     )  # fmt: skip
+    _print_test(context, metrics)
+    return metrics
+
+
+def _print_test(context: Context, metrics: dict[str, float]) -> None:
     context.print(
         f"test: top-1 {metrics['test/acc']:.4f}  top-5 {metrics['test/top5']:.4f}  "
         f"balanced {metrics['test/balanced_acc']:.4f}"
     )
-    return metrics
+
+
+def _trained(context: Context, data: ImageData):
+    """Train, then report the test metrics of the training run (every rank's share under DDP) and plot them."""
+    config: VisionConfig = context.config
+    module, metrics = _fit(context, data)
+    if pipeline.is_global_zero(module):  # the plots (confusion matrix, mistakes) once, not per process
+        pipeline.evaluate(
+            module.eval_net, data, context.run, title=f"{config.model} on {config.dataset}",
+            batch_size=config.eval_batch_size, test_time_augment=module.test_time_augment, write_metrics=False,
+        )  # fmt: skip
+    _print_test(context, metrics)
+    return module
 
 
 def _fit(context: Context, data: ImageData):
@@ -73,8 +90,7 @@ def _fit(context: Context, data: ImageData):
 @app.verb("train", "Train a model on a dataset (recipe shared/configs/vision/<dataset>.yaml).", trains=True)
 def train(context: Context) -> None:
     data = _data(context)
-    module, _ = _fit(context, data)
-    _evaluated(context, data, module.eval_net, module.test_time_augment)
+    _trained(context, data)
     context.print(f"run folder: {context.run.path}")
 
 
@@ -83,8 +99,9 @@ def train(context: Context) -> None:
 def demo(context: Context) -> None:
     start = time.perf_counter()
     data = _data(context)
-    module, _ = _fit(context, data)
-    _evaluated(context, data, module.eval_net, module.test_time_augment)
+    module = _trained(context, data)
+    if not pipeline.is_global_zero(module):
+        return
     predictor = Predictor.from_run(context.run.path)  # what `predict --checkpoint <run>` loads
     sample = data.test.images[:8]
     truth = [data.classes[int(i)] for i in data.test.labels[:8]]

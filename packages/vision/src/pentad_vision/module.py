@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from torch import nn
 from pentad_core.devices import is_channels_last
 from pentad_core.training import PentadModule
 from pentad_vision.config import AugmentConfig, OptimConfig
-from pentad_vision.data.base import ImageData, make_loader
+from pentad_vision.data.base import ImageData, ShardSampler, make_loader
 from pentad_vision.ema import ModelEMA
 from pentad_vision.metrics import ClassificationMeter
 from pentad_vision.models import build_model
@@ -199,20 +200,27 @@ class ImageClassifier(PentadModule):
     # ----------------------------------------------------------------- evaluation
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> None:
         images, labels = batch
-        logits = self(images)
-        loss = F.cross_entropy(logits, labels)
-        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, batch_size=len(labels))
         meter = self.meters.setdefault(split, ClassificationMeter(self.hparams.num_classes))
-        meter.update(logits, labels)
+        meter.update(self(images), labels)
 
     def _eval_epoch_end(self, split: str) -> None:
-        meter = self.meters.pop(split, None)
-        if meter is None or meter.count == 0:
+        """Log the split's metrics over every rank's share (the counts are summed across processes first)."""
+        meter = self.meters.pop(split, None) or ClassificationMeter(self.hparams.num_classes)
+        if self._trainer is not None and self.trainer.world_size > 1:  # every rank calls it: a collective
+            meter.merge_ranks(lambda tensor: self.trainer.strategy.reduce(tensor, reduce_op="sum"))
+        if meter.count == 0:
             return
-        values = meter.compute()
-        self.log(f"{split}/acc", values["acc"], prog_bar=True)
-        self.log(f"{split}/top5", values["top5"])
-        self.log(f"{split}/balanced_acc", values["balanced_acc"])
+        values = {f"{split}/{key}": value for key, value in meter.compute().items()}
+        if split == "test":
+            for name, value in zip(self.classes, meter.per_class_accuracy().tolist()):
+                if value == value:  # not nan: the class occurs in the test split
+                    values[f"test/acc_class/{name}"] = value
+        with warnings.catch_warnings():
+            # Every rank holds the same, complete values: nothing is left for Lightning to reduce
+            # (its advice to pass sync_dist=True is for per-rank values).
+            warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+            for key, value in values.items():
+                self.log(key, value, prog_bar=key == f"{split}/acc")
         self.last_meters = getattr(self, "last_meters", {})
         self.last_meters[split] = meter
 
@@ -261,6 +269,10 @@ class ImageClassifier(PentadModule):
 class VisionDataModule(pl.LightningDataModule):
     """Loaders over an :class:`ImageData`; TrivialAugment (if set) runs on the training images only.
 
+    In a distributed run each rank evaluates its own share of the validation and test images
+    (:class:`~pentad_vision.data.base.ShardSampler`, no padding), and the module sums the counts
+    across ranks. The state of the training shuffles is part of every checkpoint (``state_dict``).
+
     Args:
         data: The dataset.
         batch_size: Training batch size (evaluation uses twice as many images per batch).
@@ -287,14 +299,38 @@ class VisionDataModule(pl.LightningDataModule):
         self.seed = seed
         if trivial_augment:
             self.data.train.transform = TrivialAugment()
+        self._generator_state: torch.Tensor | None = None
+        self._train_loader = None
 
     def train_dataloader(self):
-        return make_loader(self.data.train, self.batch_size, shuffle=True, seed=self.seed, num_workers=self.num_workers)
+        loader = make_loader(
+            self.data.train, self.batch_size, shuffle=True, seed=self.seed, num_workers=self.num_workers
+        )
+        if self._generator_state is not None:  # resumed: continue the shuffles where the checkpoint left them
+            loader.generator.set_state(self._generator_state)
+            self._generator_state = None
+        self._train_loader = loader
+        return loader
+
+    def _eval_loader(self, split):
+        sampler = None
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:  # each rank evaluates its own share, none twice
+            sampler = ShardSampler(split, trainer.world_size, trainer.global_rank)
+        return make_loader(split, self.eval_batch_size, shuffle=False, num_workers=self.num_workers, sampler=sampler)
 
     def val_dataloader(self):
-        if self.data.val is None:
-            return []
-        return make_loader(self.data.val, self.eval_batch_size, shuffle=False, num_workers=self.num_workers)
+        return [] if self.data.val is None else self._eval_loader(self.data.val)
 
     def test_dataloader(self):
-        return make_loader(self.data.test, self.eval_batch_size, shuffle=False, num_workers=self.num_workers)
+        return self._eval_loader(self.data.test)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state of the training shuffles (saved in every checkpoint, for ``--resume``)."""
+        if self._train_loader is None:
+            return {}
+        return {"train_generator": self._train_loader.generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the shuffles: the resumed run draws the epochs' orders an uninterrupted one draws."""
+        self._generator_state = state_dict.get("train_generator")

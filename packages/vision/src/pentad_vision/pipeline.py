@@ -153,9 +153,12 @@ def train(
 
     Without a validation split the trainer keeps the last checkpoint instead of monitoring ``val/*``.
     Writes checkpoints, logs, ``metrics.json`` (``fit/*``, ``test/*``) and ``plots/curves.png`` into ``run``.
+    In a distributed run (``--strategy ddp``) the ``val/*`` and ``test/*`` metrics cover every rank's
+    share of the images, each image once, and only rank 0 writes the files.
 
     Returns:
-        ``(module, metrics)``: the module holds the tested weights.
+        ``(module, metrics)``: the module holds the tested weights; ``metrics`` holds ``fit/*``, the
+        last ``val/*`` and ``test/*`` (``acc``, ``top5``, ``balanced_acc``, ``loss``, ``acc_class/<name>``).
     """
     from pentad_core.plotting import plot_curves, read_logged_curves
     from pentad_core.training import build_trainer, fit, test
@@ -171,11 +174,20 @@ def train(
     metrics.update(test(trainer, module, run, datamodule=datamodule, ckpt_path="best"))
     if metrics.get("fit/seconds"):
         metrics["fit/images_per_second"] = len(data.train) * metrics.get("fit/epochs", 0) / metrics["fit/seconds"]
+    if not trainer.is_global_zero:  # one process writes the run's files
+        return module, metrics
+    if "fit/images_per_second" in metrics:
         run.write_metrics({"fit/images_per_second": metrics["fit/images_per_second"]})
     curves = read_logged_curves(run.logs / "metrics.csv", ["train/loss_epoch", "val/loss", "val/acc", "train/acc"])
     if curves:
         plot_curves(curves, run.plot_path("curves"))
     return module, metrics
+
+
+def is_global_zero(module: ImageClassifier) -> bool:
+    """Whether this process writes the run's reports: True unless ``module`` was trained here as rank > 0."""
+    trainer = module._trainer
+    return trainer is None or trainer.is_global_zero
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -189,14 +201,16 @@ def evaluate(
     test_time_augment: TestTimeAugment | None = None,
     prefix: str = "test",
     mistakes: bool = True,
+    write_metrics: bool = True,
 ) -> dict[str, float]:
-    """Evaluate ``net`` (taking ``[0, 1]`` images) on the test split.
+    """Evaluate ``net`` (taking ``[0, 1]`` images) on the test split, in this process.
 
-    Writes ``metrics.json`` (``<prefix>/acc``, ``top5``, ``balanced_acc``, ``acc_class/<name>``),
-    ``plots/confusion_matrix.png`` and, with ``mistakes``, ``plots/mistakes.png``.
+    Writes ``metrics.json`` (``<prefix>/acc``, ``top5``, ``balanced_acc``, ``loss``, ``acc_class/<name>``;
+    not with ``write_metrics=False``), ``plots/confusion_matrix.png`` and, with ``mistakes``,
+    ``plots/mistakes.png``.
 
     Returns:
-        The metrics written.
+        The metrics.
     """
     from pentad_vision.evaluation import evaluate_split, plot_confusion, plot_mistakes
 
@@ -212,7 +226,8 @@ def evaluate(
     )  # fmt: skip
     if mistakes:
         plot_mistakes(evaluation, data.test, run.plot_path("mistakes"))
-    run.write_metrics(metrics)
+    if write_metrics:
+        run.write_metrics(metrics)
     return metrics
 
 

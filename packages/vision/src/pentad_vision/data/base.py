@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from pentad_core.errors import DataError
 
@@ -90,15 +90,44 @@ def _passthrough(batch):
     return batch
 
 
+class ShardSampler(DistributedSampler):
+    """Rank ``rank``'s share of an evaluation split: indices ``rank, rank + world, ...``, none repeated.
+
+    :class:`~torch.utils.data.DistributedSampler` pads every rank to the same length with
+    duplicates, which an evaluation would count twice; the shares here add up to the split exactly
+    (the ranks' counts may differ by one). Lightning keeps a sampler of this class as it is.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.num_samples = len(range(rank, len(dataset), num_replicas))
+        self.total_size = len(dataset)
+
+    def __iter__(self):
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+
+
 def make_loader(
-    split: ImageSplit, batch_size: int, *, shuffle: bool, seed: int = 0, num_workers: int = 0, drop_last: bool = False
+    split: ImageSplit,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int = 0,
+    num_workers: int = 0,
+    drop_last: bool = False,
+    sampler: Sampler | None = None,
 ) -> DataLoader:
-    """A DataLoader that fetches whole batches through :meth:`ImageSplit.__getitems__`."""
+    """A DataLoader that fetches whole batches through :meth:`ImageSplit.__getitems__`.
+
+    Its ``generator`` (seeded with ``seed``) draws the shuffles; ``sampler`` replaces the default
+    order (then ``shuffle`` must be False).
+    """
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         split,
         batch_size=batch_size,
         shuffle=shuffle,
+        sampler=sampler,
         num_workers=num_workers,
         drop_last=drop_last,
         collate_fn=_passthrough,
