@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from stable_baselines3.common.callbacks import BaseCallback
 
 from pentad_core.errors import CheckpointError, ConfigError
 from pentad_rl.agents import read_arrays
@@ -237,3 +238,54 @@ def test_ctrl_c_in_a_terminal_with_subprocess_envs_writes_the_checkpoint(tmp_pat
     assert 200 <= steps < 20000 and steps % 64 == 0  # at a rollout start (2 envs x 32 steps)
     assert main(["train", "--out", str(run), "--resume", "last", "--timesteps", str(steps + 128)]) == 0
     assert json.loads((run / "metrics.json").read_text())["train/timesteps"] == steps + 128
+
+
+class DieAt(BaseCallback):
+    """Stops the process's training abruptly at a step (what a kill leaves: the checkpoints on disk)."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.step = step
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.step:
+            raise SystemExit("killed")
+        return True
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"model": "ppo", "n_envs": 2, "normalize": True, "model_options": {"n_steps": 32, "batch_size": 64}},
+        {"model": "sac", "dataset": "Pendulum-v1", "model_options": {"learning_starts": 100, "buffer_size": 1000}},
+        {
+            "model": "ppo", "dataset": "pentad/ConnectFour-v0", "n_envs": 2, "self_play": True,
+            "self_play_freq": 200, "model_options": {"n_steps": 32, "batch_size": 64},
+        },
+    ],
+    ids=["ppo-2-envs-normalized", "sac-pendulum", "ppo-connect-four-self-play"],
+)  # fmt: skip
+def test_other_algorithms_resume_exactly_too(fields, tmp_path):
+    """On-policy with parallel normalised envs, off-policy continuous, self-play: interrupted twice between
+    checkpoints (in process) and resumed, the run equals the uninterrupted one."""
+    base = {"dataset": "CartPole-v1", "timesteps": 1200, "checkpoint_freq": 300, "eval_freq": 400, "eval_episodes": 2}
+    config = {**base, **fields, "policy_kwargs": {"net_arch": [16]}}
+    expected = train(RLConfig(**config), tmp_path / "reference", tensorboard=False)
+    run = tmp_path / "run"
+    for resume, step in ((None, 450), ("last", 950)):
+        with pytest.raises(SystemExit):
+            train(RLConfig(**config), run, resume=resume, tensorboard=False, callbacks=[DieAt(step)])
+    resumed = train(RLConfig(**config), run, resume="last", tensorboard=False)
+    assert resumed.model.num_timesteps == expected.model.num_timesteps
+    assert resumed.evaluation.returns == expected.evaluation.returns
+    assert [p["mean_return"] for p in resumed.curve] == [p["mean_return"] for p in expected.curve]
+    for (name, value), other in zip(
+        expected.model.policy.state_dict().items(), resumed.model.policy.state_dict().values()
+    ):
+        assert torch.equal(value, other), name
+    for i in range(RLConfig(**config).n_envs):
+        rows = [
+            (tmp_path / name / "monitor" / f"{i}.monitor.csv").read_text().splitlines()[2:]
+            for name in ("reference", "run")
+        ]
+        assert [r.split(",")[:2] for r in rows[0]] == [r.split(",")[:2] for r in rows[1]]
