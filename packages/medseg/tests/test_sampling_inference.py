@@ -77,3 +77,24 @@ def test_sliding_window_with_unet_any_size():
     model = MODELS.build("unet", in_channels=3, out_channels=1, depth=2, base_channels=4).eval()
     out = sliding_window_inference(model, torch.randn(1, 3, 45, 70), window=32, overlap=0.25, tta=True)
     assert out.shape == (1, 1, 45, 70) and (out >= 0).all() and (out <= 1).all()
+
+
+def test_patch_order_shares_an_epoch_evenly_between_processes(monkeypatch):
+    from pentad_medseg import sampling
+    from pentad_medseg.sampling import PatchOrder
+
+    shares = {}
+    for rank in range(3):
+        monkeypatch.setattr(sampling, "process_share", lambda rank=rank: (rank, 3))
+        order = PatchOrder(patches_per_epoch=10)
+        order.set_epoch(2)
+        shares[rank] = list(order)
+        assert len(order) == 4  # the same number of steps in every process, or DDP would wait forever
+    assert shares[1] == [21, 24, 27, 20] and shares[2] == [22, 25, 28, 21]  # the last round wraps around
+    assert set(shares[0]) | set(shares[1]) | set(shares[2]) == set(range(20, 30))  # the whole epoch 2
+    monkeypatch.setattr(sampling, "process_share", lambda: (0, 1))
+    order = PatchOrder(patches_per_epoch=10)
+    order.load_state_dict({"epoch": 1, "consumed": 4})  # a checkpoint inside epoch 1
+    assert list(order) == list(range(14, 20)) and len(order) == 10
+    order.advance(6, epoch_done=True)
+    assert order.state_dict() == {"epoch": 2, "consumed": 0} and next(iter(order)) == 20

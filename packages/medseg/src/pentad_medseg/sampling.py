@@ -142,9 +142,11 @@ class PatchOrder(torch.utils.data.Sampler):
     """The training loader's sampler: this process's item numbers of :class:`PatchDataset`, resumable.
 
     Epoch ``e`` yields ``e * patches_per_epoch + i`` for ``i = rank, rank + world_size, ...`` (one
-    process: every ``i``). The module reports each finished batch (:meth:`advance`), so the state
-    (:meth:`state_dict`: the epoch and the patches of it already trained on) is exact at any
-    checkpoint; after :meth:`load_state_dict` iteration continues with the next patch.
+    process: every ``i``; under DDP every process takes ``ceil(patches_per_epoch / world_size)``,
+    wrapping around to the epoch's first patches when it does not divide evenly). The module reports
+    each finished batch (:meth:`advance`), so the state (:meth:`state_dict`: the epoch and the patches
+    of it already trained on) is exact at any checkpoint; after :meth:`load_state_dict` iteration
+    continues with the next patch.
 
     Args:
         patches_per_epoch: Patches in one epoch (over all processes).
@@ -155,9 +157,13 @@ class PatchOrder(torch.utils.data.Sampler):
         self.epoch = 0
         self.consumed = 0
 
-    def _share(self) -> range:
+    def _share(self) -> list[int]:
+        # Every process takes the same number of patches (DDP steps in lock-step): when the epoch does
+        # not divide evenly, the last round wraps around to the epoch's first patches, as
+        # Lightning's DistributedSampler pads.
         rank, world = process_share()
-        return range(rank, self.patches_per_epoch, world)
+        rounds = -(-self.patches_per_epoch // world)
+        return [(rank + world * k) % self.patches_per_epoch for k in range(rounds)]
 
     def __len__(self) -> int:
         return len(self._share())
