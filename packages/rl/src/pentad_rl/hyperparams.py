@@ -1,8 +1,9 @@
 """Turn RL-Zoo-style preset values (``model_options``, ``policy_kwargs``) into stable-baselines3 arguments.
 
-The module keeps its name although the config key is now ``model_options``: every saved agent pickles
-its schedules as ``pentad_rl.hyperparams.LinearSchedule``, and renaming the module would make the
-agents of earlier runs unloadable.
+The module keeps its name although the config key is now ``model_options``: every saved agent's
+``data`` member pickles its schedules as ``pentad_rl.hyperparams.LinearSchedule``. pentad never
+unpickles it (agents are rebuilt from the run's config), but stable-baselines3's own ``PPO.load`` of a
+pentad agent does, and renaming the module would break that for the agents of every run.
 
 Presets are YAML, so they hold strings and numbers only; this module converts them:
 
