@@ -249,7 +249,7 @@ def test_folder_multiclass_train_and_pretrained(trained, tmp_path, capsys):
     # --pretrained copied every network tensor of the binary vessel model except the 1-class head's two
     network = [key for key in module.state_dict() if key.startswith("net.")]
     assert f"initialised {len(network) - 2} tensors from" in capsys.readouterr().out
-    assert main(["predict", "--checkpoint", str(run / "checkpoints" / "last.ckpt"), "--out", str(tmp_path / "p"),
+    assert main(["predict", "--checkpoint", str(run), "--out", str(tmp_path / "p"),  # best.ckpt, as from_run(run)
                  "--dataset", "folder", "--data-dir", str(tmp_path / "data")]) == 0  # fmt: skip
     labels = np.asarray(Image.open(tmp_path / "p" / "predictions" / "c0_mask.png"))
     assert labels.max() <= 2
