@@ -111,3 +111,13 @@ def test_every_field_is_documented():
         fields = [name for name in config_class.__dataclass_fields__ if not name.startswith("_")]
         missing = [name for name in fields if not documented.get(name)]
         assert not missing, f"{config_class.__name__} fields without a #: comment: {missing}"
+
+
+def test_overrides_read_exponent_numbers_as_numbers():
+    from pentad_core.config import parse_override
+
+    assert parse_override("lr=1e-4") == ("lr", 1e-4)
+    assert parse_override("lr=1e30") == ("lr", 1e30)
+    assert parse_override("lr=-2.5E-3") == ("lr", -2.5e-3)
+    assert parse_override("name=1e4x") == ("name", "1e4x")
+    assert parse_override("version=1.0") == ("version", 1.0)

@@ -123,8 +123,8 @@ def test_is_channels_last_reads_the_first_convolution():
 def test_flush_denormals_zeroes_subnormal_results_where_the_cpu_supports_it():
     import platform
 
-    tiny = torch.tensor([1e-39], dtype=torch.float32)  # a subnormal float32
     torch.set_flush_denormal(False)  # an app run earlier in this process may have set it
+    tiny = torch.tensor([1e-39], dtype=torch.float32)  # a subnormal float32
     assert (tiny * 1.0).item() != 0.0  # kept without the setting
     supported = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
     try:

@@ -388,6 +388,10 @@ class App:
             run_config = _checkpoint_run_folder(Path(checkpoint)) / RunDir.CONFIG
             if run_config.is_file():
                 checkpoint_yaml = load_yaml(run_config)
+        other_data = command_line.get("dataset") or user_yaml.get("dataset")
+        if other_data and checkpoint_yaml.get("dataset") not in (None, other_data):
+            # the run's data settings belong to its own dataset; another dataset starts from its recipe
+            checkpoint_yaml = {k: v for k, v in checkpoint_yaml.items() if k not in ("dataset_options", "data_dir")}
         dataset = (
             command_line.get("dataset")
             or user_yaml.get("dataset")

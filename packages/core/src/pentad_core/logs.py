@@ -195,5 +195,6 @@ def quiet_libraries(verbose: bool = False) -> None:
         ".*The number of training batches .* is smaller than the logging interval.*",
         ".*litlogger.*",
         ".*You are using the legacy TorchScript-based ONNX export.*",
+        ".*Training and eval env are not of the same type.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)

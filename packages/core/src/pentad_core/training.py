@@ -229,18 +229,29 @@ def build_trainer(
     if config.channels_last or config.compile:
         all_callbacks.append(ModelOptimisations(config.channels_last, config.compile))
     if enable_checkpointing:
-        monitor = config.monitor or None
-        # Lightning writes `last` only in a step where it also kept a top-k file, so without a monitor
-        # the one checkpoint kept is the latest, saved every epoch under the name `last`
-        # (`--resume last` then finds it after an interruption).
+        # `last.ckpt` after every epoch (what `--resume last` continues), and with a monitored metric
+        # also `best.ckpt`: two callbacks, because Lightning's own `save_last` rewrites `last` only in
+        # the epochs where it also keeps a top-k file.
+        if config.monitor:
+            all_callbacks.append(
+                ModelCheckpoint(
+                    dirpath=run.checkpoints,
+                    filename="best",
+                    monitor=config.monitor,
+                    mode=config.monitor_mode,
+                    save_top_k=1,
+                    save_last=False,
+                    auto_insert_metric_name=False,
+                    enable_version_counter=False,
+                )
+            )
         all_callbacks.append(
             ModelCheckpoint(
                 dirpath=run.checkpoints,
-                filename="best" if monitor else "last",
-                monitor=monitor,
-                mode=config.monitor_mode,
+                filename="last",
+                monitor=None,
                 save_top_k=1,
-                save_last=bool(monitor),
+                save_last=False,
                 auto_insert_metric_name=False,
                 enable_version_counter=False,
             )
