@@ -6,21 +6,26 @@ an interrupted-and-resumed run can be compared number for number with an uninter
 
 from __future__ import annotations
 
+import asyncio
+import math
 import os
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from fastapi import Request  # at module level: FastAPI resolves the route's annotations here
 from torch import nn
 
 from pentad_core.checkpoint import atomic_save
 from pentad_core.cli import App, Context, RunConfig
 from pentad_core.data import DatasetInfo
 from pentad_core.registry import Registry
+from pentad_core.serving import add_serve_arguments, run_server, serve_options
 from pentad_core.training import PentadModule, build_trainer, fit
 
 
@@ -124,6 +129,48 @@ def evaluate(context: Context) -> None:
     inputs, targets = make_data(context.config.samples, context.config.features).tensors
     with torch.no_grad():
         context.run.write_metrics({"eval/mse": float(nn.functional.mse_loss(module.layer(inputs), targets))})
+
+
+def _toy_service(context: Context) -> Any:
+    """The toy regression as a service: ``POST /v1/predict {"inputs": [[x1..xF], ...]}`` -> outputs."""
+    from pentad_core.checkpoint import load_module
+    from pentad_core.predictor import locate_run
+    from pentad_core.serving import ClientError, Service
+
+    run = locate_run(context.args.run or context.checkpoint)
+    module = load_module(ToyRegression, run.checkpoint)
+    features = module.layer.in_features
+    delay = float(os.environ.get("TOY_SERVE_DELAY", "0"))
+
+    def predict_batch(rows: list[list[float]]) -> list[float]:
+        if any(not all(map(math.isfinite, row)) for row in rows):
+            raise ClientError("inputs hold NaN or infinity", 422)
+        time.sleep(delay)  # lets tests hold requests in flight
+        with torch.no_grad():
+            return module.layer(torch.tensor(rows, dtype=torch.float32))[:, 0].tolist()
+
+    def add_routes(router: Any, serving: Any) -> None:
+        @router.post("/v1/predict")
+        async def predict(request: Request) -> dict[str, Any]:
+            if request.headers.get("content-type", "").split(";")[0] != "application/json":
+                raise ClientError("send application/json", 415)
+            try:
+                rows = (await request.json())["inputs"]
+                assert isinstance(rows, list) and all(isinstance(r, list) and len(r) == features for r in rows)
+                rows = [[float(value) for value in row] for row in rows]
+            except (ValueError, KeyError, TypeError, AssertionError):
+                raise ClientError(f"body must be {{'inputs': [[{features} numbers], ...]}}", 422) from None
+            outputs = await asyncio.gather(*(serving.batchers["predict"].submit(row) for row in rows))
+            return {"outputs": list(outputs)}
+
+    card = {"model": "toy-regression", "dataset": context.config.dataset, "metrics": dict(run.metrics),
+            "inputs": {"features": features}}  # fmt: skip
+    return Service("toy", card, add_routes, {"predict": predict_batch}, page="<h1>toy</h1>")
+
+
+@app.verb("serve", "Serve a trained toy run over HTTP.", arguments=add_serve_arguments, writes_run=False)
+def serve(context: Context) -> None:
+    run_server(_toy_service(context), serve_options(context.args))
 
 
 TOY_APP = Path(__file__).resolve()

@@ -18,4 +18,6 @@ Modules (import what you use; importing ``pentad_core`` itself is cheap):
 - ``pentad_core.errors``: :class:`PentadError` and friends (exit code 2 in the CLI).
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import version as _distribution_version
+
+__version__ = _distribution_version("pentad-core")  # single-sourced: the repository's VERSION file

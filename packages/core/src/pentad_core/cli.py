@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.resources
 import os
 import sys
 import traceback
@@ -27,6 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from pentad_core.checkpoint import resolve_resume
 from pentad_core.config import config_to_dict, load_yaml, nest, parse_override, resolve_config, save_config
@@ -142,11 +145,20 @@ class Context:
         return _rank() == 0
 
     def print(self, *objects: Any) -> None:
-        """Print on stdout (rank 0 only)."""
-        if self.is_main_process:
+        """Print on stdout (rank 0 only; not when the verb runs from Python through :meth:`App.run`)."""
+        if self.is_main_process and not self.app.quiet:
             from rich.console import Console
 
             Console(highlight=False, soft_wrap=True).print(*objects)
+
+
+@dataclass
+class RunResult:
+    """What :meth:`App.run` returns: the run folder it wrote, its metrics and the config it ran with."""
+
+    folder: Path | None
+    metrics: dict[str, Any]
+    config: Any
 
 
 @dataclass
@@ -177,8 +189,13 @@ def _rank() -> int:
 
 
 def find_configs_dir(app: str) -> Path | None:
-    """``shared/configs/<app>``: from ``$PENTAD_CONFIGS``, else the first one above the working
-    directory or above this installed package (a source checkout)."""
+    """The folder of the app's recipes.
+
+    In order: ``$PENTAD_CONFIGS/<app>``; ``shared/configs/<app>`` in the first folder above the
+    working directory or above this package that has one (a source checkout, where recipes are
+    written); the ``configs`` folder inside the installed ``pentad_<app>`` package (a wheel carries
+    a copy of ``shared/configs/<app>``). ``None`` when there is none.
+    """
     configured = os.environ.get("PENTAD_CONFIGS")
     if configured:
         candidate = Path(configured) / app
@@ -188,7 +205,11 @@ def find_configs_dir(app: str) -> Path | None:
             candidate = folder / "shared" / "configs" / app
             if candidate.is_dir():
                 return candidate
-    return None
+    try:
+        packaged = Path(str(importlib.resources.files(f"pentad_{app}") / "configs"))
+    except ModuleNotFoundError:
+        return None
+    return packaged if packaged.is_dir() else None
 
 
 class App:
@@ -243,6 +264,13 @@ class App:
         self.real_dataset = real_dataset
         self._verbs: dict[str, _Verb] = {}
         self._options: list[_Option] = []
+        #: The recipe file the last resolved config was built on (``None``: no recipe).
+        self.recipe_source: Path | None = None
+        #: Print nothing from verbs (set by :meth:`run`).
+        self.quiet = False
+        #: The run folder and config of the last verb run (read by :meth:`run`).
+        self.last_run: RunDir | None = None
+        self.last_config: Any = None
 
     @property
     def remote_files(self) -> dict[str, list[RemoteFile]]:
@@ -335,7 +363,7 @@ class App:
 
     def build_parser(self) -> argparse.ArgumentParser:
         """The full parser: one sub-command per verb."""
-        parser = _Parser(prog=f"apps/{self.name}", description=self.description)
+        parser = _Parser(prog=self.prog, description=self.description)
         parser.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
         sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
         common = self._common_parser()
@@ -362,6 +390,7 @@ class App:
         dataset, data folder, recipe and options it ran with) < ``--config`` < options < ``--set``,
         and only the keys in ``resume_changes`` may differ from it.
         """
+        self.recipe_source = None
         user_yaml = load_yaml(args.config) if getattr(args, "config", None) else {}
         command_line: dict[str, Any] = {}
         for option, key in COMMON_OPTION_KEYS.items():
@@ -443,9 +472,10 @@ class App:
             )
 
     def recipe(self, dataset: str, verb: str | None = None) -> dict[str, Any]:
-        """The recipe for ``dataset`` (``shared/configs/<app>/<dataset>.yaml``, dashes may be
-        underscores), or ``{}``."""
+        """The recipe for ``dataset`` (``<configs>/<dataset>.yaml``, dashes may be underscores; ``demo.yaml``
+        first for ``demo``), or ``{}``; :attr:`recipe_source` records which file it was."""
         folder = find_configs_dir(self.name)
+        self.recipe_source = None
         if folder is None:
             return {}
         # Dataset names use dashes; a recipe file may spell them with underscores
@@ -454,10 +484,93 @@ class App:
         for candidate in ([f"{verb}.yaml"] if verb == "demo" else []) + names:
             path = folder / candidate
             if path.is_file():
-                return load_yaml(path)
+                return self.use_recipe(path)
         return {}
 
+    def use_recipe(self, path: Path) -> dict[str, Any]:
+        """Load the recipe file ``path`` and record it as the one in force (apps with their own lookup call it)."""
+        self.recipe_source = path
+        return load_yaml(path)
+
+    def _say_recipe(self, context: Context) -> None:
+        """Tell the user which recipe a training verb runs with: a missing one is said, never silent."""
+        args = context.args
+        if getattr(args, "resume", None):
+            extra = f" and --config {args.config}" if args.config else ""
+            context.print(f"resuming with the run's own config.yaml{extra}")
+        elif self.recipe_source is not None:
+            context.print(f"recipe: {self.recipe_source}")
+        elif getattr(args, "config", None):
+            context.print(f"no recipe for dataset {context.config.dataset!r}: --config {args.config} over the defaults")
+        else:
+            folder = find_configs_dir(self.name)
+            where = f" in {folder}" if folder is not None else ""
+            context.print(f"no recipe for dataset {context.config.dataset!r}{where}: the defaults of {self.prog} apply")
+
+    @property
+    def prog(self) -> str:
+        """How the user started the program: ``apps/<app>``, ``pentad-<app>`` or ``python -m pentad_<app>``."""
+        launched = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+        if launched.name == f"pentad-{self.name}":
+            return launched.name
+        if launched.name == "__main__.py" and launched.parent.name == f"pentad_{self.name}":
+            return f"python -m pentad_{self.name}"
+        return f"apps/{self.name}"
+
     # -- running -----------------------------------------------------------------------------------
+
+    def run(
+        self, verb: str, config: Any = None, *, out: str | Path | None = None, quiet: bool = True, **options: Any
+    ) -> RunResult:
+        """Run a verb from Python, exactly as the command line would, and return what it wrote.
+
+        Args:
+            verb: ``"train"``, ``"demo"``, ``"evaluate"``, ...
+            config: The app's config dataclass, or a (nested) dict of config keys; applied over the
+                dataset's recipe like ``--config FILE``.
+            out: The run folder (``--out``).
+            quiet: Print nothing on the terminal (progress bars follow ``trainer.progress_bar``).
+            **options: Command-line options by their long name, e.g. ``checkpoint="runs/x"``,
+                ``resume="last"``, ``overwrite=True``, ``epochs=2``.
+
+        Returns:
+            The run folder, its ``metrics.json`` and the resolved config.
+
+        Raises:
+            PentadError: What the command line reports as a one-line error (exit code 2).
+
+        Example:
+            >>> result = app.run("train", {"dataset": "synthetic", "trainer": {"max_epochs": 1}}, out="runs/x")
+            >>> result.metrics["test/dice"]
+        """
+        import tempfile
+
+        from pentad_core.config import config_to_dict
+
+        argv = [verb]
+        with tempfile.TemporaryDirectory() as folder:
+            if config is not None:
+                mapping = config_to_dict(config) if dataclasses.is_dataclass(config) else dict(config)
+                path = Path(folder) / "config.yaml"
+                path.write_text(yaml.safe_dump(mapping, sort_keys=False), encoding="utf-8")
+                argv += ["--config", str(path)]
+            if out is not None:
+                argv += ["--out", str(out)]
+            for name, value in options.items():
+                flag = "--" + name.replace("_", "-")
+                if value is True:
+                    argv.append(flag)
+                elif value is not False and value is not None:
+                    argv += [flag, str(value)]
+            args = self.build_parser().parse_args(argv)
+            previous, self.quiet = self.quiet, quiet
+            try:
+                self._dispatch(args)
+            finally:
+                self.quiet = previous
+        run = self.last_run
+        metrics = run.read_metrics() if run is not None else {}
+        return RunResult(run.path if run is not None else None, metrics, self.last_config)
 
     def main(self, argv: Sequence[str] | None = None) -> int:
         """Parse ``argv``, run the verb, apply the error policy; returns the exit code."""
@@ -480,10 +593,10 @@ class App:
         except PentadError as error:
             if debug:
                 raise
-            sys.stderr.write(f"apps/{self.name}: error: {error.message}\n")
+            sys.stderr.write(f"{self.prog}: error: {error.message}\n")
             return error.exit_code
         except KeyboardInterrupt:
-            sys.stderr.write(f"apps/{self.name}: interrupted; resume with --resume last\n")
+            sys.stderr.write(f"{self.prog}: interrupted; resume with --resume last\n")
             return 130
         except Exception as error:
             if debug:
@@ -492,7 +605,7 @@ class App:
             location = f" at {Path(where.filename).name}:{where.lineno}" if where else ""
             first_line = str(error).splitlines()[0] if str(error) else ""
             sys.stderr.write(
-                f"apps/{self.name}: internal error: {type(error).__name__}: {first_line}{location} "
+                f"{self.prog}: internal error: {type(error).__name__}: {first_line}{location} "
                 "(rerun with --debug for the traceback)\n"
             )
             return 1
@@ -530,6 +643,9 @@ class App:
         context = Context(self, verb.name, args, config, checkpoint=checkpoint)
         if verb.writes_run:
             context.run, context.resume_path = self._open_run(verb, args, config)
+        self.last_run, self.last_config = context.run, config
+        if verb.trains:
+            self._say_recipe(context)
         return verb.handler(context)
 
     def _check_data_dir(self, data_dir: str | None, dataset: str) -> None:

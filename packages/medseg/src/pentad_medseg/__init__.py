@@ -10,6 +10,8 @@ Public API::
     result = predictor.predict(data.test[0].image, fov=data.test[0].fov)
 """
 
+from importlib.metadata import version as _distribution_version
+
 from pentad_medseg import data, losses, models  # noqa: F401  (register entries)
 from pentad_medseg.data import SegImage, SegmentationData, load_dataset
 from pentad_medseg.inference import sliding_window_inference
@@ -17,7 +19,7 @@ from pentad_medseg.metrics import dataset_metrics, image_metrics
 from pentad_medseg.predictor import Predictor
 from pentad_medseg.registry import DATASETS, LOSSES, MODELS
 
-__version__ = "0.1.0"
+__version__ = _distribution_version("pentad-medseg")  # single-sourced: the repository's VERSION file
 
 __all__ = [
     "DATASETS",

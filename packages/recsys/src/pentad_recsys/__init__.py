@@ -17,6 +17,8 @@ The workflow the app runs (load, split, train, evaluate, update, export, benchma
 :mod:`pentad_recsys.pipeline`.
 """
 
+from importlib.metadata import version as _distribution_version
+
 from pentad_recsys import models as _models  # noqa: F401  (registers the models)
 from pentad_recsys.config import RecsysConfig
 from pentad_recsys.data import Interactions, RecDataset, Split, load_dataset, make_split, make_synthetic
@@ -25,7 +27,7 @@ from pentad_recsys.predictor import Predictor, Recommender
 from pentad_recsys.registry import DATASETS, MODELS
 from pentad_recsys.training import TrainSettings, evaluate_rating, fit
 
-__version__ = "0.1.0"
+__version__ = _distribution_version("pentad-recsys")  # single-sourced: the repository's VERSION file
 
 __all__ = [
     "DATASETS",

@@ -10,6 +10,8 @@ Example:
     >>> actions = Predictor.from_run("runs/rl/example").predict(observations)  # doctest: +SKIP
 """
 
+from importlib.metadata import version as _distribution_version
+
 from pentad_rl import algorithms as algorithms
 from pentad_rl import envs as envs
 from pentad_rl.agents import build_agent, load_agent, save_agent
@@ -21,7 +23,7 @@ from pentad_rl.predictor import Predictor
 from pentad_rl.presets import resolve_agent_config
 from pentad_rl.registry import ALGORITHMS, ENVIRONMENTS
 
-__version__ = "0.1.0"
+__version__ = _distribution_version("pentad-rl")  # single-sourced: the repository's VERSION file
 
 __all__ = [
     "ALGORITHMS",

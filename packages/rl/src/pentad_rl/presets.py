@@ -135,4 +135,4 @@ class RLApp(App):
         if verb == "demo" and not self._algo_hint and dataset == RLConfig.dataset:
             return super().recipe(dataset, verb)
         path = preset_path(self._algo_hint or RLConfig.model, dataset)
-        return load_yaml(path) if path is not None else {}
+        return self.use_recipe(path) if path is not None else {}

@@ -12,4 +12,6 @@ Public API (importing ``pentad_vision.models`` / ``pentad_vision.data`` register
 * ``pentad_vision.cli.main`` (``apps/vision``)
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import version as _distribution_version
+
+__version__ = _distribution_version("pentad-vision")  # single-sourced: the repository's VERSION file

@@ -1,0 +1,193 @@
+"""The serving core, on the toy app's ``serve`` verb in a real uvicorn process bound to 127.0.0.1.
+
+Health and readiness, the model card, Prometheus metrics, the API key, client errors as one-line
+JSON (never a 500, the server keeps answering), dynamic batching, the bounded queue, and a SIGTERM
+that lets the request in flight finish.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+from toy_app import TOY_APP, run_toy
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+FEATURES = 8
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """The toy app's ``serve`` verb as a subprocess; ``request`` returns (status, JSON or text)."""
+
+    def __init__(self, run, *extra: str, delay: float = 0.0) -> None:
+        self.port = free_port()
+        environment = {**os.environ, "TOY_SERVE_DELAY": str(delay), "PYTHONUNBUFFERED": "1"}
+        command = [sys.executable, str(TOY_APP), "serve", "--run", str(run), "--port", str(self.port), *extra]
+        self.process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.process.stderr.read().decode()
+            try:
+                if self.request("GET", "/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("the server never became ready")
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body, method=method)
+        for key, value in (headers or {}).items():
+            request.add_header(key, value)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                status, text = response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            status, text = error.code, error.read().decode()
+        try:
+            return status, json.loads(text)
+        except json.JSONDecodeError:
+            return status, text
+
+    def predict(self, rows, headers: dict | None = None):
+        body = json.dumps({"inputs": rows}).encode()
+        return self.request("POST", "/v1/predict", body, {"Content-Type": "application/json", **(headers or {})})
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run = tmp_path_factory.mktemp("served") / "run"
+    result = run_toy("train", "--out", str(run), "--epochs", "2", "--accelerator", "cpu",
+                     "--set", "trainer.progress_bar=false")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return run
+
+
+def expected_outputs(run, rows) -> list[float]:
+    state = torch.load(run / "weights_rank0.pt", weights_only=True)
+    return (torch.tensor(rows) @ state["layer.weight"].T + state["layer.bias"])[:, 0].tolist()
+
+
+def test_health_model_card_metrics_and_a_correct_answer(trained):
+    server = Server(trained)
+    try:
+        assert server.request("GET", "/healthz") == (200, {"status": "ok"})
+        status, card = server.request("GET", "/v1/model")
+        assert status == 200 and card["model"] == "toy-regression" and card["inputs"] == {"features": FEATURES}
+        assert "fit/steps" in card["metrics"]
+        rows = [[0.5] * FEATURES, [float(i) for i in range(FEATURES)]]
+        status, answer = server.predict(rows)
+        assert status == 200
+        assert answer["outputs"] == pytest.approx(expected_outputs(trained, rows), abs=1e-5)
+        status, text = server.request("GET", "/metrics")
+        assert status == 200
+        assert 'pentad_requests_total{route="/v1/predict",status="200"} 1' in text
+        assert "pentad_request_seconds_bucket" in text and "pentad_batch_size_count" in text
+        assert "pentad_queue_length 0" in text
+        status, page = server.request("GET", "/")
+        assert status == 200 and "<h1>toy</h1>" in page
+    finally:
+        server.stop()
+
+
+def test_client_errors_are_one_line_json_and_the_server_keeps_answering(trained):
+    server = Server(trained, "--max-body-mb", "0.001")
+    try:
+        cases = [
+            (server.request("POST", "/v1/predict", b"{}", {"Content-Type": "text/plain"}), 415),
+            (server.request("POST", "/v1/predict", b"not json", {"Content-Type": "application/json"}), 422),
+            (server.predict([[1.0] * (FEATURES - 1)]), 422),
+            (server.predict([[float("nan")] * FEATURES]), 422),
+            (server.request("POST", "/v1/predict", b"x" * 5000, {"Content-Type": "application/json"}), 413),
+            (server.request("GET", "/v1/no-such-route"), 404),
+        ]
+        for (status, body), expected in cases:
+            assert status == expected, (status, body)
+            assert isinstance(body, dict) and set(body) == {"error"} and "\n" not in body["error"], body
+        rows = [[1.0] * FEATURES]
+        status, answer = server.predict(rows)
+        assert status == 200 and answer["outputs"] == pytest.approx(expected_outputs(trained, rows), abs=1e-5)
+        assert server.process.poll() is None
+        assert 'status="500"' not in server.request("GET", "/metrics")[1]
+    finally:
+        server.stop()
+
+
+def test_an_api_key_guards_every_route_but_the_health_checks(trained):
+    server = Server(trained, "--api-key", "s3cret")
+    try:
+        assert server.request("GET", "/healthz")[0] == 200 and server.request("GET", "/readyz")[0] == 200
+        status, body = server.predict([[1.0] * FEATURES])
+        assert status == 401 and "API key" in body["error"]
+        assert server.predict([[1.0] * FEATURES], {"Authorization": "Bearer wrong"})[0] == 401
+        assert server.request("GET", "/v1/model")[0] == 401
+        assert server.predict([[1.0] * FEATURES], {"Authorization": "Bearer s3cret"})[0] == 200
+    finally:
+        server.stop()
+
+
+def test_concurrent_requests_are_batched_and_a_full_queue_answers_503(trained):
+    server = Server(trained, "--max-batch-size", "8", "--max-wait-ms", "50", "--max-queue", "4", delay=0.3)
+    try:
+        rows = [[float(i)] * FEATURES for i in range(12)]
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(lambda row: server.predict([row]), rows))
+        statuses = sorted(status for status, _ in answers)
+        assert 503 in statuses, statuses  # more than 4 waited while a batch ran
+        expected = expected_outputs(trained, rows)
+        for row, (status, body) in zip(rows, answers):
+            if status == 200:
+                assert body["outputs"] == pytest.approx([expected[rows.index(row)]], abs=1e-5)
+            else:
+                assert status == 503 and "busy" in body["error"]
+        metrics = server.request("GET", "/metrics")[1]
+        calls = int(
+            next(line.split()[-1] for line in metrics.splitlines() if line.startswith("pentad_batch_size_count"))
+        )
+        answered = statuses.count(200)
+        assert calls < answered, (calls, answered)  # several requests shared a model call
+    finally:
+        server.stop()
+
+
+def test_sigterm_lets_the_request_in_flight_finish(trained):
+    server = Server(trained, delay=1.5)
+    answer: dict = {}
+    try:
+        thread = threading.Thread(target=lambda: answer.update(result=server.predict([[2.0] * FEATURES])))
+        thread.start()
+        time.sleep(0.5)  # the request is inside the model call
+        server.process.send_signal(signal.SIGTERM)
+        thread.join(timeout=60)
+        # uvicorn drains, then re-raises the SIGTERM it caught: the exit is the signal's
+        assert server.process.wait(timeout=60) in (0, -signal.SIGTERM)
+        status, body = answer["result"]
+        assert status == 200 and body["outputs"] == pytest.approx(
+            expected_outputs(trained, [[2.0] * FEATURES]), abs=1e-5
+        )
+    finally:
+        server.stop()
