@@ -191,3 +191,28 @@ def test_sigterm_lets_the_request_in_flight_finish(trained):
         )
     finally:
         server.stop()
+
+
+def test_percentiles_by_nearest_rank():
+    from pentad_core.loadtest import percentile
+
+    values = [float(v) for v in range(1, 101)]  # 1..100
+    assert percentile(values, 0.50) == 50.0 and percentile(values, 0.95) == 95.0 and percentile(values, 0.99) == 99.0
+    assert percentile([3.0], 0.99) == 3.0
+
+
+def test_the_load_test_counts_answers_and_refuses_other_hosts(trained):
+    from pentad_core.errors import ConfigError
+    from pentad_core.loadtest import load_test
+
+    with pytest.raises(ConfigError, match="this machine only"):
+        load_test("http://example.org/v1/predict")
+    server = Server(trained)
+    try:
+        body = json.dumps({"inputs": [[1.0] * FEATURES]}).encode()
+        result = load_test(f"http://127.0.0.1:{server.port}/v1/predict", body, concurrency=4, requests=40)
+        assert result.requests == 40 and result.errors == 0 and result.p50_ms <= result.p99_ms
+        bad = load_test(f"http://127.0.0.1:{server.port}/v1/predict", b"{}", concurrency=2, requests=6)
+        assert bad.requests == 6 and bad.errors == 6  # 422s are counted as errors
+    finally:
+        server.stop()
