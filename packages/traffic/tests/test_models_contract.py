@@ -184,3 +184,20 @@ def test_per_sensor_highway_recovers_coefficients_that_differ_by_sensor():
     assert fresh.sensor_weight.abs().sum() == 0
     fresh(x).square().mean().backward()
     assert fresh.sensor_weight.grad.abs().sum() > 0 and fresh.sensor_bias.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_model_exports_to_onnx_with_parity_or_says_it_cannot(name: str, tmp_path):
+    # What `export` and `serve` (ONNX Runtime backend) run: a dynamic batch axis, checked on another
+    # batch size. A model that cannot be exported must say so in its registry metadata.
+    from pentad_core.export import check_onnx_parity, export_onnx
+
+    model = make(name, 5, 12, 6, 2).eval()
+    example, other = torch.rand(2, 12, 5, 2), torch.rand(3, 12, 5, 2)
+    if not MODELS.info(name).exportable:
+        with pytest.raises(Exception):  # noqa: B017  (whatever the exporter raises)
+            export_onnx(model, example, tmp_path / "model.onnx")
+        return
+    path = export_onnx(model, example, tmp_path / "model.onnx", input_names=["inputs"], output_names=["forecast"])
+    report = check_onnx_parity(model, path, other, tolerance=1e-4)
+    assert report.passed and report.batch_size == 3
