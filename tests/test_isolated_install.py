@@ -103,3 +103,15 @@ def test_a_domain_package_installed_alone_works_like_the_app(domain, wheels, tmp
                "predictor = Predictor.from_run('run')\nprint(type(predictor).__name__, bool(predictor.metrics))"],
               work, environment)  # fmt: skip
     assert api.returncode == 0 and api.stdout.strip() == "Predictor True", api.stderr[-2000:]
+    # every module imports without the checkout, apps/ or another domain (the serve extra is not installed)
+    walk = (
+        f"import importlib, pkgutil, sys, pentad_{domain} as p\n"
+        "for info in pkgutil.walk_packages(p.__path__, p.__name__ + '.'):\n"
+        "    if info.name.endswith('.__main__') or info.name.endswith('.serving'):\n"
+        "        continue\n"
+        "    importlib.import_module(info.name)\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules if m.startswith('pentad')}}))"
+    )
+    walked = run([str(python), "-c", walk], work, environment)
+    assert walked.returncode == 0, walked.stderr[-2000:]
+    assert walked.stdout.strip() == str(sorted(["pentad_core", f"pentad_{domain}"])), walked.stdout
