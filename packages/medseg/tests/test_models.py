@@ -155,3 +155,17 @@ def test_misspelled_loss_and_dataset_options_name_them():
         load_dataset("synthetic", None, image_sise=32)
     with pytest.raises(ConfigError, match="'val_image'.*Did you mean 'val_images'"):
         load_dataset("drive", "/nonexistent/drive", val_image=1)  # checked before any file is read
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_model_exports_to_onnx_with_dynamic_size(name, tmp_path):
+    # What `export` and `serve --backend onnx` do with a trained run: export (dynamic batch, height and
+    # width) and check against PyTorch on a second batch of another, odd size. A network that cannot
+    # be exported is registered with exportable=False (served with the torch backend instead).
+    from pentad_medseg.pipeline import export_network
+
+    info = MODELS.info(name)
+    if not info.exportable:
+        pytest.skip(f"{name} is registered with exportable=False")
+    report = export_network(build(name, 2, 3).eval(), 2, tmp_path / "model.onnx", 64)
+    assert report.passed and report.max_abs_diff <= report.tolerance

@@ -33,6 +33,22 @@ def window_starts(length: int, window: int, step: int) -> list[int]:
     return starts
 
 
+def pad_to_multiple(images: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad ``(B, C, H, W)`` images at the bottom and right to multiples of ``multiple`` (reflect; replicate
+    when the image is smaller than the padding).
+
+    While tracing (ONNX export) the padding is always written into the graph, computed from the input's
+    height and width, so the exported network takes any size at least ``multiple`` (not only the
+    example's); in eager mode an image that needs none is returned as it is.
+    """
+    height, width = images.shape[-2:]
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    if not (pad_h or pad_w or torch.jit.is_tracing()):
+        return images
+    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+    return F.pad(images, (0, pad_w, 0, pad_h), mode=mode)
+
+
 def _activate(logits: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
 

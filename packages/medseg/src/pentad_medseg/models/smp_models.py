@@ -7,10 +7,10 @@ loop here (one entry of :data:`SMP_ARCHITECTURES` adds one).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pentad_core.errors import ConfigError
+from pentad_medseg.inference import pad_to_multiple
 from pentad_medseg.registry import MODELS
 
 #: Registered name -> smp architecture name (``smp.create_model(arch=...)``).
@@ -78,12 +78,7 @@ class SMPModel(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, out_channels, H, W)``."""
         height, width = images.shape[-2:]
-        pad_h, pad_w = (-height) % self.multiple, (-width) % self.multiple
-        x = images
-        if pad_h or pad_w:
-            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        return self.net(x)[..., :height, :width]
+        return self.net(pad_to_multiple(images, self.multiple))[..., :height, :width]
 
 
 def _register(name: str, architecture: str) -> None:

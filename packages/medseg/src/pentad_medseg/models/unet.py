@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pentad_core.errors import ConfigError
+from pentad_medseg.inference import pad_to_multiple
 from pentad_medseg.registry import MODELS
 
 NORMS = ("batch", "instance", "none")
@@ -101,12 +102,7 @@ class UNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, out_channels, H, W)`` for images ``(B, in_channels, H, W)``."""
         height, width = images.shape[-2:]
-        multiple = 2**self.depth
-        pad_h, pad_w = (-height) % multiple, (-width) % multiple
-        x = images
-        if pad_h or pad_w:
-            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        x = pad_to_multiple(images, 2**self.depth)
         skips = []
         for level, block in enumerate(self.encoder):
             x = block(x if level == 0 else F.max_pool2d(x, 2))
