@@ -1,6 +1,6 @@
 """``apps/traffic``: spatio-temporal traffic forecasting (see docs/traffic.md).
 
-Verbs: demo, train, evaluate, predict, export, benchmark, data (list|download|verify), models.
+Verbs: demo, train, evaluate, predict, export, benchmark, serve, data (list|download|verify), models.
 Each verb parses, calls :mod:`pentad_traffic.pipeline` or :class:`pentad_traffic.predictor.Predictor`,
 and prints.
 """
@@ -16,6 +16,7 @@ from pentad_core.bench import print_table
 from pentad_core.cli import App, Context
 from pentad_core.errors import ConfigError
 from pentad_core.runs import RunDir
+from pentad_core.serving import add_serve_arguments, run_server, serve_options
 from pentad_traffic import outputs, pipeline
 from pentad_traffic.config import TrafficConfig
 from pentad_traffic.data import TrafficData, load_dataset
@@ -191,6 +192,23 @@ def benchmark(context: Context) -> None:
     table = outputs.write_benchmark(context.run.path, rows)
     print_table(rows, title=f"{prepared.data.name}, {protocol.name} protocol (RMSE / MAE per horizon)")
     context.print(f"table: {table}")
+
+
+@app.verb(
+    "serve",
+    "Serve a trained run over HTTP: POST /v1/forecast (JSON or CSV window), a page at /, ONNX Runtime by default.",
+    arguments=add_serve_arguments,
+    writes_run=False,
+)
+def serve(context: Context) -> None:
+    """Serve ``--run`` (or ``--checkpoint``) until SIGINT/SIGTERM (see :mod:`pentad_traffic.serving`)."""
+    from pentad_traffic.serving import build_service  # FastAPI is imported only to serve
+
+    source = context.args.run or context.checkpoint
+    if not source:
+        raise ConfigError("serve needs a trained run: --run RUN_FOLDER (or --checkpoint FILE).")
+    options = serve_options(context.args)
+    run_server(build_service(source, options, context.print), options, context.print)
 
 
 def main(argv: list[str] | None = None) -> int:

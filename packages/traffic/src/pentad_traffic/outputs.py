@@ -9,11 +9,14 @@ import numpy as np
 import torch
 
 from pentad_core.bench import format_table
-from pentad_core.files import atomic_write_bytes, atomic_write_csv
+from pentad_core.files import atomic_write_bytes, atomic_write_csv, atomic_write_json
 from pentad_core.plotting import new_figure, save_figure
 from pentad_traffic.data.core import TrafficData
 from pentad_traffic.metrics import mae, null_mask, rmse
-from pentad_traffic.protocols import Protocol
+from pentad_traffic.protocols import PreparedData, Protocol, split
+
+#: The file of a run holding the last input window of its training part (``GET /v1/sample`` of ``serve``).
+SAMPLE_WINDOW = "sample_window.json"
 
 
 def horizon_rows(
@@ -177,3 +180,36 @@ def plot_error_by_time_of_day(
     axis.set_title(f"test MAE by time of day ({horizon} steps ahead)")
     axis.grid(alpha=0.3, axis="y")
     return save_figure(figure, path)
+
+
+def sample_window(prepared: PreparedData) -> dict[str, Any]:
+    """The last input window of the training part of ``prepared`` (the readings the scaler was fitted
+    on, never the test part), as JSON-ready lists: what ``serve`` offers at ``GET /v1/sample``.
+
+    Returns:
+        ``sensors`` (ids), ``window`` (``input_len`` rows of ``N`` mph), ``time_of_day`` and
+        ``day_of_week`` of each row, ``timestamps`` (ISO, or None), ``step_minutes``, ``dataset``, ``start``.
+    """
+    data, length = prepared.data, prepared.protocol.input_len
+    end = split(data.num_steps, prepared.protocol, data.name).fit_end
+    rows = slice(max(end - length, 0), max(end, length))
+    stamps = None
+    if data.timestamps is not None:
+        stamps = [str(stamp) for stamp in data.timestamps[rows].astype("datetime64[s]")]
+    return {
+        "dataset": data.name,
+        "start": rows.start,
+        "step_minutes": 24 * 60 / data.steps_per_day,
+        "sensors": list(data.sensor_ids),
+        "window": data.speeds[rows].astype(float).round(4).tolist(),
+        "time_of_day": data.time_of_day()[rows].astype(float).round(6).tolist(),
+        "day_of_week": data.day_of_week()[rows].astype(int).tolist(),
+        "timestamps": stamps,
+    }
+
+
+def write_sample_window(folder: Path, prepared: PreparedData) -> Path:
+    """Write :func:`sample_window` to ``folder / SAMPLE_WINDOW``."""
+    path = Path(folder) / SAMPLE_WINDOW
+    atomic_write_json(path, sample_window(prepared))
+    return path

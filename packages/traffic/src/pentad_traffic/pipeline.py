@@ -267,6 +267,7 @@ def train(config: TrafficConfig, run: RunDir, prepared: PreparedData, resume: Pa
     forecasts = forecast(predictor, prepared.data, prepared.test.starts)
     if module.global_rank == 0:  # under DDP, the first process writes the report
         rows = write_report(run, prepared.data, prepared.protocol, metrics, forecasts, config)
+        outputs.write_sample_window(run.path, prepared)  # what `serve` offers at GET /v1/sample
     else:
         minutes = 24 * 60 / prepared.data.steps_per_day
         rows = outputs.horizon_rows(metrics, prepared.protocol.horizons, prepared.protocol.metrics, "test", minutes)
