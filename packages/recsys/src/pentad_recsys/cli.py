@@ -1,6 +1,6 @@
 """``apps/recsys``: the recommender app on pentad_core's CLI scaffold.
 
-Verbs: demo, train, evaluate, predict, recommend, update, export, benchmark (+ data, models). Each
+Verbs: demo, train, evaluate, predict, recommend, update, export, serve, benchmark (+ data, models). Each
 parses, calls :mod:`pentad_recsys.pipeline` or :class:`pentad_recsys.predictor.Predictor`, prints.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 from pentad_core.cli import App, Context
 from pentad_core.errors import ConfigError, DataError
 from pentad_core.files import atomic_write_csv, atomic_write_json, atomic_write_text
+from pentad_core.serving import add_serve_arguments, run_server, serve_options
 from pentad_recsys import models as _models  # noqa: F401  (registers the models)
 from pentad_recsys import pipeline
 from pentad_recsys.config import RecsysConfig, resolve_monitor
@@ -194,6 +195,17 @@ def export_verb(context: Context) -> None:
         context.print('Parquet skipped: pyarrow is not installed (pip install "pentad-recsys\\[parquet]").')
     for name, path in written.items():
         context.print(f"{name}: {path}")
+
+
+@app.verb("serve", "Serve a trained run over HTTP: recommend, similar, score, and a page at /.",
+          arguments=add_serve_arguments, writes_run=False)  # fmt: skip
+def serve_verb(context: Context) -> None:
+    if not (context.args.run or context.checkpoint):
+        raise ConfigError("serve needs --run RUN_DIR (or --checkpoint PATH).")
+    from pentad_recsys.serving import build_service  # imports FastAPI (the serve extra)
+
+    options = serve_options(context.args)
+    run_server(build_service(context.args.run or context.checkpoint, options, context.print), options, context.print)
 
 
 def _benchmark_arguments(parser: argparse.ArgumentParser) -> None:

@@ -336,6 +336,37 @@ def _save_parquet(path: Path, raw_ids: list, table: np.ndarray) -> Path:
     return path
 
 
+def parity_pairs(recommender: Recommender, users: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(users, items)`` probing an exported scorer: every item for up to ``users`` users spread over the table."""
+    chosen = torch.linspace(0, len(recommender.user_map) - 1, min(users, len(recommender.user_map))).long().unique()
+    num_items = len(recommender.item_map)
+    return chosen.repeat_interleave(num_items), torch.arange(num_items).repeat(len(chosen))
+
+
+def export_scoring_onnx(recommender: Recommender, path: Path, tolerance: float = 1e-3) -> tuple[Path, float]:
+    """Write the served scoring network (inputs ``users``, ``items``; output ``score``) to ``path``
+    atomically and check it against PyTorch on :func:`parity_pairs`.
+
+    Returns:
+        The path and the largest absolute difference of the parity check.
+
+    Raises:
+        ConfigError: If the model cannot be expressed in ONNX (the message says why).
+        ParityError: If onnxruntime's scores differ from PyTorch's by more than ``tolerance``.
+    """
+    scoring = ScoringModel(recommender).eval()
+    n = min(8, len(recommender.user_map), len(recommender.item_map))
+    example = (torch.arange(n), torch.arange(n).flip(0))
+    try:
+        export_onnx(scoring, example, path, input_names=["users", "items"], output_names=["score"])
+    except Exception as error:  # the exporter raises many types for unsupported operators
+        raise ConfigError(
+            f"model {recommender.model_name!r} cannot be exported to ONNX ({type(error).__name__})."
+        ) from None
+    report = check_onnx_parity(scoring, path, parity_pairs(recommender), tolerance=tolerance)
+    return path, float(report.max_abs_diff)
+
+
 def export(recommender: Recommender, folder: Path) -> dict:
     """Write ``model.onnx`` (inputs ``users``, ``items``; output ``score``), the embeddings and id maps.
 
@@ -350,19 +381,7 @@ def export(recommender: Recommender, folder: Path) -> dict:
     """
     folder.mkdir(parents=True, exist_ok=True)
     written: dict = {}
-    scoring = ScoringModel(recommender).eval()
-    n = min(8, len(recommender.user_map), len(recommender.item_map))
-    example = (torch.arange(n), torch.arange(n).flip(0))
-    try:
-        written["onnx"] = export_onnx(scoring, example, folder / "model.onnx", input_names=["users", "items"],
-                                      output_names=["score"])  # fmt: skip
-    except Exception as error:  # the exporter raises many types for unsupported operators
-        raise ConfigError(
-            f"model {recommender.model_name!r} cannot be exported to ONNX ({type(error).__name__})."
-        ) from None
-    check = (torch.arange(3), torch.tensor([0, 1, 2]) % len(recommender.item_map))
-    report = check_onnx_parity(scoring, written["onnx"], check, tolerance=1e-3)
-    written["max_abs_diff"] = float(report.max_abs_diff)
+    written["onnx"], written["max_abs_diff"] = export_scoring_onnx(recommender, folder / "model.onnx")
     written["parquet"] = parquet_available()
     with torch.no_grad():
         tables = (
