@@ -1,4 +1,4 @@
-"""``apps/rl`` verbs: demo train evaluate predict export benchmark data models, plus record play tune.
+"""``apps/rl`` verbs: demo train evaluate predict export benchmark data models, plus record play tune serve.
 
 ``--algo`` sets ``model`` and ``--env`` sets ``dataset``; their preset (:class:`pentad_rl.presets.RLApp`) is
 the recipe. Each verb parses, calls :mod:`pentad_rl.pipeline` or the :class:`~pentad_rl.predictor.Predictor`, prints.
@@ -14,6 +14,7 @@ from pentad_core.bench import print_table
 from pentad_core.cli import Context
 from pentad_core.errors import ConfigError, DataError
 from pentad_core.files import atomic_write_json
+from pentad_core.serving import add_serve_arguments, serve_options
 from pentad_rl import pipeline
 from pentad_rl.config import RLConfig
 from pentad_rl.predictor import Predictor
@@ -61,7 +62,6 @@ def _train(context: Context) -> pipeline.TrainResult:
 
 @app.verb("train", "Train an agent (a preset when --algo/--env name one).", trains=True)
 def train_verb(context: Context) -> None:
-    """Train, evaluate, save checkpoints, TensorBoard logs and the learning curve."""
     _train(context)
     context.print(f"run folder: {context.run.path}")
 
@@ -73,7 +73,6 @@ def train_verb(context: Context) -> None:
     arguments=lambda parser: parser.add_argument("--no-gif", action="store_true", help="skip the GIF"),
 )
 def demo_verb(context: Context) -> None:
-    """The whole loop on the simulated CartPole: train, evaluate, predict (from the run folder), plot, record."""
     from pentad_rl.recording import record
 
     start = time.perf_counter()
@@ -239,7 +238,6 @@ def _benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     arguments=_benchmark_arguments,
 )
 def benchmark_verb(context: Context) -> None:
-    """Train with pentad and with plain SB3 (same model_options), alternating per seed."""
     args, run = context.args, context.run
     rows, summary = pipeline.benchmark(
         context.config, args.seeds, args.episodes, baseline=not args.no_baseline, out=run.path, log=context.print
@@ -248,6 +246,13 @@ def benchmark_verb(context: Context) -> None:
     pipeline.write_report(run.path / "benchmark", {"rows": rows, "summary": summary}, rows)
     print_table(rows, title=f"{context.config.algo} on {context.config.env}")
     context.print("\n".join(f"{key}: {value:.4g}" for key, value in summary.items()))
+
+
+@app.verb("serve", "Serve a run over HTTP: /v1/act, a page.", arguments=add_serve_arguments, writes_run=False)
+def serve_verb(context: Context) -> None:
+    from pentad_rl.serving import serve
+
+    serve(context.args.run or context.checkpoint, serve_options(context.args), context.print)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,10 @@
 The exported graph contains everything between the raw observation and the action, so it runs
 without stable-baselines3: ``VecNormalize`` observation scaling (when the agent was trained with
 ``normalize: true``), image scaling, the policy network, the greedy action choice (argmax /
-distribution mode), and action clipping or un-squashing to the action space's bounds.
+distribution mode), and action clipping or un-squashing to the action space's bounds. With
+``scores=True`` a discrete policy's graph has a second output, ``scores``: its preference for every
+action (logits, or Q-values for DQN / QR-DQN), whose argmax is the action; ``serve`` masks illegal
+Connect Four columns with it.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ class OnnxablePolicy(nn.Module):
         obs_var: Running variance of observations (same shape as ``obs_mean``).
         clip_obs: ``VecNormalize``'s clipping of normalised observations.
         epsilon: ``VecNormalize``'s variance epsilon.
+        scores: Also return the per-action scores (:func:`action_scores`) of a discrete policy.
 
     Shapes:
         forward: ``(batch, *observation_shape)`` float32 -> ``(batch,)`` int64 for discrete actions or
-        ``(batch, *action_shape)`` float32 for continuous ones.
+        ``(batch, *action_shape)`` float32 for continuous ones; with ``scores``, the pair
+        ``(actions, scores (batch, n_actions) float32)``.
     """
 
     def __init__(
@@ -42,6 +47,7 @@ class OnnxablePolicy(nn.Module):
         obs_var: np.ndarray | None = None,
         clip_obs: float = 10.0,
         epsilon: float = 1e-8,
+        scores: bool = False,
     ) -> None:
         super().__init__()
         from pentad_rl.algorithms import algorithm_name
@@ -66,11 +72,16 @@ class OnnxablePolicy(nn.Module):
             self.register_buffer("low", torch.as_tensor(action_space.low, dtype=torch.float32))
             self.register_buffer("high", torch.as_tensor(action_space.high, dtype=torch.float32))
             self.squash = bool(getattr(self.policy, "squash_output", False))
+        if scores and self.continuous:
+            raise ConfigError("action scores exist for discrete actions only.")
+        self.scores = scores
 
-    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+    def forward(self, observation: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if self.normalize:
             observation = torch.clamp((observation - self.obs_mean) / self.obs_std, -self.clip_obs, self.clip_obs)
         action = self.policy._predict(observation, deterministic=True)
+        if self.scores:
+            return action, action_scores(self.policy, observation).float()
         if self.continuous:
             if self.squash:
                 return self.low + 0.5 * (action + 1.0) * (self.high - self.low)
@@ -78,14 +89,37 @@ class OnnxablePolicy(nn.Module):
         return action
 
 
-def onnxable_policy(model: BaseAlgorithm, env: VecEnv | None = None) -> OnnxablePolicy:
+def action_scores(policy: nn.Module, observation: torch.Tensor) -> torch.Tensor:
+    """A discrete policy's preference for each action, ``(batch, n_actions)``: its argmax is the greedy action.
+
+    Logits of actor-critic policies (PPO, A2C, TRPO, MaskablePPO; a recurrent policy from a fresh LSTM
+    state), Q-values of DQN, mean quantiles of QR-DQN. ``observation`` is normalised already.
+    """
+    if hasattr(policy, "q_net"):  # DQN
+        return policy.q_net(observation)
+    if hasattr(policy, "quantile_net"):  # QR-DQN
+        return policy.quantile_net(observation).mean(dim=1)
+    if hasattr(policy, "lstm_actor"):  # RecurrentPPO: every observation starts a fresh episode
+        lstm, count = policy.lstm_actor, observation.shape[0]
+        zeros = torch.zeros(lstm.num_layers, count, lstm.hidden_size, device=observation.device)
+        starts = torch.ones(count, device=observation.device)
+        return policy.get_distribution(observation, (zeros, zeros), starts)[0].distribution.logits
+    return policy.get_distribution(observation).distribution.logits
+
+
+def onnxable_policy(model: BaseAlgorithm, env: VecEnv | None = None, scores: bool = False) -> OnnxablePolicy:
     """Wrap ``model`` (and the observation statistics of ``env`` if it is normalised) for export."""
     normalizer = unwrap_vec_normalize(env) if env is not None else None
     if normalizer is not None and normalizer.norm_obs:
         return OnnxablePolicy(
-            model, normalizer.obs_rms.mean, normalizer.obs_rms.var, normalizer.clip_obs, normalizer.epsilon
+            model,
+            normalizer.obs_rms.mean,
+            normalizer.obs_rms.var,
+            normalizer.clip_obs,
+            normalizer.epsilon,
+            scores=scores,
         )
-    return OnnxablePolicy(model)
+    return OnnxablePolicy(model, scores=scores)
 
 
 def sample_observations(env: VecEnv, count: int = 64, seed: int = 0) -> np.ndarray:
@@ -117,7 +151,12 @@ def predict_actions(model: BaseAlgorithm, observations: np.ndarray, env: VecEnv 
 
 
 def export_policy(
-    model: BaseAlgorithm, path: str | Path, env: VecEnv | None = None, batch: int = 64, seed: int = 0
+    model: BaseAlgorithm,
+    path: str | Path,
+    env: VecEnv | None = None,
+    batch: int = 64,
+    seed: int = 0,
+    scores: bool = False,
 ) -> dict[str, float]:
     """Export the policy of ``model`` to ONNX at ``path`` and check it takes the same actions.
 
@@ -132,6 +171,7 @@ def export_policy(
         env: The agent's environment (needed for observations and ``VecNormalize`` statistics).
         batch: Observations in the parity batch.
         seed: Seed of the random play.
+        scores: Add the ``scores`` output (discrete actions; :func:`action_scores`), checked too.
 
     Returns:
         ``export/max_abs_diff``, ``export/tolerance``, ``export/action_agreement`` (fraction of equal
@@ -148,12 +188,13 @@ def export_policy(
         observations = np.stack([model.observation_space.sample() for _ in range(batch)]).astype(np.float32)
     else:
         observations = sample_observations(env, batch, seed)
-    module = onnxable_policy(model, env)
+    module = onnxable_policy(model, env, scores=scores)
     example = torch.as_tensor(observations[:2])
-    export_onnx(module, example, path, input_names=["observation"], output_names=["action"])
+    outputs = ["action", "scores"] if scores else ["action"]
+    export_onnx(module, example, path, input_names=["observation"], output_names=outputs)
     report = check_onnx_parity(module, path, torch.as_tensor(observations), tolerance=1e-4)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    onnx_actions = session.run(None, {"observation": observations})[0]
+    onnx_actions = session.run(["action"], {"observation": observations})[0]
     expected = np.asarray(predict_actions(model, observations, env)).reshape(onnx_actions.shape)
     if isinstance(model.action_space, spaces.Box):
         agreement = float(np.mean(np.all(np.abs(onnx_actions - expected) <= 1e-4, axis=tuple(range(1, expected.ndim)))))
