@@ -1,4 +1,4 @@
-"""``apps/medseg``: demo, train, evaluate, predict, export, benchmark (+ models, data from the core scaffold).
+"""``apps/medseg``: demo, train, evaluate, predict, export, benchmark, serve (+ models, data from the core scaffold).
 
 Verbs only: each parses its options, calls :mod:`pentad_medseg.pipeline` or the
 :class:`~pentad_medseg.predictor.Predictor`, and prints.
@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 from pentad_core.cli import App, Context
+from pentad_core.errors import ConfigError
+from pentad_core.serving import add_serve_arguments, run_server, serve_options
 from pentad_medseg import data as _data  # noqa: F401  (registers datasets)
 from pentad_medseg import losses as _losses  # noqa: F401  (registers losses)
 from pentad_medseg import models as _models  # noqa: F401  (registers models)
@@ -150,6 +152,18 @@ def benchmark(context: Context) -> None:
     atomic_write_text(context.run.path / "benchmark.md", table + "\n\n" + summary)
     context.print(table)
     context.print(summary)
+
+
+@app.verb("serve", "Serve a trained run over HTTP: POST /v1/segment, a page at /, health, metrics (ONNX by default).",
+          arguments=add_serve_arguments, writes_run=False)  # fmt: skip
+def serve(context: Context) -> None:
+    from pentad_medseg.serving import build_service
+
+    run = context.args.run or context.checkpoint
+    if not run:
+        raise ConfigError("serve needs the trained run: --run RUN_DIR (or --checkpoint PATH).")
+    options = serve_options(context.args)
+    run_server(build_service(run, options, context.print), options, context.print)
 
 
 def main(argv: list[str] | None = None) -> int:

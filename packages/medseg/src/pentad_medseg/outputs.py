@@ -66,6 +66,33 @@ def labels_from_probabilities(probabilities: np.ndarray, threshold: float) -> np
     return probabilities.argmax(axis=0).astype(np.int64)
 
 
+def prediction_images(
+    image: np.ndarray,
+    probabilities: np.ndarray,
+    threshold: float,
+    truth: np.ndarray | None = None,
+    fov: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """The pictures of one prediction as uint8 arrays: ``prob`` (foreground probability x 255), ``mask``
+    (0/255 binary, labels otherwise), ``overlay`` (the prediction's contour on the image), and ``labels``
+    (``(H, W)`` int64); outside the FOV, if given, the probability and labels are 0."""
+    labels = labels_from_probabilities(probabilities, threshold)
+    foreground = probabilities[0] if probabilities.shape[0] == 1 else 1 - probabilities[0]
+    if fov is not None:  # outside the field of view the model was never trained: show nothing there
+        labels, foreground = labels * fov, foreground * fov
+    return {
+        "prob": (np.clip(foreground, 0, 1) * 255).round().astype(np.uint8),
+        "mask": (labels * 255).astype(np.uint8) if probabilities.shape[0] == 1 else labels.astype(np.uint8),
+        "overlay": overlay(image, labels, truth),
+        "labels": labels,
+    }
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """A ``(H, W)`` or ``(H, W, 3)`` uint8 array as PNG bytes."""
+    return _png_bytes(np.ascontiguousarray(array))
+
+
 def save_prediction_pngs(
     name: str,
     image: np.ndarray,
@@ -77,16 +104,8 @@ def save_prediction_pngs(
 ) -> dict[str, Path]:
     """Write ``<name>_prob.png`` (foreground probability x 255), ``<name>_mask.png`` (0/255 binary, labels
     otherwise) and ``<name>_overlay.png`` under ``out``."""
-    labels = labels_from_probabilities(probabilities, threshold)
-    foreground = probabilities[0] if probabilities.shape[0] == 1 else 1 - probabilities[0]
-    if fov is not None:  # outside the field of view the model was never trained: show nothing there
-        labels, foreground = labels * fov, foreground * fov
-    mask_png = (labels * 255).astype(np.uint8) if probabilities.shape[0] == 1 else labels.astype(np.uint8)
-    return {
-        "prob": save_png((np.clip(foreground, 0, 1) * 255).round().astype(np.uint8), out / f"{name}_prob.png"),
-        "mask": save_png(mask_png, out / f"{name}_mask.png"),
-        "overlay": save_png(overlay(image, labels, truth), out / f"{name}_overlay.png"),
-    }
+    pictures = prediction_images(image, probabilities, threshold, truth, fov)
+    return {kind: save_png(pictures[kind], out / f"{name}_{kind}.png") for kind in ("prob", "mask", "overlay")}
 
 
 def save_nifti(volume: np.ndarray, affine: np.ndarray, path: Path) -> Path:

@@ -7,6 +7,7 @@ labels. Every problem with a file raises :class:`~pentad_core.errors.DataError` 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,12 +32,19 @@ def read_image(path: Path) -> np.ndarray:
         raise missing_file(path, "image file")
     try:
         with Image.open(path) as opened:
-            if opened.mode in ("P", "PA", "RGBA", "CMYK", "YCbCr", "LA"):
-                opened = opened.convert("RGB")
-            array = np.asarray(opened)
+            return image_array(opened)
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise DataError(f"cannot read image {path}: {error}.", "Replace or remove the file.") from None
-    array = array.astype(np.float32)
+
+
+def image_array(opened: Any) -> np.ndarray:
+    """An opened Pillow image as ``(C, H, W)`` float32 in ``[0, 1]`` (what :func:`read_image` returns).
+
+    Palette, RGBA, CMYK, YCbCr and grey-alpha images become RGB; 16-bit images are scaled by 65535.
+    """
+    if opened.mode in ("P", "PA", "RGBA", "CMYK", "YCbCr", "LA"):
+        opened = opened.convert("RGB")
+    array = np.asarray(opened).astype(np.float32)
     if array.ndim == 2:
         array = array[None]
     else:
@@ -60,12 +68,17 @@ def read_label(path: Path, classes: int = 2) -> np.ndarray:
         raise missing_file(path, "mask file")
     try:
         with Image.open(path) as opened:
-            if opened.mode not in ("L", "P", "1", "I", "I;16"):
-                opened = opened.convert("L")
-            array = np.asarray(opened).astype(np.int64)
+            array = label_values(opened)
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise DataError(f"cannot read mask {path}: {error}.", "Replace or remove the file.") from None
     return labels_from_values(array, path, classes, lossy=path.suffix.lower() in (".jpg", ".jpeg"))
+
+
+def label_values(opened: Any) -> np.ndarray:
+    """The raw ``(H, W)`` int64 values of an opened Pillow mask (colour masks are read as grey)."""
+    if opened.mode not in ("L", "P", "1", "I", "I;16"):
+        opened = opened.convert("L")
+    return np.asarray(opened).astype(np.int64)
 
 
 def labels_from_values(array: np.ndarray, path: Path | str, classes: int, lossy: bool = False) -> np.ndarray:
