@@ -130,3 +130,29 @@ def test_every_model_has_typed_info_that_matches_it(tiny, name):
     for task in other:
         with pytest.raises(ConfigError, match="does not serve"):
             make(name, task, split)
+
+
+@pytest.mark.parametrize(("name", "task"), CASES)
+def test_every_model_exports_to_onnx_with_parity_or_says_it_cannot(tiny, name, task, tmp_path):
+    """The served scoring network (``users``, ``items`` -> ``score``) of a briefly trained model in ONNX
+    Runtime scores every item of several users as PyTorch does; a model that cannot be exported is
+    registered ``exportable=False`` (served with torch) and its export is a ConfigError."""
+    import onnxruntime
+
+    from pentad_recsys.pipeline import export_scoring_onnx
+    from pentad_recsys.serving import OnnxScorer
+
+    _, split = tiny
+    rec = make(name, task, split)
+    fit(rec, split.train, TrainSettings(epochs=1, batch_size=256, lr=0.01, lbfgs_iterations=2))
+    if not MODELS.info(name).exportable:
+        with pytest.raises(ConfigError, match="cannot be exported"):
+            export_scoring_onnx(rec, tmp_path / "model.onnx")
+        return
+    path, gap = export_scoring_onnx(rec, tmp_path / "model.onnx")
+    assert gap <= 1e-3
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [node.name for node in session.get_inputs()] == ["users", "items"]
+    users = np.array([0, 3, split.train.num_users - 1])
+    served = OnnxScorer(session, split.train.num_items).score_all(users)
+    np.testing.assert_allclose(served, rec.score_all(torch.as_tensor(users)).numpy(), rtol=1e-4, atol=1e-4)

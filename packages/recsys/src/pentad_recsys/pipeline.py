@@ -303,7 +303,10 @@ class ScoringModel(nn.Module):
         self.low, self.high = recommender.rating_range or (float("-inf"), float("inf"))
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(self.model(users, items) + self.offset, self.low, self.high)
+        score = torch.clamp(self.model(users, items) + self.offset, self.low, self.high)
+        # keeps `users` an input of the ONNX graph for models that ignore it (popularity, a rating
+        # item-kNN): the exporter drops unused inputs, and the graph's interface must not depend on the model
+        return score + (users * 0).to(score.dtype)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> Path:
