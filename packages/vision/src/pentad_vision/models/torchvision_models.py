@@ -67,6 +67,34 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
     return model
 
 
+def _pool_matrix(size: int, out: int) -> torch.Tensor:
+    """``(out, size)``: row ``i`` averages the input cells adaptive average pooling gives output ``i``."""
+    matrix = torch.zeros(out, size)
+    for i in range(out):
+        start, end = (i * size) // out, -((-(i + 1) * size) // out)
+        matrix[i, start:end] = 1.0 / (end - start)
+    return matrix
+
+
+class ExportableAdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
+    """``nn.AdaptiveAvgPool2d`` that also exports to ONNX when the output size does not divide the input's.
+
+    ONNX has no adaptive pooling: the exporter refuses, e.g., AlexNet's 6x6 and VGG's 7x7 pooling of
+    the 1x1 feature maps of small images. Adaptive average pooling is linear, so the non-dividing case is
+    computed as two averaging matrices (the same windows, the same numbers) that export as constants.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = int(x.shape[-2]), int(x.shape[-1])
+        size = self.output_size if isinstance(self.output_size, tuple) else (self.output_size, self.output_size)
+        out_h, out_w = size[0] or height, size[1] or width  # None keeps that side
+        if height % out_h == 0 and width % out_w == 0:
+            return super().forward(x)
+        rows = _pool_matrix(height, out_h).to(x)
+        columns = _pool_matrix(width, out_w).to(x)
+        return torch.einsum("oh,bchw,pw->bcop", rows, x, columns)
+
+
 class TorchvisionClassifier(nn.Module):
     """A torchvision classification network behind a :class:`ChannelAdapter`.
 
@@ -84,6 +112,8 @@ class TorchvisionClassifier(nn.Module):
             self.net = _published(name, weights, extra)
             if num_classes != last_linear(self.net)[2].out_features:
                 replace_head(self.net, num_classes)
+        if isinstance(getattr(self.net, "avgpool", None), nn.AdaptiveAvgPool2d):  # AlexNet, VGG: ONNX-exportable
+            self.net.avgpool = ExportableAdaptiveAvgPool2d(self.net.avgpool.output_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.adapter(x))
