@@ -1,4 +1,4 @@
-"""Contract tests over every registered algorithm: build, learn a few steps, save/load equality."""
+"""Contract tests over every registered algorithm: build, learn a few steps, save/load equality, ONNX export."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from pentad_core.errors import CheckpointError, ConfigError
 from pentad_core.registry import ModelInfo
 from pentad_rl.agents import build_agent, load_agent, save_agent
-from pentad_rl.algorithms import default_policy, is_off_policy
+from pentad_rl.algorithms import action_kind, default_policy, is_off_policy
 from pentad_rl.config import RLConfig
 from pentad_rl.envs.make import make_env
+from pentad_rl.export import export_policy
 from pentad_rl.registry import ALGORITHMS
 
 CONTINUOUS_ONLY = {"sac", "td3", "ddpg"}
@@ -75,6 +76,23 @@ def test_learns_a_few_steps_and_save_load_gives_identical_actions(algo, tmp_path
     loaded = load_agent(path, config)
     after, _ = loaded.predict(observations, deterministic=True)
     np.testing.assert_array_equal(before, after)
+    # Every exportable algorithm exports with the parity check (discrete ones with their action scores,
+    # which `serve` masks); one that is not says so and is served with torch.
+    if not ALGORITHMS.info(algo).exportable:
+        with pytest.raises(ConfigError, match="not supported"):
+            export_policy(loaded, tmp_path / "policy.onnx", env)
+        env.close()
+        return
+    discrete = action_kind(env.action_space) == "discrete"
+    metrics = export_policy(loaded, tmp_path / "policy.onnx", env, batch=16, scores=discrete)
+    assert metrics["export/action_agreement"] == 1.0 and metrics["export/max_abs_diff"] <= 1e-4
+    if discrete:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(tmp_path / "policy.onnx"), providers=["CPUExecutionProvider"])
+        actions, scores = session.run(None, {"observation": observations.astype(np.float32)})
+        np.testing.assert_array_equal(actions, after)
+        np.testing.assert_array_equal(scores.argmax(axis=1), after)
     env.close()
 
 
