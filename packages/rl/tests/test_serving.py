@@ -372,6 +372,8 @@ def test_the_page_plays_connect_four_against_the_agent(connect_four_server, tmp_
             row, column = int(agent.get_attribute("data-row")), int(agent.get_attribute("data-col"))
             assert row == (4 if column == 3 else 5)  # the lowest free cell of its column
             assert f"Agent played column {column}" in page.inner_text("#c4-status")
+            page.click("#play-episode")  # a game against the heuristic, replayed on the canvas
+            page.wait_for_function("/^Return -?\\d/.test(document.getElementById('episode-summary').textContent)")
             save_screenshot(page, tmp_path, "rl-connect-four.png")
         finally:
             browser.close()
