@@ -1,6 +1,6 @@
 """``apps/vision``: image classification from the command line.
 
-Verbs: demo, train, evaluate, predict, export, benchmark, explain, compress (+ data, models). Each
+Verbs: demo, train, evaluate, predict, export, benchmark, explain, compress, serve (+ data, models). Each
 parses, calls :mod:`pentad_vision.pipeline` or :class:`~pentad_vision.predictor.Predictor`, and prints.
 """
 
@@ -15,6 +15,7 @@ import torch
 
 from pentad_core.checkpoint import atomic_save
 from pentad_core.cli import App, Context
+from pentad_core.serving import add_serve_arguments
 from pentad_vision import pipeline
 from pentad_vision.config import VisionConfig
 from pentad_vision.data import DATASETS, ImageData, load_dataset
@@ -243,6 +244,14 @@ def benchmark(context: Context) -> None:
     if "bench/throughput_ratio" in result.metrics:
         ratio = result.metrics["bench/throughput_ratio"]
         context.print(f"pentad trainer / plain loop throughput: {ratio:.3f}x (same protocol, same process)")
+
+
+@app.verb("serve", "Serve a run over HTTP: POST /v1/classify (top-k, Grad-CAM), a page, health and metrics.",
+          arguments=add_serve_arguments, writes_run=False)  # fmt: skip
+def serve(context: Context) -> None:
+    from pentad_vision.serving import serve_run  # run_server(build_service(--run or --checkpoint, options))
+
+    serve_run(context)
 
 
 def main(argv: list[str] | None = None) -> int:
