@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from fastapi import Request
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import unwrap_vec_normalize
 
@@ -45,6 +44,11 @@ from pentad_rl.envs.registry import CONNECT_FOUR_ID
 from pentad_rl.export import action_scores, export_policy
 from pentad_rl.predictor import Predictor
 from pentad_rl.registry import ALGORITHMS
+
+try:
+    from fastapi import Request  # at module level: FastAPI reads the routes' annotations from here
+except ModuleNotFoundError:  # without the serve extra, `serve` says what to install
+    Request = None  # type: ignore[assignment,misc]
 
 #: Environments whose state the page draws from the observations (others are shown as rendered frames).
 DRAWN = {
@@ -271,7 +275,13 @@ def _png_data_url(image: np.ndarray) -> str:
 
 # -- the service -------------------------------------------------------------------------------------
 def build_service(path: str | Path, options: ServeOptions, log: Any = print) -> Service:
-    """The agent of ``path`` (a run folder or an agent ``.zip``) as a :class:`~pentad_core.serving.Service`."""
+    """The agent of ``path`` (a run folder or an agent ``.zip``) as a :class:`~pentad_core.serving.Service`.
+
+    Raises:
+        ConfigError: Without the serve extra (FastAPI), or when ``path`` holds no agent.
+    """
+    if Request is None:
+        raise ConfigError("serving needs the serve extra: pip install 'pentad-rl[serve]'.")
     device = options.device if options.backend == "torch" else None
     predictor = Predictor.from_run(path, device=device)
     backend = Backend(predictor, options, log)
