@@ -170,6 +170,16 @@ def test_episode_is_played_with_the_agent(cartpole_server):
     assert cartpole_server.request("GET", "/v1/episode?seed=7")[1]["actions"] == episode["actions"]
 
 
+def test_an_episode_of_an_environment_the_page_does_not_draw_comes_as_frames(cartpole):
+    from pentad_core.serving import ServeOptions
+    from pentad_rl.serving import MAX_FRAMES, Backend, play_episode
+
+    episode = play_episode(Backend(Predictor.from_run(cartpole), ServeOptions()), seed=3, frames=True)
+    assert episode["view"] == "frames" and "observations" not in episode
+    assert 1 < len(episode["frames"]) <= min(MAX_FRAMES, episode["length"] + 1)
+    assert all(frame.startswith("data:image/png;base64,") for frame in episode["frames"])
+
+
 def test_bad_input_is_a_one_line_client_error_and_the_server_keeps_answering(cartpole, cartpole_server):
     server = cartpole_server
     json_header = {"Content-Type": "application/json"}

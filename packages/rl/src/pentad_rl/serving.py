@@ -239,7 +239,7 @@ def play_episode(backend: Backend, seed: int, frames: bool) -> dict[str, Any]:
                 images.append(np.asarray(env.render()))
     finally:
         env.close()
-    view = DRAWN.get(predictor.config.env, "frames" if frames else "none")
+    view = "frames" if frames else DRAWN.get(predictor.config.env, "none")
     answer = {
         "env": predictor.config.env,
         "seed": seed,
