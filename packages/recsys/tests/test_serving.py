@@ -323,6 +323,31 @@ def test_a_rating_run_without_item_vectors_answers_501_for_similar(tmp_path):
         same_entries(body["items"], predictor.recommend(user, 3))
 
 
+def test_a_read_only_run_is_served_from_a_temporary_export_and_a_missing_gpu_falls_back(run, tmp_path, monkeypatch):
+    import torch
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("serve"))
+    touch = Path.touch
+
+    def read_only(path, *args, **kwargs):  # chmod does not stop root: the run refuses the write probe instead
+        if path.name.startswith(".write-test"):
+            raise PermissionError(13, "Read-only file system", str(path))
+        return touch(path, *args, **kwargs)
+
+    said: list[str] = []
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "touch", read_only)
+        service = build_service(copy, ServeOptions(), said.append)
+    assert any("not writable" in line for line in said) and not (copy / "serve" / "model.onnx").exists()
+    assert Path(service.model_card["onnx"]).is_file()
+    if not torch.cuda.is_available():
+        said.clear()
+        service = build_service(run, ServeOptions(backend="torch", device="cuda"), said.append)
+        assert any("no GPU" in line for line in said) and service.model_card["backend"] == "torch"
+        assert len(service.batchers["recommend"]([(0, 3, True)])[0]) == 3
+
+
 def test_serve_without_a_run_is_a_one_line_error(capsys):
     assert main(["serve"]) == 2
     assert "serve needs --run" in capsys.readouterr().err

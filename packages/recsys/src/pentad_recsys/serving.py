@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -124,6 +126,14 @@ def onnx_model(folder: Path, recommender: Recommender, device: str, log: Callabl
         except Exception:  # another checkpoint's export (other table sizes) or an unreadable file
             pass
         log(f"{path} does not match the checkpoint's scores: not used")
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        probe = cache.parent / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError:  # a read-only run (a mounted volume): the export lives as long as the process
+        cache = Path(tempfile.mkdtemp(prefix="pentad-recsys-serve-")) / "model.onnx"
+        log(f"{folder} is not writable: the export goes to {cache}")
     log(f"exporting the scoring network to {cache} (with the parity check)")
     export_scoring_onnx(recommender, cache)
     return onnx_session(cache, device), cache
