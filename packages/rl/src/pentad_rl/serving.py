@@ -36,7 +36,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import unwrap_vec_normalize
 
-from pentad_core.errors import ConfigError, DataError
+from pentad_core.errors import ConfigError, PentadError
 from pentad_core.serving import ClientError, ServeOptions, Service, onnx_session, run_server
 from pentad_rl.algorithms import algorithm_name
 from pentad_rl.envs.connect_four import COLUMNS, ROWS, drop, is_win, legal_moves
@@ -89,7 +89,7 @@ class Backend:
                 try:
                     self.session = onnx_session(self.onnx_path(), options.device)
                     self.name = "onnx"
-                except (ConfigError, DataError) as error:  # e.g. dict observations: no graph to export
+                except PentadError as error:  # dict observations (no graph), a failed parity check
                     self.note = f"ONNX export failed ({error.message}): serving with torch"
         if self.note:
             log(self.note)
@@ -282,7 +282,7 @@ def build_service(path: str | Path, options: ServeOptions, log: Any = print) -> 
     """
     if Request is None:
         raise ConfigError("serving needs the serve extra: pip install 'pentad-rl[serve]'.")
-    device = options.device if options.backend == "torch" else None
+    device = options.device if options.backend == "torch" else "cpu"  # ONNX Runtime runs the graph on --device
     predictor = Predictor.from_run(path, device=device)
     backend = Backend(predictor, options, log)
     config, model = predictor.config, predictor.model
