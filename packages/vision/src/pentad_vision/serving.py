@@ -42,9 +42,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from fastapi import Query, Request  # at module level: FastAPI resolves the route's annotations here
 
 from pentad_core.errors import ConfigError
+
+try:  # at module level: FastAPI resolves the route's annotations here
+    from fastapi import Query, Request
+except ModuleNotFoundError:  # without the serve extra, `serve` says what to install (one line, exit 2)
+    raise ConfigError("serving needs the serve extra: pip install 'pentad-vision[serve]'.") from None
 from pentad_core.files import atomic_write_json
 from pentad_core.serving import ClientError, ServeOptions, Service, onnx_session, read_body_limit
 from pentad_vision.predictor import Predictor
