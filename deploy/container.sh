@@ -18,7 +18,7 @@ case "$action" in
     # compiles the bytecode once (COMPILE=1) so that every start is fast.
     compile=()
     if [ "${COMPILE:-0}" = "1" ]; then compile=(--compile-bytecode); fi
-    uv sync --locked --no-dev --package "pentad-$app" --extra serve "${compile[@]}"
+    uv sync --locked --no-dev --no-editable --package "pentad-$app" --extra serve "${compile[@]}"
     ;;
   serve)
     run="${3:?give the trained run folder to serve}"

@@ -42,9 +42,11 @@ def test_the_container_script_installs_one_app_and_serves_a_run(tmp_path):
     install = subprocess.run(["deploy/container.sh", "install", APP], cwd=copy, env=environment,
                              capture_output=True, text=True, timeout=900)  # fmt: skip
     assert install.returncode == 0, install.stderr[-3000:]
-    installed = sorted(path.name for path in (copy / ".venv" / "lib").glob("python*/site-packages/pentad_*"))
+    site = next((copy / ".venv" / "lib").glob("python*/site-packages"))
+    installed = sorted(path.name for path in site.glob("pentad_*") if not path.name.endswith(".dist-info"))
     assert installed == ["pentad_core", f"pentad_{APP}"], installed
-    assert not list((copy / ".venv" / "lib").glob("python*/site-packages/pytest")), "dev tools were installed"
+    assert not (site / "pytest").exists(), "dev tools were installed"
+    assert (site / f"pentad_{APP}" / "configs").is_dir(), "the installed package lacks its recipes"
 
     demo = subprocess.run([str(copy / ".venv" / "bin" / f"pentad-{APP}"), "demo", "--out", "run", "--epochs", "1"],
                           cwd=copy, env=environment, capture_output=True, text=True, timeout=900)  # fmt: skip

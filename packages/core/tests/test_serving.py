@@ -110,6 +110,8 @@ def test_health_model_card_metrics_and_a_correct_answer(trained):
         assert "pentad_queue_length 0" in text
         status, page = server.request("GET", "/")
         assert status == 200 and "<h1>toy</h1>" in page
+        status, schema = server.request("GET", "/openapi.json")
+        assert status == 200 and "/v1/predict" in schema["paths"] and "/readyz" in schema["paths"]
     finally:
         server.stop()
 

@@ -408,7 +408,7 @@ def create_app(service: Service, options: ServeOptions) -> Any:
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", response_model=None)
     async def readyz() -> JSONResponse:
         """The model is loaded and warmed up."""
         if not ready.is_set():
@@ -420,12 +420,12 @@ def create_app(service: Service, options: ServeOptions) -> Any:
         """The served run: model, dataset, metrics, input spec, labels."""
         return _json_safe(service.model_card)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_model=None)
     async def prometheus() -> PlainTextResponse:
         """Request counts, latency and batch-size histograms, queue length (Prometheus text format)."""
         return PlainTextResponse(metrics.text(), media_type="text/plain; version=0.0.4")
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/", response_class=HTMLResponse, response_model=None)
     async def page() -> HTMLResponse:
         """The app's page."""
         return HTMLResponse(service.page or f"<h1>pentad {service.name}</h1><p>See <a href='docs'>/docs</a>.</p>")
