@@ -312,6 +312,21 @@ def test_the_onnx_export_is_reused_while_the_checkpoint_is_unchanged(run, tmp_pa
     assert onnx_model(Predictor.from_run(copy), said.append) == first and "parity" in said[-1]  # exported again
 
 
+def test_a_failed_export_is_served_with_torch_and_said(run, monkeypatch):
+    from pentad_core.export import ParityError
+    from pentad_core.serving import ServeOptions
+    from pentad_vision import serving
+
+    def fails(predictor, log):
+        raise ParityError("max |diff| 0.5 over the tolerance 0.001")
+
+    monkeypatch.setattr(serving, "onnx_model", fails)
+    said: list[str] = []
+    service = serving.build_service(run, ServeOptions(), said.append)
+    assert service.model_card["backend"] == "torch"
+    assert "serving with torch" in said[-1] and "0.5" in said[-1]
+
+
 def test_serve_without_a_run_is_a_one_line_error(capsys):
     assert app.main(["serve"]) == 2
     err = capsys.readouterr().err.strip()

@@ -15,8 +15,8 @@ Backends: ``onnx`` (default) runs the network exported with its normalisation (d
 parity-checked); the export is made on the first start into ``<run>/serve/<checkpoint>.onnx`` and
 reused while the checkpoint is unchanged (size and modification time recorded beside it). When the
 run folder is read-only it goes to the system's temporary folder. ``torch`` runs the
-:class:`~pentad_vision.predictor.Predictor`. A model registered ``exportable=False`` is served with
-torch, and the terminal says so.
+:class:`~pentad_vision.predictor.Predictor`. A model registered ``exportable=False``, or whose export
+fails (a failed parity check, no writable folder), is served with torch, and the terminal says so.
 
 Client errors: 415 for a content type that is not an image or multipart (or an image format other
 than those ``predict`` reads), 422 for an undecodable image, an image whose colour mode cannot be
@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pentad_core.errors import ConfigError
+from pentad_core.errors import ConfigError, PentadError
 
 try:  # at module level: FastAPI resolves the route's annotations here
     from fastapi import Query, Request
@@ -199,7 +199,7 @@ def onnx_model(predictor: Predictor, log: Callable[[str], None] = print) -> Path
             f"exported {checkpoint.name} to {path}; parity with PyTorch: max |diff| {report['export/max_abs_diff']:.2e}"
         )
         return path
-    raise ConfigError("no writable folder for the ONNX export.", "Run `export` or serve with --backend torch.")
+    raise ConfigError("no writable folder for the ONNX export.", "Serve with --backend torch.")
 
 
 class Classifier:
@@ -265,7 +265,13 @@ def build_service(source: str | Path, options: ServeOptions, log: Callable[[str]
     if backend == "onnx" and not info.exportable:
         log(f"{predictor.model_name} does not export to ONNX (registered exportable=False): serving with torch")
         backend = "torch"
-    session = onnx_session(onnx_model(predictor, log), options.device) if backend == "onnx" else None
+    session = None
+    if backend == "onnx":
+        try:
+            session = onnx_session(onnx_model(predictor, log), options.device)
+        except PentadError as error:  # a failed parity check, no writable folder: torch still serves
+            log(f"cannot serve with ONNX Runtime ({error}); serving with torch")
+            backend = "torch"
     predictor.module.to(options.device)
     predictor.device = options.device
     classifier = Classifier(predictor, backend, session)
