@@ -19,6 +19,8 @@ def lightning_modules_defined_in(package_name: str) -> list[type]:
     package = importlib.import_module(package_name)
     found = []
     for info in pkgutil.walk_packages(package.__path__, prefix=f"{package_name}."):
+        if info.name.endswith(".__main__"):  # `python -m pentad_<app>` runs the program on import
+            continue
         module = importlib.import_module(info.name)
         for _, value in inspect.getmembers(module, inspect.isclass):
             if issubclass(value, pl.LightningModule) and value.__module__ == info.name:
