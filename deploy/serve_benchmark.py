@@ -112,12 +112,14 @@ def main() -> int:
     parser.add_argument("--body", help="request body file (POST)")
     parser.add_argument("--content-type", default="application/json")
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--image", help="the raw image inside --body, for the in-process limit (default: --body)")
     args = parser.parse_args()
     body = Path(args.body).read_bytes() if args.body else None
     dynamic, mean_batch = measure(args.app, args.run, args.route, body, args.content_type, args.requests)
     single, _ = measure(args.app, args.run, args.route, body, args.content_type, args.requests,
                         ("--max-batch-size", "1"))  # fmt: skip
-    limit = in_process_limit(args.app, args.run, body, args.route, batch=32)
+    raw = Path(args.image).read_bytes() if args.image else body
+    limit = in_process_limit(args.app, args.run, raw, args.route, batch=32)
     print(json.dumps({"app": args.app, "dynamic": dynamic, "mean_batch": mean_batch, "batch_1": single,
                       "in_process_items_per_s_batch_32": limit}, indent=1))  # fmt: skip
     return 0
