@@ -8,20 +8,17 @@ that lets the request in flight finish.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 from toy_app import TOY_APP, run_toy
+
+from pentad_core.testing import ServerProcess, free_port
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -29,53 +26,18 @@ pytest.importorskip("uvicorn")
 FEATURES = 8
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
+class Server(ServerProcess):
     """The toy app's ``serve`` verb as a subprocess; ``request`` returns (status, JSON or text)."""
 
     def __init__(self, run, *extra: str, delay: float = 0.0) -> None:
-        self.port = free_port()
-        environment = {**os.environ, "TOY_SERVE_DELAY": str(delay), "PYTHONUNBUFFERED": "1"}
-        command = [sys.executable, str(TOY_APP), "serve", "--run", str(run), "--port", str(self.port), *extra]
-        self.process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.process.stderr.read().decode()
-            try:
-                if self.request("GET", "/readyz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("the server never became ready")
-
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body, method=method)
-        for key, value in (headers or {}).items():
-            request.add_header(key, value)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                status, text = response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            status, text = error.code, error.read().decode()
-        try:
-            return status, json.loads(text)
-        except json.JSONDecodeError:
-            return status, text
+        port = free_port()
+        command = [sys.executable, str(TOY_APP), "serve", "--run", str(run), "--port", str(port), *extra]
+        super().__init__(command, {"TOY_SERVE_DELAY": str(delay)}, port=port, ready_timeout=120, poll_interval=0.1,
+                         merge_output=False)  # fmt: skip
 
     def predict(self, rows, headers: dict | None = None):
         body = json.dumps({"inputs": rows}).encode()
         return self.request("POST", "/v1/predict", body, {"Content-Type": "application/json", **(headers or {})})
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,7 @@ import io
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,18 +26,13 @@ pytest.importorskip("uvicorn")
 
 from PIL import Image
 
+from pentad_core.testing import ServerProcess, free_port
 from pentad_medseg.cli import main
 from pentad_medseg.data.readers import read_image
 from pentad_medseg.predictor import Predictor
 from pentad_medseg.serving import count_components
 
 SIZE = 64
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def multipart(*parts: tuple[str, str, bytes, str]) -> tuple[bytes, str]:
@@ -56,38 +45,13 @@ def multipart(*parts: tuple[str, str, bytes, str]) -> tuple[bytes, str]:
     return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-class Server:
+class Server(ServerProcess):
     """``python -m pentad_medseg serve`` as a subprocess; ``request`` returns (status, JSON or text)."""
 
     def __init__(self, run: Path, *extra: str) -> None:
-        self.port = free_port()
-        command = [sys.executable, "-m", "pentad_medseg", "serve", "--run", str(run), "--port", str(self.port), *extra]
-        environment = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-        self.process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.process.stdout.read().decode()[-3000:]
-            try:
-                if self.request("GET", "/readyz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("the server never became ready")
-
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body, method=method)
-        for key, value in (headers or {}).items():
-            request.add_header(key, value)
-        try:
-            with urllib.request.urlopen(request, timeout=120) as response:
-                status, text = response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            status, text = error.code, error.read().decode()
-        try:
-            return status, json.loads(text)
-        except json.JSONDecodeError:
-            return status, text
+        port = free_port()
+        command = [sys.executable, "-m", "pentad_medseg", "serve", "--run", str(run), "--port", str(port), *extra]
+        super().__init__(command, {"OMP_NUM_THREADS": "1"}, port=port, request_timeout=120, output_tail=3000)
 
     def segment(self, *parts: tuple[str, str, bytes, str]):
         body, kind = multipart(*parts)
@@ -107,11 +71,6 @@ class Server:
 
     def metric_lines(self) -> list[str]:
         return self.request("GET", "/metrics")[1].splitlines()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=60)
 
 
 def png(array: np.ndarray) -> bytes:

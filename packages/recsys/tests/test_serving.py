@@ -8,11 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -26,6 +22,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 from pentad_core.serving import ServeOptions
+from pentad_core.testing import ServerProcess, free_port
 from pentad_recsys.cli import app, main
 from pentad_recsys.predictor import Predictor
 from pentad_recsys.serving import build_service, popular_items
@@ -50,49 +47,13 @@ def train(out: Path, model: str = "mf", task: str = "ranking", **options) -> Pat
     return Path(app.run("train", config, out=str(out)).folder)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
+class Server(ServerProcess):
     """``python -m pentad_recsys serve`` as a subprocess; ``request`` returns (status, JSON or text)."""
 
     def __init__(self, run: Path, *extra: str) -> None:
-        self.port = free_port()
-        command = [sys.executable, "-m", "pentad_recsys", "serve", "--run", str(run), "--port", str(self.port), *extra]
-        environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.process.stdout.read().decode()
-            try:
-                if self.request("GET", "/readyz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise AssertionError("the server never became ready")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-        request = urllib.request.Request(self.url + path, data=body, method=method)
-        for key, value in (headers or {}).items():
-            request.add_header(key, value)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                status, text = response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            status, text = error.code, error.read().decode()
-        try:
-            return status, json.loads(text)
-        except json.JSONDecodeError:
-            return status, text
+        port = free_port()
+        command = [sys.executable, "-m", "pentad_recsys", "serve", "--run", str(run), "--port", str(port), *extra]
+        super().__init__(command, port=port)
 
     def get(self, path: str, **query):
         return self.request("GET", f"{path}?{urllib.parse.urlencode(query)}")
@@ -100,12 +61,6 @@ class Server:
     def score(self, body, content_type: str = "application/json"):
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         return self.request("POST", "/v1/score", data, {"Content-Type": content_type})
-
-    def stop(self) -> str:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=60)
-        return self.process.stdout.read().decode()
 
 
 @pytest.fixture(scope="module")

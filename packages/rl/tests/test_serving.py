@@ -9,16 +9,9 @@ by the served ONNX scores, and a recurrent policy (exportable=False) served with
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,6 +21,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
+from pentad_core.testing import ServerProcess, free_port
 from pentad_rl.cli import main
 from pentad_rl.predictor import Predictor
 
@@ -42,55 +36,16 @@ def train(folder: Path, algo: str, env: str, timesteps: int, *extra: str) -> Pat
     return folder
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
+class Server(ServerProcess):
     """``python -m pentad_rl serve`` as a subprocess; ``request`` returns (status, JSON or text)."""
 
     def __init__(self, run: Path, *extra: str) -> None:
-        self.port = free_port()
-        command = [sys.executable, "-m", "pentad_rl", "serve", "--run", str(run), "--port", str(self.port), *extra]
-        environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.pid = self.process.pid
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.process.stderr.read().decode()
-            try:
-                if self.request("GET", "/readyz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("the server never became ready")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-        request = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                status, text = response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            status, text = error.code, error.read().decode()
-        try:
-            return status, json.loads(text)
-        except json.JSONDecodeError:
-            return status, text
+        port = free_port()
+        command = [sys.executable, "-m", "pentad_rl", "serve", "--run", str(run), "--port", str(port), *extra]
+        super().__init__(command, port=port, merge_output=False)
 
     def post(self, path: str, payload) -> tuple[int, dict]:
-        return self.request("POST", path, json.dumps(payload).encode(), {"Content-Type": "application/json"})
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=60)
+        return self.post_json(path, payload)
 
 
 @pytest.fixture(scope="module")

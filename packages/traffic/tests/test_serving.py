@@ -14,13 +14,7 @@ import io
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,6 +25,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
+from pentad_core.testing import ServerProcess, free_port
 from pentad_traffic.cli import main
 from pentad_traffic.predictor import Predictor
 
@@ -39,45 +34,13 @@ TINY = ["--set", "dataset_options.num_nodes=5", "--set", "dataset_options.num_da
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
+class Server(ServerProcess):
     """``apps/traffic serve`` as a subprocess; ``request`` returns (status, JSON or text)."""
 
     def __init__(self, run: Path, *extra: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "pentad_traffic", "serve", "--run", str(run), "--port", str(self.port), *extra]
-        environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.process.stdout.read().decode()
-            try:
-                if self.request("GET", "/readyz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("the server never became ready")
-
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-        request = urllib.request.Request(self.url + path, data=body, method=method)
-        for key, value in (headers or {}).items():
-            request.add_header(key, value)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                status, text = response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            status, text = error.code, error.read().decode()
-        try:
-            return status, json.loads(text)
-        except json.JSONDecodeError:
-            return status, text
+        port = free_port()
+        command = [sys.executable, "-m", "pentad_traffic", "serve", "--run", str(run), "--port", str(port), *extra]
+        super().__init__(command, port=port)
 
     def post(self, body: bytes | str, content_type: str = "application/json", **headers: str):
         data = body.encode() if isinstance(body, str) else body
@@ -85,11 +48,6 @@ class Server:
 
     def forecast(self, payload: dict):
         return self.post(json.dumps(payload))
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")

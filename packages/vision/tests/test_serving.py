@@ -14,13 +14,7 @@ import io
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,17 +26,12 @@ from PIL import Image
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
+from pentad_core.testing import ServerProcess, free_port
 from pentad_vision.cli import app
 from pentad_vision.predictor import Predictor
 
 CLASSES = 6
 MAX_BODY_MB = 0.25
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def png_bytes(array: np.ndarray, kind: str = "PNG") -> bytes:
@@ -68,53 +57,20 @@ def multipart(files: list[tuple[str, bytes, str]], field: str = "files") -> tupl
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-class Server:
+class Server(ServerProcess):
     """``python -m pentad_vision serve`` as a subprocess; ``request`` returns (status, JSON or text)."""
 
     def __init__(self, run: Path, *extra: str) -> None:
-        self.port = free_port()
-        command = [sys.executable, "-m", "pentad_vision", "serve", "--run", str(run), "--port", str(self.port), *extra]
-        environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.process.stdout.read().decode()
-            try:
-                if self.request("GET", "/readyz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise AssertionError("the server never became ready")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        port = free_port()
+        command = [sys.executable, "-m", "pentad_vision", "serve", "--run", str(run), "--port", str(port), *extra]
+        super().__init__(command, port=port, request_timeout=120)
 
     def request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None):
-        request = urllib.request.Request(self.url + path, data=body, method=method)
-        if content_type is not None:
-            request.add_header("Content-Type", content_type)
-        try:
-            with urllib.request.urlopen(request, timeout=120) as response:
-                status, text = response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            status, text = error.code, error.read().decode()
-        try:
-            return status, json.loads(text)
-        except json.JSONDecodeError:
-            return status, text
+        return super().request(method, path, body, None if content_type is None else {"Content-Type": content_type})
 
     def classify(self, files: list[tuple[str, bytes, str]], query: str = ""):
         body, content_type = multipart(files)
         return self.request("POST", f"/v1/classify{query}", body, content_type)
-
-    def stop(self) -> str:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=60)
-        return self.process.stdout.read().decode()
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,22 @@
 Real-data tests run when their dataset's folder is present under ``$PENTAD_DATA`` and are skipped,
 with the dataset named, when it is not. ``PENTAD_REQUIRE_DATA=1`` (CI sets it) turns a missing
 dataset into a failure instead, so a CI run cannot pass by skipping what it was meant to check.
+
+:func:`free_port` and :class:`ServerProcess` run an app's ``serve`` verb as a real subprocess bound to
+127.0.0.1 for the serving tests: wait for ``/readyz``, send requests, stop with SIGTERM.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +73,106 @@ def _combine(marks: list[Any], failure: str | None = None) -> Any:
         return function
 
     return apply
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ServerProcess:
+    """An HTTP server run as a subprocess and served on ``127.0.0.1:<port>``, ready once ``/readyz`` says 200.
+
+    ``command`` must make the server listen on ``port`` (take one from :func:`free_port`). ``env`` adds
+    variables to this process's environment (``PYTHONUNBUFFERED=1`` is always set); ``cwd`` is the
+    working folder. The constructor polls ``GET /readyz`` every ``poll_interval`` seconds for up to
+    ``ready_timeout``; if the process exits first it fails with the process's output (stderr, or the
+    merged stdout and stderr with ``merge_output``; only its last ``output_tail`` characters when given),
+    and if time runs out it stops the process and fails. Requests time out after ``request_timeout``.
+    Use it as a context manager, or call :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: str | Path | None = None,
+        *,
+        port: int,
+        ready_timeout: float = 180.0,
+        poll_interval: float = 0.2,
+        request_timeout: float = 60.0,
+        merge_output: bool = True,
+        output_tail: int | None = None,
+    ) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.request_timeout = request_timeout
+        environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.process = subprocess.Popen(
+            list(command),
+            env=environment,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge_output else subprocess.PIPE,
+        )
+        self.pid = self.process.pid
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                stream = self.process.stdout if merge_output else self.process.stderr
+                output = stream.read().decode() if stream is not None else ""
+                raise AssertionError(output[-output_tail:] if output_tail else output)
+            try:
+                if self.request("GET", "/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(poll_interval)
+        self.stop()
+        raise AssertionError("the server never became ready")
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, Any]:
+        """Send one request; returns ``(status, body)``, the body decoded as JSON when it parses, else text.
+
+        HTTP error statuses are returned, not raised; connection errors raise ``OSError``.
+        """
+        request = urllib.request.Request(self.url + path, data=body, method=method)
+        for key, value in (headers or {}).items():
+            request.add_header(key, value)
+        try:
+            with urllib.request.urlopen(request, timeout=self.request_timeout) as response:
+                status, text = response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            status, text = error.code, error.read().decode()
+        try:
+            return status, json.loads(text)
+        except json.JSONDecodeError:
+            return status, text
+
+    def get(self, path: str) -> tuple[int, Any]:
+        """``GET path``, as :meth:`request`."""
+        return self.request("GET", path)
+
+    def post_json(self, path: str, payload: Any, headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
+        """``POST path`` with ``payload`` as a JSON body (``Content-Type: application/json``), as :meth:`request`."""
+        merged = {"Content-Type": "application/json", **(headers or {})}
+        return self.request("POST", path, json.dumps(payload).encode(), merged)
+
+    def stop(self, timeout: float = 60.0) -> str:
+        """Send SIGTERM if the process still runs and wait for it to exit; returns what is left on its stdout."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=timeout)
+        stdout = self.process.stdout
+        return stdout.read().decode() if stdout is not None and not stdout.closed else ""
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
