@@ -78,6 +78,19 @@ def test_health_model_card_metrics_and_a_correct_answer(trained):
         server.stop()
 
 
+def chunked_post(port: int, path: str, chunks: list[bytes]) -> tuple[int, dict]:
+    """POST a JSON body in chunked transfer encoding (no Content-Length for the middleware to check)."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    connection.request("POST", path, body=iter(chunks), headers={"Content-Type": "application/json"},
+                       encode_chunked=True)  # fmt: skip
+    response = connection.getresponse()
+    answer = response.status, json.loads(response.read())
+    connection.close()
+    return answer
+
+
 def test_client_errors_are_one_line_json_and_the_server_keeps_answering(trained):
     server = Server(trained, "--max-body-mb", "0.001")
     try:
@@ -89,6 +102,7 @@ def test_client_errors_are_one_line_json_and_the_server_keeps_answering(trained)
             (server.request("POST", "/v1/predict", b"x" * 5000, {"Content-Type": "application/json"}), 413),
             (server.request("GET", "/v1/no-such-route"), 404),
         ]
+        cases.append((chunked_post(server.port, "/v1/predict", [b"x" * 800] * 3), 413))  # no Content-Length
         for (status, body), expected in cases:
             assert status == expected, (status, body)
             assert isinstance(body, dict) and set(body) == {"error"} and "\n" not in body["error"], body

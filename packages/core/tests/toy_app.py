@@ -135,7 +135,7 @@ def _toy_service(context: Context) -> Any:
     """The toy regression as a service: ``POST /v1/predict {"inputs": [[x1..xF], ...]}`` -> outputs."""
     from pentad_core.checkpoint import load_module
     from pentad_core.predictor import locate_run
-    from pentad_core.serving import ClientError, Service
+    from pentad_core.serving import ClientError, Service, read_json
 
     run = locate_run(context.args.run or context.checkpoint)
     module = load_module(ToyRegression, run.checkpoint)
@@ -152,10 +152,9 @@ def _toy_service(context: Context) -> Any:
     def add_routes(router: Any, serving: Any) -> None:
         @router.post("/v1/predict")
         async def predict(request: Request) -> dict[str, Any]:
-            if request.headers.get("content-type", "").split(";")[0] != "application/json":
-                raise ClientError("send application/json", 415)
+            body = await read_json(request, serving.options)
             try:
-                rows = (await request.json())["inputs"]
+                rows = body["inputs"]
                 assert isinstance(rows, list) and all(isinstance(r, list) and len(r) == features for r in rows)
                 rows = [[float(value) for value in row] for row in rows]
             except (ValueError, KeyError, TypeError, AssertionError):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import os
 import threading
@@ -459,9 +460,57 @@ def run_server(service: Service, options: ServeOptions, log: Callable[[str], Non
     uvicorn.run(app, host=options.host, port=options.port, log_level="warning", timeout_graceful_shutdown=30)
 
 
-def read_body_limit(options: ServeOptions) -> int:
-    """The body limit in bytes (for routes that stream uploads)."""
-    return int(options.max_body_mb * 1024 * 1024)
+def media_type(content_type: str | None) -> str:
+    """``"Multipart/Form-Data; boundary=x"`` -> ``"multipart/form-data"`` (lower case, no parameters)."""
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+async def read_body(request: Any, options: ServeOptions) -> bytes:
+    """The request body, read in chunks up to ``--max-body-mb`` (413 beyond).
+
+    The middleware refuses a too-large ``Content-Length`` before reading; a chunked body has none, so
+    routes that take a body read it through here to bound it as well.
+    """
+    limit = int(options.max_body_mb * 1024 * 1024)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ClientError(f"request body over {options.max_body_mb:g} MB", 413)
+    return bytes(body)
+
+
+async def read_json(request: Any, options: ServeOptions) -> Any:
+    """The JSON body of ``request``: 415 for another content type, 413 over the limit, 422 when it does not parse."""
+    if media_type(request.headers.get("content-type")) != "application/json":
+        raise ClientError("send the body as application/json", 415)
+    body = await read_body(request, options)
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ClientError("the body is not valid JSON", 422) from None
+
+
+async def read_multipart(request: Any, options: ServeOptions, *, max_files: int, max_fields: int) -> Any:
+    """The multipart form of ``request`` (Starlette's ``FormData``), its body bounded as by :func:`read_body`.
+
+    Raises:
+        ClientError: 415 when the body is not ``multipart/form-data``, 413 over the limit, 422 when the
+            form is malformed or has more than ``max_files`` files or ``max_fields`` fields.
+    """
+    from starlette.formparsers import MultiPartException, MultiPartParser
+
+    if media_type(request.headers.get("content-type")) != "multipart/form-data":
+        raise ClientError("send multipart/form-data", 415)
+    body = await read_body(request, options)
+
+    async def whole() -> Any:
+        yield body
+
+    try:
+        return await MultiPartParser(request.headers, whole(), max_files=max_files, max_fields=max_fields).parse()
+    except MultiPartException as error:
+        raise ClientError(f"malformed multipart body: {error.message}", 422) from None
 
 
 def onnx_session(path: str | Path, device: str = "cpu") -> Any:

@@ -37,7 +37,7 @@ from fastapi import Request  # at module level: FastAPI resolves the route's ann
 
 from pentad_core.errors import ConfigError, DataError
 from pentad_core.files import atomic_write_json
-from pentad_core.serving import ClientError, ServeOptions, Service, onnx_session, read_body_limit
+from pentad_core.serving import ClientError, ServeOptions, Service, media_type, onnx_session, read_multipart
 from pentad_medseg.data.readers import image_array, label_values, labels_from_values
 from pentad_medseg.inference import sliding_window_inference
 from pentad_medseg.outputs import display_image, png_bytes, prediction_images
@@ -267,26 +267,11 @@ def describe(upload: Upload, probabilities: np.ndarray, threshold: float, names:
     return answer
 
 
-async def read_form(request: Request, limit: int) -> Any:
-    """The multipart form of ``request``, reading at most ``limit`` bytes (413 beyond, even when chunked)."""
-    from starlette.formparsers import MultiPartException, MultiPartParser
-
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != "multipart/form-data":
+async def read_form(request: Request, options: ServeOptions) -> Any:
+    """The multipart form of ``request`` (``image``, optional ``fov``), its body bounded by ``--max-body-mb``."""
+    if media_type(request.headers.get("content-type")) != "multipart/form-data":
         raise ClientError("send multipart/form-data with the image in the field 'image' (optionally 'fov')", 415)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ClientError(f"request body over {limit / 1024 / 1024:g} MB", 413)
-
-    async def whole() -> Any:
-        yield bytes(body)
-
-    try:
-        return await MultiPartParser(request.headers, whole(), max_files=2, max_fields=4).parse()
-    except MultiPartException as error:
-        raise ClientError(f"malformed multipart body: {error.message}", 422) from None
+    return await read_multipart(request, options, max_files=2, max_fields=4)
 
 
 async def _file(form: Any, field: str, required: bool) -> bytes | None:
@@ -295,7 +280,7 @@ async def _file(form: Any, field: str, required: bool) -> bytes | None:
         if required:
             raise ClientError(f"the multipart field {field!r} must hold an image file", 422)
         return None
-    content_type = (part.content_type or "").split(";")[0].strip().lower()
+    content_type = media_type(part.content_type)
     if content_type not in CONTENT_TYPES:
         raise ClientError(f"the {field} was sent as {content_type}; send PNG, JPEG or TIFF (image/png, ...)", 415)
     data = await part.read()
@@ -325,13 +310,12 @@ def build_service(run: str | Path, options: ServeOptions, log: Callable[[str], N
     hp = predictor.module.hparams
 
     def add_routes(router: Any, serving: Any) -> None:
-        limit = read_body_limit(serving.options)
 
         @router.post("/v1/segment", openapi_extra=OPENAPI_BODY)
         async def segment(request: Request) -> dict[str, Any]:
             """Segment one image (multipart field ``image``, optional ``fov``): mask, probability map and
             overlay (base64 PNG), foreground area and connected components."""
-            form = await read_form(request, limit)
+            form = await read_form(request, serving.options)
             try:
                 image_bytes = await _file(form, "image", required=True)
                 fov_bytes = await _file(form, "fov", required=False)

@@ -24,7 +24,6 @@ counts come from the checkpoint; the training data is never read.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import tempfile
@@ -39,7 +38,7 @@ from fastapi import Query, Request
 
 from pentad_core.errors import ConfigError, PentadError
 from pentad_core.predictor import locate_run
-from pentad_core.serving import ClientError, ServeContext, ServeOptions, Service, onnx_session, read_body_limit
+from pentad_core.serving import ClientError, ServeContext, ServeOptions, Service, onnx_session, read_json
 from pentad_recsys.predictor import Predictor, Recommender
 from pentad_recsys.registry import MODELS
 
@@ -304,15 +303,7 @@ def build_service(source: str | Path, options: ServeOptions, log: Callable[[str]
         @router.post("/v1/score")
         async def score(request: Request) -> dict[str, Any]:
             """Ratings (rating run) or relevance scores (ranking run) of ``[user, item]`` pairs."""
-            if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-                raise ClientError("send the pairs as application/json", 415)
-            raw = await request.body()
-            if len(raw) > read_body_limit(serving.options):  # a chunked body has no Content-Length for core to check
-                raise ClientError(f"request body over {serving.options.max_body_mb:g} MB", 413)
-            try:
-                body = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
-                raise ClientError("the body is not valid JSON", 422) from None
+            body = await read_json(request, serving.options)
             pairs = parse_pairs(body)
             users = np.array([resolve(recommender.user_map, u, "user") for u, _ in pairs], np.int64)
             items = np.array([resolve(recommender.item_map, i, "item") for _, i in pairs], np.int64)

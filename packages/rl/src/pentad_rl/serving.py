@@ -37,7 +37,7 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env import unwrap_vec_normalize
 
 from pentad_core.errors import ConfigError, PentadError
-from pentad_core.serving import ClientError, ServeOptions, Service, onnx_session, run_server
+from pentad_core.serving import ClientError, ServeOptions, Service, onnx_session, read_json, run_server
 from pentad_rl.algorithms import algorithm_name
 from pentad_rl.envs.connect_four import COLUMNS, ROWS, drop, is_win, legal_moves
 from pentad_rl.envs.registry import CONNECT_FOUR_ID
@@ -138,16 +138,6 @@ class Backend:
 
 
 # -- request parsing ---------------------------------------------------------------------------------
-async def json_body(request: Request) -> Any:
-    """The JSON body of ``request``; 415 for another content type, 422 when it does not parse."""
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-        raise ClientError("send the body as application/json", 415)
-    try:
-        return await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise ClientError("the body is not valid JSON", 422) from None
-
-
 def parse_observations(body: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, bool]:
     """``(observations (N, *shape) float32, single)`` from ``{"observations": ...}``; 422 when they do not fit."""
     wanted = f"{{'observations': an array of shape {list(shape)} or [N, {', '.join(map(str, shape))}]}}"
@@ -303,7 +293,7 @@ def build_service(path: str | Path, options: ServeOptions, log: Any = print) -> 
         @router.post("/v1/act")
         async def act(request: Request) -> dict[str, Any]:
             """Deterministic actions for one observation or a batch, shaped as the run's observation space."""
-            observations, single = parse_observations(await json_body(request), shape)
+            observations, single = parse_observations(await read_json(request, options), shape)
             actions = await asyncio.gather(*(serving.batchers["act"].submit(row) for row in observations))
             answer: dict[str, Any] = {"actions": list(actions)}
             if single:
@@ -315,7 +305,7 @@ def build_service(path: str | Path, options: ServeOptions, log: Any = print) -> 
             """The agent's column for a board (6 rows of 7, row 0 on top; 0 empty, 1, 2) and whose turn it is."""
             if not connect_four:
                 raise ClientError(f"this run plays {config.env}, not {CONNECT_FOUR_ID}: use /v1/act", 404)
-            board, turn = parse_board(await json_body(request))
+            board, turn = parse_board(await read_json(request, options))
             observation = np.stack([board == turn, board == 3 - turn]).astype(np.float32)
             column = await serving.batchers["move"].submit((observation, legal_moves(board)))
             after = board.copy()

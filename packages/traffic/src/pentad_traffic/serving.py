@@ -35,7 +35,7 @@ from fastapi import Request  # at module level: FastAPI resolves the routes' ann
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from pentad_core.files import atomic_write_json
-from pentad_core.serving import ClientError, ServeContext, ServeOptions, Service, onnx_session, read_body_limit
+from pentad_core.serving import ClientError, ServeContext, ServeOptions, Service, media_type, onnx_session, read_body
 from pentad_traffic.outputs import SAMPLE_WINDOW
 from pentad_traffic.pipeline import export
 from pentad_traffic.predictor import Predictor
@@ -303,7 +303,6 @@ def build_service(run: str | Path, options: ServeOptions, log: Callable[[str], N
     step_minutes = float(sample["step_minutes"]) if sample else 5.0
     session = onnx_session(onnx_model(predictor, log), device) if backend == "onnx" else None
     forecaster = Forecaster(predictor, session, step_minutes)
-    limit = read_body_limit(options)
     protocol = predictor.protocol
     config = predictor.config
 
@@ -311,12 +310,10 @@ def build_service(run: str | Path, options: ServeOptions, log: Callable[[str], N
         @router.post("/v1/forecast")
         async def forecast(request: Request) -> Any:
             """Forecast every sensor from the last input window (JSON or CSV body)."""
-            kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            kind = media_type(request.headers.get("content-type"))
             if kind not in CONTENT_TYPES:
                 raise ClientError(f"send the window as {' or '.join(CONTENT_TYPES)}, not {kind or 'no type'}", 415)
-            body = await request.body()
-            if len(body) > limit:
-                raise ClientError(f"request body over {options.max_body_mb:g} MB", 413)
+            body = await read_body(request, options)
             window = forecaster.from_json(body) if kind == "application/json" else forecaster.from_csv(body)
             result = await context.batchers["forecast"].submit(window)
             if "text/csv" in request.headers.get("accept", ""):

@@ -50,7 +50,15 @@ try:  # at module level: FastAPI resolves the route's annotations here
 except ModuleNotFoundError:  # without the serve extra, `serve` says what to install (one line, exit 2)
     raise ConfigError("serving needs the serve extra: pip install 'pentad-vision[serve]'.") from None
 from pentad_core.files import atomic_write_json
-from pentad_core.serving import ClientError, ServeOptions, Service, onnx_session, read_body_limit
+from pentad_core.serving import (
+    ClientError,
+    ServeOptions,
+    Service,
+    media_type,
+    onnx_session,
+    read_body,
+    read_multipart,
+)
 from pentad_vision.predictor import Predictor
 from pentad_vision.registry import MODELS
 
@@ -276,7 +284,6 @@ def build_service(source: str | Path, options: ServeOptions, log: Callable[[str]
     predictor.device = options.device
     classifier = Classifier(predictor, backend, session)
     size, channels, classes = predictor.image_size, predictor.in_channels, predictor.classes
-    limit = read_body_limit(options)
 
     def add_routes(router: Any, serving: Any) -> None:
         @router.post("/v1/classify", openapi_extra=OPENAPI_BODY)
@@ -286,7 +293,7 @@ def build_service(source: str | Path, options: ServeOptions, log: Callable[[str]
             gradcam: bool = Query(False, description="add a Grad-CAM overlay (base64 PNG) of the top class"),
         ) -> dict[str, Any]:
             """Top-k labels and probabilities of each image (multipart ``files`` or a raw image body)."""
-            parts = await read_images(request, limit)
+            parts = await read_images(request, options)
             uploads = await asyncio.to_thread(lambda: [decode_upload(n, d, size, channels) for n, d in parts])
             rows = await asyncio.gather(*(serving.batchers["classify"].submit(upload) for upload in uploads))
             answers = []
@@ -341,35 +348,21 @@ def build_service(source: str | Path, options: ServeOptions, log: Callable[[str]
     )
 
 
-async def read_images(request: Request, limit: int) -> list[tuple[str, bytes]]:
+async def read_images(request: Request, options: ServeOptions) -> list[tuple[str, bytes]]:
     """``(file name, bytes)`` of the images of a request: multipart ``files`` or a raw image body.
 
-    At most ``limit`` bytes are read (413 beyond, also for a chunked body).
+    At most ``--max-body-mb`` is read (413 beyond, also for a chunked body).
     """
-    from starlette.formparsers import MultiPartException, MultiPartParser
-
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    kind = media_type(request.headers.get("content-type"))
     if kind != "multipart/form-data" and not kind.startswith("image/"):
         raise ClientError(
             f"content type {kind or 'none'} is not accepted: send multipart/form-data with images in the field "
             "'files', or one image as the body (Content-Type image/png or image/jpeg)",
             415,
         )
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ClientError(f"request body over {limit / 1024 / 1024:g} MB", 413)
     if kind.startswith("image/"):
-        return [("body", bytes(body))]
-
-    async def whole() -> Any:
-        yield bytes(body)
-
-    try:
-        form = await MultiPartParser(request.headers, whole(), max_files=MAX_IMAGES + 1, max_fields=16).parse()
-    except MultiPartException as error:
-        raise ClientError(f"malformed multipart body: {error.message}", 422) from None
+        return [("body", await read_body(request, options))]
+    form = await read_multipart(request, options, max_files=MAX_IMAGES + 1, max_fields=16)
     parts = form.getlist("files")
     if not parts:
         raise ClientError("send one or more images in the multipart field 'files'", 422)
@@ -380,7 +373,7 @@ async def read_images(request: Request, limit: int) -> list[tuple[str, bytes]]:
         if isinstance(part, str):
             raise ClientError("the multipart field 'files' must hold image files, not text", 422)
         name = part.filename or f"file {index + 1}"
-        content_type = (part.content_type or "").split(";")[0].strip().lower()
+        content_type = media_type(part.content_type)
         if content_type and not content_type.startswith("image/") and content_type != "application/octet-stream":
             raise ClientError(f"{name} was sent as {content_type}; send images (image/png, image/jpeg)", 415)
         images.append((name, await part.read()))
