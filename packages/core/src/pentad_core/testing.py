@@ -10,6 +10,7 @@ dataset into a failure instead, so a CI run cannot pass by skipping what it was 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +177,54 @@ class ServerProcess:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+#: Debian's Chromium, which the browser tests drive (``.ci/run`` installs it).
+CHROMIUM = Path("/usr/bin/chromium")
+#: Chromium's flags for a headless run on a machine without a network or a screen: without the
+#: background-networking ones it keeps trying to reach Google's hosts.
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+#: Set to a folder to keep the browser tests' screenshots there as CI artefacts.
+ARTIFACTS_ENV = "PENTAD_ARTIFACTS"
+
+
+def requires_chromium() -> Any:
+    """A pytest mark skipping a browser test, with the reason, where ``/usr/bin/chromium`` is absent."""
+    import pytest
+
+    reason = f"{CHROMIUM} is absent (Debian's chromium; .ci/run installs it)"
+    return pytest.mark.skipif(not CHROMIUM.exists(), reason=reason)
+
+
+@contextlib.contextmanager
+def browser_page(width: int = 1280, height: int = 900) -> Iterator[Any]:
+    """A Playwright page in headless Chromium (``/usr/bin/chromium``), closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_FLAGS))
+        try:
+            yield browser.new_page(viewport={"width": width, "height": height})
+        finally:
+            browser.close()
+
+
+def keep_screenshot(page: Any, folder: Path, name: str) -> Path:
+    """Save a full-page screenshot as ``folder/name``, and a copy under ``$PENTAD_ARTIFACTS`` when it is set."""
+    import shutil
+
+    path = Path(folder) / name
+    page.screenshot(path=str(path), full_page=True)
+    if os.environ.get(ARTIFACTS_ENV):
+        target = Path(os.environ[ARTIFACTS_ENV])
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target / name)
+    return path
