@@ -11,7 +11,6 @@ import http.client
 import io
 import json
 import os
-import shutil
 import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +25,7 @@ pytest.importorskip("uvicorn")
 
 from PIL import Image
 
-from pentad_core.testing import ServerProcess, free_port
+from pentad_core.testing import ServerProcess, browser_page, free_port, keep_screenshot, requires_chromium
 from pentad_medseg.cli import main
 from pentad_medseg.data.readers import read_image
 from pentad_medseg.predictor import Predictor
@@ -234,42 +233,27 @@ def test_serve_needs_a_run(capsys):
     assert "--run" in error and len(error.splitlines()) == 1
 
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (/usr/bin/chromium)")
+@requires_chromium()
 def test_the_page_segments_an_upload_in_a_browser(trained, server, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
     status, answer = server.segment(("image", "eye.png", (trained / "eye.png").read_bytes(), "image/png"))
     assert status == 200
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])  # fmt: skip
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"http://127.0.0.1:{server.port}/")
-            page.wait_for_function("document.getElementById('model').textContent.includes('unet')")
-            page.set_input_files("#image", str(trained / "eye.png"))
-            page.click("#segment")
-            page.wait_for_selector("#result:not([hidden])", timeout=60_000)
-            page.wait_for_function("document.getElementById('overlay-view').naturalWidth > 0")
-            assert page.text_content("#components") == str(answer["components"])
-            assert page.text_content("#area").startswith(f"{answer['foreground']['pixels']} px")
-            assert page.text_content("#error") == ""
-            for view in ("input-view", "overlay-view", "probability-view"):
-                assert page.evaluate(f"document.getElementById('{view}').naturalWidth") == SIZE
-            screenshot = tmp_path / "medseg-page.png"
-            page.screenshot(path=str(screenshot), full_page=True)
-            # a bad upload shows the server's message on the page
-            (tmp_path / "notes.png").write_bytes(b"not an image")
-            page.set_input_files("#image", str(tmp_path / "notes.png"))
-            page.click("#segment")
-            page.wait_for_function("document.getElementById('error').textContent.length > 0")
-            assert "cannot decode the image" in page.text_content("#error")
-        finally:
-            browser.close()
+    with browser_page(width=1400, height=900) as page:
+        page.goto(f"http://127.0.0.1:{server.port}/")
+        page.wait_for_function("document.getElementById('model').textContent.includes('unet')")
+        page.set_input_files("#image", str(trained / "eye.png"))
+        page.click("#segment")
+        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        page.wait_for_function("document.getElementById('overlay-view').naturalWidth > 0")
+        assert page.text_content("#components") == str(answer["components"])
+        assert page.text_content("#area").startswith(f"{answer['foreground']['pixels']} px")
+        assert page.text_content("#error") == ""
+        for view in ("input-view", "overlay-view", "probability-view"):
+            assert page.evaluate(f"document.getElementById('{view}').naturalWidth") == SIZE
+        screenshot = keep_screenshot(page, tmp_path, "medseg-page.png")
+        # a bad upload shows the server's message on the page
+        (tmp_path / "notes.png").write_bytes(b"not an image")
+        page.set_input_files("#image", str(tmp_path / "notes.png"))
+        page.click("#segment")
+        page.wait_for_function("document.getElementById('error').textContent.length > 0")
+        assert "cannot decode the image" in page.text_content("#error")
     assert screenshot.stat().st_size > 10_000
-    if os.environ.get("PENTAD_ARTIFACTS"):
-        Path(os.environ["PENTAD_ARTIFACTS"]).mkdir(parents=True, exist_ok=True)
-        shutil.copy(screenshot, Path(os.environ["PENTAD_ARTIFACTS"]) / screenshot.name)

@@ -6,7 +6,6 @@ In-process: both backends agree, a stale export is not served, a model without i
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import urllib.error
@@ -22,13 +21,12 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 from pentad_core.serving import ServeOptions
-from pentad_core.testing import ServerProcess, free_port
+from pentad_core.testing import ServerProcess, browser_page, free_port, keep_screenshot, requires_chromium
 from pentad_recsys.cli import app, main
 from pentad_recsys.predictor import Predictor
 from pentad_recsys.serving import build_service, popular_items
 
 SIZES = {"num_users": 40, "num_items": 50, "interactions_per_user": 12}
-CHROMIUM = "/usr/bin/chromium"
 
 
 def train(out: Path, model: str = "mf", task: str = "ranking", **options) -> Path:
@@ -192,44 +190,30 @@ def test_every_bad_request_is_answered_and_the_server_keeps_serving(server, pred
     assert 'route="/v1/score",status="413"' in metrics and 'route="/v1/similar",status="404"' in metrics
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent (Debian's chromium package)")
+@requires_chromium()
 def test_the_page_recommends_for_a_chosen_user_and_shows_similar_items(server, predictor, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
     user = predictor.recommender.user_map.raw(0)
     expected = predictor.recommend(user, 10)
-    shot = tmp_path / "recsys-page.png"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
-        try:
-            page = browser.new_page(viewport={"width": 1100, "height": 800})
-            page.goto(server.url + "/")
-            page.wait_for_selector("body[data-state=ready]", timeout=30_000)
-            assert "mf (ranking) on synthetic" in page.inner_text("#card")
-            page.select_option("#user-choice", str(user))
-            page.wait_for_selector("#recommendations li", timeout=30_000)
-            shown = page.locator("#recommendations li").all_inner_texts()
-            assert len(shown) == 10
-            assert [row.split(" (item")[0] for row in shown] == [row["title"] for row in expected]
-            first = expected[0]["item"]
-            page.click("#recommendations li:first-child button")
-            page.wait_for_selector("body[data-state=similar]", timeout=30_000)
-            similar = page.locator("#similar li").all_inner_texts()
-            assert [row.split(" (item")[0] for row in similar] == [row["title"] for row in predictor.similar(first, 10)]
-            assert f"item {first}" in page.inner_text("#similar-title")
-            page.fill("#user", "a-new-user")
-            page.click("#go")
-            page.wait_for_selector("#cold-start", timeout=30_000)
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+    with browser_page(width=1100, height=800) as page:
+        page.goto(server.url + "/")
+        page.wait_for_selector("body[data-state=ready]", timeout=30_000)
+        assert "mf (ranking) on synthetic" in page.inner_text("#card")
+        page.select_option("#user-choice", str(user))
+        page.wait_for_selector("#recommendations li", timeout=30_000)
+        shown = page.locator("#recommendations li").all_inner_texts()
+        assert len(shown) == 10
+        assert [row.split(" (item")[0] for row in shown] == [row["title"] for row in expected]
+        first = expected[0]["item"]
+        page.click("#recommendations li:first-child button")
+        page.wait_for_selector("body[data-state=similar]", timeout=30_000)
+        similar = page.locator("#similar li").all_inner_texts()
+        assert [row.split(" (item")[0] for row in similar] == [row["title"] for row in predictor.similar(first, 10)]
+        assert f"item {first}" in page.inner_text("#similar-title")
+        page.fill("#user", "a-new-user")
+        page.click("#go")
+        page.wait_for_selector("#cold-start", timeout=30_000)
+        shot = keep_screenshot(page, tmp_path, "recsys-page.png")
     assert shot.stat().st_size > 0
-    if os.environ.get("PENTAD_ARTIFACTS"):
-        target = Path(os.environ["PENTAD_ARTIFACTS"])
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, target / shot.name)
 
 
 # ------------------------------------------------------------------------------------ in-process

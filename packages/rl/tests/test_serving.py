@@ -9,8 +9,6 @@ by the served ONNX scores, and a recurrent policy (exportable=False) served with
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,11 +19,10 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from pentad_core.testing import ServerProcess, free_port
+from pentad_core.testing import ServerProcess, browser_page, free_port, keep_screenshot, requires_chromium
 from pentad_rl.cli import main
 from pentad_rl.predictor import Predictor
 
-CHROMIUM = "/usr/bin/chromium"
 TINY = ["--n-envs", "2", "--set", "policy_kwargs={net_arch: [16]}", "--set", "eval_freq=0", "--set", "eval_episodes=2"]
 
 
@@ -78,16 +75,6 @@ def observations(count: int, seed: int = 0) -> np.ndarray:
 
 def empty_board() -> list[list[int]]:
     return [[0] * 7 for _ in range(6)]
-
-
-def save_screenshot(page, tmp_path: Path, name: str) -> Path:
-    path = tmp_path / name
-    page.screenshot(path=str(path), full_page=True)
-    if os.environ.get("PENTAD_ARTIFACTS"):
-        target = Path(os.environ["PENTAD_ARTIFACTS"])
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, target / name)
-    return path
 
 
 # -- CartPole: /v1/act, the model card, batching, bad input --------------------------------------------
@@ -283,62 +270,43 @@ def test_serve_without_a_run_is_a_one_line_error(capsys):
 
 
 # -- the page in headless Chromium -----------------------------------------------------------------------
-def chromium():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is absent (Debian's chromium package; .ci/run installs it)")
-    playwright = pytest.importorskip("playwright.sync_api")
-    return playwright.sync_playwright()
-
-
-LAUNCH = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-          "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
-
-
+@requires_chromium()
 def test_the_page_plays_a_cartpole_episode(cartpole_server, tmp_path):
-    with chromium() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH)
-        try:
-            page = browser.new_page()
-            page.goto(cartpole_server.url + "/")
-            page.wait_for_function("document.getElementById('model-info').textContent.includes('CartPole-v1')")
-            assert page.locator("#connect-four").is_hidden()
-            page.click("#play-episode")
-            page.wait_for_function("/^Return -?\\d/.test(document.getElementById('episode-summary').textContent)")
-            page.wait_for_function("document.getElementById('episode-canvas').dataset.done === 'true'", timeout=60000)
-            summary = page.inner_text("#episode-summary")
-            shown = float(page.get_attribute("#episode-summary", "data-return"))
-            assert shown >= 1 and f"Return {shown:.1f}" in summary and "CartPole-v1" in summary
-            assert "step" in page.inner_text("#episode-step")
-            # The cart was drawn: the canvas is not blank.
-            painted = page.evaluate(
-                "(() => { const c = document.getElementById('episode-canvas');"
-                " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
-                " let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] < 200) n++; return n; })()"
-            )
-            assert painted > 500
-            save_screenshot(page, tmp_path, "rl-cartpole-episode.png")
-        finally:
-            browser.close()
+    with browser_page() as page:
+        page.goto(cartpole_server.url + "/")
+        page.wait_for_function("document.getElementById('model-info').textContent.includes('CartPole-v1')")
+        assert page.locator("#connect-four").is_hidden()
+        page.click("#play-episode")
+        page.wait_for_function("/^Return -?\\d/.test(document.getElementById('episode-summary').textContent)")
+        page.wait_for_function("document.getElementById('episode-canvas').dataset.done === 'true'", timeout=60000)
+        summary = page.inner_text("#episode-summary")
+        shown = float(page.get_attribute("#episode-summary", "data-return"))
+        assert shown >= 1 and f"Return {shown:.1f}" in summary and "CartPole-v1" in summary
+        assert "step" in page.inner_text("#episode-step")
+        # The cart was drawn: the canvas is not blank.
+        painted = page.evaluate(
+            "(() => { const c = document.getElementById('episode-canvas');"
+            " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            " let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] < 200) n++; return n; })()"
+        )
+        assert painted > 500
+        keep_screenshot(page, tmp_path, "rl-cartpole-episode.png")
 
 
+@requires_chromium()
 def test_the_page_plays_connect_four_against_the_agent(connect_four_server, tmp_path):
-    with chromium() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH)
-        try:
-            page = browser.new_page()
-            page.goto(connect_four_server.url + "/")
-            page.wait_for_selector("#connect-four", state="visible")
-            page.click(".cell[data-row='0'][data-col='3']")  # a click anywhere in a column drops into it
-            page.wait_for_function("document.getElementById('c4-status').textContent.includes('Agent played column')")
-            human = page.locator(".cell.human")
-            agent = page.locator(".cell.agent")
-            assert human.count() == 1 and agent.count() == 1
-            assert (human.get_attribute("data-row"), human.get_attribute("data-col")) == ("5", "3")
-            row, column = int(agent.get_attribute("data-row")), int(agent.get_attribute("data-col"))
-            assert row == (4 if column == 3 else 5)  # the lowest free cell of its column
-            assert f"Agent played column {column}" in page.inner_text("#c4-status")
-            page.click("#play-episode")  # a game against the heuristic, replayed on the canvas
-            page.wait_for_function("/^Return -?\\d/.test(document.getElementById('episode-summary').textContent)")
-            save_screenshot(page, tmp_path, "rl-connect-four.png")
-        finally:
-            browser.close()
+    with browser_page() as page:
+        page.goto(connect_four_server.url + "/")
+        page.wait_for_selector("#connect-four", state="visible")
+        page.click(".cell[data-row='0'][data-col='3']")  # a click anywhere in a column drops into it
+        page.wait_for_function("document.getElementById('c4-status').textContent.includes('Agent played column')")
+        human = page.locator(".cell.human")
+        agent = page.locator(".cell.agent")
+        assert human.count() == 1 and agent.count() == 1
+        assert (human.get_attribute("data-row"), human.get_attribute("data-col")) == ("5", "3")
+        row, column = int(agent.get_attribute("data-row")), int(agent.get_attribute("data-col"))
+        assert row == (4 if column == 3 else 5)  # the lowest free cell of its column
+        assert f"Agent played column {column}" in page.inner_text("#c4-status")
+        page.click("#play-episode")  # a game against the heuristic, replayed on the canvas
+        page.wait_for_function("/^Return -?\\d/.test(document.getElementById('episode-summary').textContent)")
+        keep_screenshot(page, tmp_path, "rl-connect-four.png")

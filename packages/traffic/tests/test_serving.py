@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -25,13 +24,12 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from pentad_core.testing import ServerProcess, free_port
+from pentad_core.testing import ServerProcess, browser_page, free_port, keep_screenshot, requires_chromium
 from pentad_traffic.cli import main
 from pentad_traffic.predictor import Predictor
 
 TINY = ["--set", "dataset_options.num_nodes=5", "--set", "dataset_options.num_days=3", "--epochs", "1",
         "--set", "model_options.hidden=8", "--set", "time_of_day=true"]  # fmt: skip
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 class Server(ServerProcess):
@@ -252,10 +250,8 @@ def test_serve_without_a_run_is_a_one_line_error(capsys):
     assert len(error.splitlines()) == 1 and "--run" in error
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium (/usr/bin/chromium) is not installed")
+@requires_chromium()
 def test_the_page_draws_history_and_forecast_of_the_chosen_sensor(server, predictor, sample, tmp_path):
-    from playwright.sync_api import sync_playwright
-
     truth = expected(predictor, sample["window"], sample["time_of_day"])
     shifted = (np.asarray(sample["window"]) - 7.0).round(3)
     upload = tmp_path / "window.csv"
@@ -267,50 +263,29 @@ def test_the_page_draws_history_and_forecast_of_the_chosen_sensor(server, predic
     def table(page) -> list[float]:
         return [float(cell) for cell in page.locator("#forecast-table tbody tr td:nth-child(2)").all_inner_texts()]
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1000, "height": 900})
-            page.goto(server.url + "/")
-            page.wait_for_function("document.querySelectorAll('#forecast-table tbody tr').length === 12")
-            assert "gcn" in page.locator("#model").inner_text()
-            assert page.locator("#sensor option").all_inner_texts() == predictor.sensor_ids
-            assert np.allclose(table(page), truth[:, 0], atol=0.011)  # the first sensor, from the sample window
-            page.select_option("#sensor", "s003")
-            page.wait_for_function("document.getElementById('status').textContent.includes('s003')")
-            assert np.allclose(table(page), truth[:, 3], atol=0.011)
-            assert page.locator("#chart polyline.history").count() == 1
-            assert page.locator("#chart polyline.forecast").count() == 1
-            assert page.locator("#chart circle").count() == 12
-            assert "12 readings, forecast 12 steps (60 min)" in page.locator("#status").inner_text()
-            page.screenshot(path=str(tmp_path / "traffic-page.png"), full_page=True)
+    with browser_page(width=1000, height=900) as page:
+        page.goto(server.url + "/")
+        page.wait_for_function("document.querySelectorAll('#forecast-table tbody tr').length === 12")
+        assert "gcn" in page.locator("#model").inner_text()
+        assert page.locator("#sensor option").all_inner_texts() == predictor.sensor_ids
+        assert np.allclose(table(page), truth[:, 0], atol=0.011)  # the first sensor, from the sample window
+        page.select_option("#sensor", "s003")
+        page.wait_for_function("document.getElementById('status').textContent.includes('s003')")
+        assert np.allclose(table(page), truth[:, 3], atol=0.011)
+        assert page.locator("#chart polyline.history").count() == 1
+        assert page.locator("#chart polyline.forecast").count() == 1
+        assert page.locator("#chart circle").count() == 12
+        assert "12 readings, forecast 12 steps (60 min)" in page.locator("#status").inner_text()
+        screenshot = keep_screenshot(page, tmp_path, "traffic-page.png")
 
-            first = page.locator("#forecast-table tbody td:nth-child(2)").first.inner_text()
-            page.set_input_files("#file", str(upload))  # an uploaded CSV is forecast and drawn
-            page.wait_for_function(
-                f"document.querySelector('#forecast-table tbody td:nth-child(2)').textContent !== '{first}'"
-            )
-            assert np.allclose(table(page), uploaded[:, 3], atol=0.011)
-            page.set_input_files("#file", str(bad))  # a bad upload shows the server's message
-            page.wait_for_function("document.getElementById('status').classList.contains('error')")
-            assert "Error 422" in page.locator("#status").inner_text()
-            assert "12" in page.locator("#status").inner_text()
-        finally:
-            browser.close()
-    screenshot = tmp_path / "traffic-page.png"
+        first = page.locator("#forecast-table tbody td:nth-child(2)").first.inner_text()
+        page.set_input_files("#file", str(upload))  # an uploaded CSV is forecast and drawn
+        page.wait_for_function(
+            f"document.querySelector('#forecast-table tbody td:nth-child(2)').textContent !== '{first}'"
+        )
+        assert np.allclose(table(page), uploaded[:, 3], atol=0.011)
+        page.set_input_files("#file", str(bad))  # a bad upload shows the server's message
+        page.wait_for_function("document.getElementById('status').classList.contains('error')")
+        assert "Error 422" in page.locator("#status").inner_text()
+        assert "12" in page.locator("#status").inner_text()
     assert screenshot.stat().st_size > 10_000
-    if os.environ.get("PENTAD_ARTIFACTS"):
-        target = Path(os.environ["PENTAD_ARTIFACTS"])
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy(screenshot, target / screenshot.name)

@@ -26,7 +26,7 @@ from PIL import Image
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from pentad_core.testing import ServerProcess, free_port
+from pentad_core.testing import ServerProcess, browser_page, free_port, keep_screenshot, requires_chromium
 from pentad_vision.cli import app
 from pentad_vision.predictor import Predictor
 
@@ -289,40 +289,24 @@ def test_serve_without_a_run_is_a_one_line_error(capsys):
     assert "--run" in err and len(err.splitlines()) <= 2, err
 
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (CI installs it)")
+@requires_chromium()
 def test_the_page_classifies_an_upload_in_chromium(server, run, images, tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api")
     upload = tmp_path / "red.png"
     upload.write_bytes(images["red.png"])
     wanted = expected(run, {"red.png": images["red.png"]}, tmp_path)[0]
-    arguments = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=arguments)
-        try:
-            page = browser.new_page(viewport={"width": 1000, "height": 640})
-            page.goto(server.url + "/")
-            page.wait_for_function("document.getElementById('model').textContent.includes('seed-convnet')")
-            page.set_input_files("#files", str(upload))  # the page classifies on selection
-            page.wait_for_selector(".result img.gradcam", timeout=60_000)
-            bars = page.locator(".result .bar")
-            assert bars.count() == 5
-            labels = [bars.nth(i).get_attribute("data-label") for i in range(5)]
-            shown = [float(bars.nth(i).get_attribute("data-probability")) for i in range(5)]
-            assert labels == [label for label, _ in wanted]
-            assert shown == pytest.approx([p for _, p in wanted], abs=1e-4)
-            assert page.locator(".result h2").inner_text() == "red.png"
-            assert "backend onnx" in page.locator("#status").inner_text()
-            assert page.evaluate("document.querySelector('img.gradcam').naturalWidth") == 168
-            screenshot = tmp_path / "vision-page.png"
-            page.screenshot(path=str(screenshot), full_page=True)
-        finally:
-            browser.close()
+    with browser_page(width=1000, height=640) as page:
+        page.goto(server.url + "/")
+        page.wait_for_function("document.getElementById('model').textContent.includes('seed-convnet')")
+        page.set_input_files("#files", str(upload))  # the page classifies on selection
+        page.wait_for_selector(".result img.gradcam", timeout=60_000)
+        bars = page.locator(".result .bar")
+        assert bars.count() == 5
+        labels = [bars.nth(i).get_attribute("data-label") for i in range(5)]
+        shown = [float(bars.nth(i).get_attribute("data-probability")) for i in range(5)]
+        assert labels == [label for label, _ in wanted]
+        assert shown == pytest.approx([p for _, p in wanted], abs=1e-4)
+        assert page.locator(".result h2").inner_text() == "red.png"
+        assert "backend onnx" in page.locator("#status").inner_text()
+        assert page.evaluate("document.querySelector('img.gradcam').naturalWidth") == 168
+        screenshot = keep_screenshot(page, tmp_path, "vision-page.png")
     assert screenshot.stat().st_size > 0
-    if os.environ.get("PENTAD_ARTIFACTS"):
-        target = Path(os.environ["PENTAD_ARTIFACTS"])
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy(screenshot, target / screenshot.name)
