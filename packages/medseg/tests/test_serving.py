@@ -25,6 +25,7 @@ pytest.importorskip("uvicorn")
 
 from PIL import Image
 
+from pentad_core.predictor import locate_run
 from pentad_core.testing import ServerProcess, browser_page, free_port, keep_screenshot, requires_chromium
 from pentad_medseg.cli import main
 from pentad_medseg.data.readers import read_image
@@ -149,7 +150,8 @@ def test_segment_answers_what_the_predictor_answers(trained, server):
     assert status == 200 and card["model"] == "unet" and card["dataset"] == "synthetic"
     assert card["backend"] == "onnx" and card["inputs"]["channels"] == 1 and "test/dice" in card["metrics"]
     assert card["labels"] == ["background", "foreground"] and card["inference"]["window"] == 48
-    assert (trained / "run" / "serve" / "model.onnx").is_file()  # exported on the first start
+    stem = locate_run(trained / "run").checkpoint.stem
+    assert (trained / "run" / "serve" / f"{stem}.onnx").is_file()  # exported on the first start
     image, fov = (trained / "eye.png").read_bytes(), (trained / "fov.png").read_bytes()
     status, answer = server.segment(("image", "eye.png", image, "image/png"), ("fov", "fov.png", fov, "image/png"))
     assert status == 200, answer

@@ -85,7 +85,8 @@ def test_act_answers_what_the_predictor_answers_and_concurrent_requests_share_mo
     assert card["backend"] == "onnx" and card["inputs"]["observation_shape"] == [4] and card["labels"] == ["0", "1"]
     assert "train/timesteps" in card["metrics"] and card["view"] == "cartpole"
     stem = Path(card["checkpoint"]).stem
-    assert list((cartpole / "serve").glob(f"policy-{stem}-*.onnx"))  # exported with the parity check, cached
+    assert (cartpole / "serve" / f"{stem}.onnx").is_file()  # exported with the parity check, cached
+    assert (cartpole / "serve" / f"{stem}.json").is_file()
 
     batch = observations(16)
     status, answer = server.post("/v1/act", {"observations": batch.tolist()})

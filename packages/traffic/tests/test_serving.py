@@ -24,6 +24,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
+from pentad_core.predictor import locate_run
 from pentad_core.testing import ServerProcess, browser_page, free_port, keep_screenshot, requires_chromium
 from pentad_traffic.cli import main
 from pentad_traffic.predictor import Predictor
@@ -102,7 +103,8 @@ def test_json_and_csv_windows_are_forecast_like_the_predictor(server, run, predi
     assert status == 200 and card["model"] == "gcn" and card["backend"] == "onnx" and card["dataset"] == "synthetic"
     assert card["inputs"]["window"] == [12, 5] and card["inputs"]["time_of_day"] is True
     assert card["labels"] == predictor.sensor_ids and "test/h3/rmse" in card["metrics"]
-    assert (run / "serve" / "model.onnx").is_file()  # the ONNX backend exported the run on start
+    stem = locate_run(run).checkpoint.stem
+    assert (run / "serve" / f"{stem}.onnx").is_file()  # the ONNX backend exported the run on start
     status, served = server.request("GET", "/v1/sample")
     assert status == 200 and served == sample
     truth = expected(predictor, sample["window"], sample["time_of_day"])

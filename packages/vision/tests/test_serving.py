@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 pytest.importorskip("fastapi")
@@ -265,6 +266,11 @@ def test_the_onnx_export_is_reused_while_the_checkpoint_is_unchanged(run, tmp_pa
     assert first.stat().st_mtime_ns == stamp
     checkpoint = copy / "checkpoints" / "best.ckpt"
     os.utime(checkpoint, ns=(checkpoint.stat().st_atime_ns, checkpoint.stat().st_mtime_ns + 10**9))
+    assert onnx_model(Predictor.from_run(copy), said.append) == first and "before" in said[-1]  # same bytes
+    state = torch.load(checkpoint, weights_only=True)  # another checkpoint in the same place: other weights
+    name = next(key for key, value in state["state_dict"].items() if value.is_floating_point())
+    state["state_dict"][name] = state["state_dict"][name] + 0.01
+    torch.save(state, checkpoint)
     assert onnx_model(Predictor.from_run(copy), said.append) == first and "parity" in said[-1]  # exported again
 
 

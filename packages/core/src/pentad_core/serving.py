@@ -513,6 +513,54 @@ async def read_multipart(request: Any, options: ServeOptions, *, max_files: int,
         raise ClientError(f"malformed multipart body: {error.message}", 422) from None
 
 
+def serving_export(
+    run_folder: str | Path,
+    checkpoint: str | Path,
+    export: Callable[[Path], dict[str, Any]],
+    log: Callable[[str], None] = print,
+) -> Path:
+    """The ONNX model ``serve`` runs for ``checkpoint``, exported once and reused while it is the same checkpoint.
+
+    ``<run>/serve/<checkpoint stem>.onnx`` with a JSON stamp beside it (the checkpoint's SHA-256 and
+    the export's report). A missing or stale file (another checkpoint's) is exported again by
+    ``export(path) -> report``, the app's export code with its parity check; a run folder that
+    cannot be written exports into the system's temporary folder instead.
+
+    Raises:
+        ConfigError: If no folder can be written.
+    """
+    import hashlib
+    import tempfile
+
+    from pentad_core.files import atomic_write_json
+
+    checkpoint = Path(checkpoint)
+    digest = hashlib.sha256()
+    with checkpoint.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    sha256 = digest.hexdigest()
+    folders = (Path(run_folder) / "serve", Path(tempfile.gettempdir()) / "pentad-serve" / sha256[:16])
+    for folder in folders:
+        path, stamp = folder / f"{checkpoint.stem}.onnx", folder / f"{checkpoint.stem}.json"
+        try:
+            if path.is_file() and json.loads(stamp.read_text(encoding="utf-8")).get("checkpoint_sha256") == sha256:
+                log(f"ONNX model: {path} (exported from this checkpoint before)")
+                return path
+        except (OSError, ValueError):
+            pass
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            report = export(path)
+            atomic_write_json(stamp, {"checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": sha256, **report})
+        except OSError as error:
+            log(f"cannot write the ONNX export into {folder} ({error.strerror or error}); trying another folder")
+            continue
+        log(f"exported {checkpoint.name} to {path} with the parity check")
+        return path
+    raise ConfigError("no writable folder for the ONNX export.", "Serve with --backend torch.")
+
+
 def onnx_session(path: str | Path, device: str = "cpu") -> Any:
     """An ONNX Runtime session for ``path`` on ``device`` (CUDA provider first when asked and present)."""
     import onnxruntime

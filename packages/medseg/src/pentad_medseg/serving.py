@@ -9,7 +9,7 @@ TTA and threshold from the checkpoint).
 
 Backends: ``onnx`` (default) runs the run's network exported with its normalisation (dynamic height and
 width, parity-checked) under ONNX Runtime inside the same sliding window; the export is made on the
-first start into ``<run>/serve/model.onnx`` and reused while the checkpoint is unchanged. ``torch``
+first start into ``<run>/serve/<checkpoint>.onnx`` and reused while the checkpoint is unchanged. ``torch``
 runs the :class:`~pentad_medseg.predictor.Predictor`.
 
 Dynamic batching batches whole images: the requests gathered by the batcher are grouped by image
@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import io
-import json
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -36,8 +33,15 @@ import torch
 from fastapi import Request  # at module level: FastAPI resolves the route's annotations here
 
 from pentad_core.errors import ConfigError, DataError
-from pentad_core.files import atomic_write_json
-from pentad_core.serving import ClientError, ServeOptions, Service, media_type, onnx_session, read_multipart
+from pentad_core.serving import (
+    ClientError,
+    ServeOptions,
+    Service,
+    media_type,
+    onnx_session,
+    read_multipart,
+    serving_export,
+)
 from pentad_medseg.data.readers import image_array, label_values, labels_from_values
 from pentad_medseg.inference import sliding_window_inference
 from pentad_medseg.outputs import display_image, png_bytes, prediction_images
@@ -120,46 +124,21 @@ class SegmentationModel:
         return results  # type: ignore[return-value]
 
 
-def _checkpoint_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def exported_model(predictor: Predictor, log: Callable[[str], None] = print) -> Path:
-    """The run's network as ONNX: ``<run>/serve/model.onnx``, exported (with the parity check) when
-    missing or made from another checkpoint; a temporary folder when the run folder is read-only.
+    """The run's network as ONNX for serving (core's serve cache), exported with the parity check at two
+    image sizes when missing or made from another checkpoint.
 
     Raises:
         ParityError: If the exported model disagrees with PyTorch.
-        ConfigError: If no folder can be written.
     """
     from pentad_medseg.pipeline import export_network
 
-    digest = _checkpoint_digest(predictor.run.checkpoint)
-    folders = (predictor.run.folder / "serve", Path(tempfile.gettempdir()) / "pentad-medseg-serve" / digest[:16])
-    for folder in folders:
-        path, stamp = folder / "model.onnx", folder / "model.json"
-        try:
-            if path.is_file() and json.loads(stamp.read_text(encoding="utf-8")).get("checkpoint_sha256") == digest:
-                log(f"ONNX model {path} (exported from {predictor.run.checkpoint.name})")
-                return path
-        except (OSError, ValueError):
-            pass
-        try:
-            window = int(predictor.module.hparams.window)
-            report = export_network(predictor.network(), predictor.in_channels, path, window)
-            atomic_write_json(stamp, {"checkpoint": str(predictor.run.checkpoint), "checkpoint_sha256": digest,
-                                      **report.as_metrics()})  # fmt: skip
-        except OSError as error:
-            log(f"cannot write the ONNX export into {folder} ({error.strerror or error}); trying elsewhere")
-            continue
-        log(f"exported {predictor.run.checkpoint.name} to {path} (max abs difference to PyTorch "
-            f"{report.max_abs_diff:.1e})")  # fmt: skip
-        return path
-    raise ConfigError("cannot write the ONNX export anywhere; use --backend torch.")
+    window = int(predictor.module.hparams.window)
+
+    def export(path: Path) -> dict[str, Any]:
+        return export_network(predictor.network(), predictor.in_channels, path, window).as_metrics()
+
+    return serving_export(predictor.run.folder, predictor.run.checkpoint, export, log)
 
 
 def label_names(classes: int) -> list[str]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import math
 import os
 import random
@@ -37,7 +36,7 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env import unwrap_vec_normalize
 
 from pentad_core.errors import ConfigError, PentadError
-from pentad_core.serving import ClientError, ServeOptions, Service, onnx_session, read_json, run_server
+from pentad_core.serving import ClientError, ServeOptions, Service, onnx_session, read_json, run_server, serving_export
 from pentad_rl.algorithms import algorithm_name
 from pentad_rl.envs.connect_four import COLUMNS, ROWS, drop, is_win, legal_moves
 from pentad_rl.envs.registry import CONNECT_FOUR_ID
@@ -78,6 +77,7 @@ class Backend:
 
     def __init__(self, predictor: Predictor, options: ServeOptions, log: Any = print) -> None:
         self.predictor = predictor
+        self.log = log
         self.discrete = isinstance(predictor.model.action_space, spaces.Discrete)
         self.session: Any = None
         self.name, self.note = "torch", ""
@@ -96,26 +96,17 @@ class Backend:
         self.lock = threading.Lock()  # the torch policy is not shared between threads
 
     def onnx_path(self) -> Path:
-        """The serve cache's graph for this checkpoint, exported with the parity check when missing."""
-        checkpoint = self.predictor.run.checkpoint
-        digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:16]
-        name = f"policy-{checkpoint.stem}-{digest}.onnx"
-        target = self.predictor.run.folder / "serve" / name
-        if target.is_file():
-            return target
-        env = self.predictor.make_env(n_envs=1)
-        try:
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                export_policy(self.predictor.model, target, env, batch=64, scores=self.discrete)
-            except PermissionError:  # a read-only run: export into a private temporary folder
-                import tempfile
+        """The policy as ONNX for serving (core's serve cache), exported with the parity check when missing."""
 
-                target = Path(tempfile.mkdtemp(prefix="pentad-rl-serve-")) / name
-                export_policy(self.predictor.model, target, env, batch=64, scores=self.discrete)
-        finally:
-            env.close()
-        return target
+        def export(path: Path) -> dict[str, Any]:
+            env = self.predictor.make_env(n_envs=1)
+            try:
+                export_policy(self.predictor.model, path, env, batch=64, scores=self.discrete)
+            finally:
+                env.close()
+            return {}
+
+        return serving_export(self.predictor.run.folder, self.predictor.run.checkpoint, export, self.log)
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         """Actions for raw observations ``(N, *observation_shape)``."""

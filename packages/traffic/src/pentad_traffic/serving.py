@@ -13,7 +13,7 @@ Routes (besides core's ``/healthz``, ``/readyz``, ``/v1/model``, ``/metrics``, `
   written by ``train``), as JSON or ``?format=csv``; 404 for a run trained before it was written.
 
 The model runs in ONNX Runtime (the run's network plus its inverse scaling, exported with the
-parity check into ``<run>/serve/model.onnx`` when missing or older than the checkpoint) or, with
+parity check into ``<run>/serve/<checkpoint>.onnx`` when missing or made from another checkpoint) or, with
 ``--backend torch`` or for a model registered ``exportable=False``, in PyTorch.
 """
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
@@ -34,8 +33,16 @@ import torch
 from fastapi import Request  # at module level: FastAPI resolves the routes' annotations here
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from pentad_core.files import atomic_write_json
-from pentad_core.serving import ClientError, ServeContext, ServeOptions, Service, media_type, onnx_session, read_body
+from pentad_core.serving import (
+    ClientError,
+    ServeContext,
+    ServeOptions,
+    Service,
+    media_type,
+    onnx_session,
+    read_body,
+    serving_export,
+)
 from pentad_traffic.outputs import SAMPLE_WINDOW
 from pentad_traffic.pipeline import export
 from pentad_traffic.predictor import Predictor
@@ -245,27 +252,11 @@ class Forecaster:
 
 
 def onnx_model(predictor: Predictor, log: Callable[[str], None] = print) -> Path:
-    """The run's ONNX export for serving: ``<run>/serve/model.onnx``, exported with the parity check
-    when missing or made from another checkpoint (a temporary folder when the run is read-only)."""
-    checkpoint = Path(predictor.run.checkpoint)
-    stat = checkpoint.stat()
-    stamp = {"checkpoint": str(checkpoint.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    folder = Path(predictor.run.folder) / SERVE_FOLDER
-    path, record = folder / "model.onnx", folder / "model.json"
-    try:
-        if path.is_file() and record.is_file() and json.loads(record.read_text())["source"] == stamp:
-            return path
-    except (OSError, ValueError, KeyError):
-        pass
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        folder = Path(tempfile.mkdtemp(prefix="pentad-traffic-serve-"))
-        path, record = folder / "model.onnx", folder / "model.json"
-    log(f"exporting {checkpoint.name} to {path} (ONNX, with the parity check)")
-    path, difference = export(predictor, path)
-    atomic_write_json(record, {"source": stamp, "max_abs_diff": difference})
-    return path
+    """The run's ONNX export for serving (core's serve cache), exported with the parity check when missing
+    or made from another checkpoint."""
+    return serving_export(
+        predictor.run.folder, predictor.run.checkpoint, lambda path: {"max_abs_diff": export(predictor, path)[1]}, log
+    )
 
 
 def _sample(folder: Path) -> dict[str, Any] | None:

@@ -30,10 +30,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
-import hashlib
 import io
-import json
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -49,7 +46,6 @@ try:  # at module level: FastAPI resolves the route's annotations here
     from fastapi import Query, Request
 except ModuleNotFoundError:  # without the serve extra, `serve` says what to install (one line, exit 2)
     raise ConfigError("serving needs the serve extra: pip install 'pentad-vision[serve]'.") from None
-from pentad_core.files import atomic_write_json
 from pentad_core.serving import (
     ClientError,
     ServeOptions,
@@ -58,6 +54,7 @@ from pentad_core.serving import (
     onnx_session,
     read_body,
     read_multipart,
+    serving_export,
 )
 from pentad_vision.predictor import Predictor
 from pentad_vision.registry import MODELS
@@ -175,39 +172,12 @@ class OnnxNet:
 
 
 def onnx_model(predictor: Predictor, log: Callable[[str], None] = print) -> Path:
-    """The run's network as ONNX, exported with the parity check unless an export of this checkpoint exists.
-
-    Written to ``<run>/serve/<checkpoint stem>.onnx`` beside a JSON stamp (the checkpoint's path, size and
-    modification time); a read-only run folder falls back to the system's temporary folder.
-    """
+    """The run's network as ONNX for serving (core's serve cache; exported with the export verb's parity check)."""
     from pentad_vision import pipeline
 
-    checkpoint = predictor.run.checkpoint.resolve()
-    status = checkpoint.stat()
-    key = {"checkpoint": str(checkpoint), "size": status.st_size, "mtime_ns": status.st_mtime_ns}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    folders = (predictor.run.folder / "serve", Path(tempfile.gettempdir()) / "pentad-serve" / digest)
-    for folder in folders:
-        path, stamp = folder / f"{checkpoint.stem}.onnx", folder / f"{checkpoint.stem}.json"
-        try:
-            recorded = json.loads(stamp.read_text(encoding="utf-8")) if stamp.is_file() else {}
-        except (OSError, ValueError):
-            recorded = {}
-        if path.is_file() and all(recorded.get(name) == value for name, value in key.items()):
-            log(f"ONNX model: {path} (exported from this checkpoint before)")
-            return path
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            report = pipeline.export_onnx(predictor, path)  # the export verb's code, parity check included
-            atomic_write_json(stamp, {**key, **report})
-        except OSError as error:
-            log(f"cannot write the ONNX export into {folder} ({error}); trying another folder")
-            continue
-        log(
-            f"exported {checkpoint.name} to {path}; parity with PyTorch: max |diff| {report['export/max_abs_diff']:.2e}"
-        )
-        return path
-    raise ConfigError("no writable folder for the ONNX export.", "Serve with --backend torch.")
+    return serving_export(
+        predictor.run.folder, predictor.run.checkpoint, lambda path: pipeline.export_onnx(predictor, path), log
+    )
 
 
 class Classifier:
