@@ -99,6 +99,32 @@ DATASETS.register("toy-real", make_data, description="a dataset that lives in a 
 app = App("toy", "Toy regression app for core tests.", ToyConfig, datasets=DATASETS, real_dataset="toy-real")
 
 
+def configure(context: Context, dataset: torch.utils.data.TensorDataset) -> ToyConfig:
+    """Self-configuration as a domain does it: fingerprint the data, derive settings, size the run."""
+    from pentad_core.autoconfig import Choice, epochs_for_budget, parse_duration, seconds_per_step, self_configure
+
+    inputs, targets = dataset.tensors
+    scale = float(inputs.pow(2).sum(1).mean())
+    fingerprint = {"samples": len(inputs), "features": inputs.shape[1], "input_power": round(scale, 3)}
+    choices = [Choice("learning_rate", round(0.5 / scale, 4), f"0.5 / mean squared input norm {scale:.3g}")]
+    if context.config.time_budget is not None:
+        probe = ToyRegression(inputs.shape[1], 0.01)
+        optimizer = torch.optim.SGD(probe.parameters(), lr=0.01)
+        batch = inputs[: context.config.batch_size], targets[: context.config.batch_size]
+
+        def step() -> None:
+            optimizer.zero_grad()
+            nn.functional.mse_loss(probe.layer(batch[0]), batch[1]).backward()
+            optimizer.step()
+            time.sleep(context.config.step_delay)
+
+        steps = math.ceil(len(inputs) / context.config.batch_size)
+        epoch_s = steps * seconds_per_step(step)
+        epochs = epochs_for_budget(parse_duration(context.config.time_budget), epoch_s, maximum=1000)
+        choices.append(Choice("trainer.max_epochs", epochs, f"{epoch_s:.3g} s per epoch measured"))
+    return self_configure(context, fingerprint, choices)
+
+
 @app.verb("train", "Train the toy model.", trains=True)
 def train(context: Context) -> None:
     config = context.config
@@ -110,10 +136,14 @@ def train(context: Context) -> None:
         train_loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, sampler=sampler)
     else:
         train_loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=config.shuffle)
+    config = configure(context, dataset)
     val_loader = torch.utils.data.DataLoader(dataset, batch_size=64)
     module = ToyRegression(config.features, config.learning_rate)
     trainer = build_trainer(
-        config.trainer, context.run, callbacks=[Delay(config.step_delay, context.run.path / "started")]
+        config.trainer,
+        context.run,
+        callbacks=[Delay(config.step_delay, context.run.path / "started")],
+        time_budget=config.time_budget,
     )
     fit(trainer, module, context.run, train_dataloaders=train_loader, val_dataloaders=val_loader,
         ckpt_path=context.resume_path)  # fmt: skip

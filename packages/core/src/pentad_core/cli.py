@@ -32,7 +32,15 @@ from typing import Any
 import yaml
 
 from pentad_core.checkpoint import resolve_resume
-from pentad_core.config import config_to_dict, load_yaml, nest, parse_override, resolve_config, save_config
+from pentad_core.config import (
+    config_to_dict,
+    load_yaml,
+    nest,
+    parse_override,
+    recipe_for_model,
+    resolve_config,
+    save_config,
+)
 from pentad_core.data import RemoteFile, dataset_folder, download_dataset, verify_dataset
 from pentad_core.errors import ConfigError, DataError, PentadError
 from pentad_core.registry import Registry
@@ -48,6 +56,7 @@ RUN_DIR_ENV = "PENTAD_RUN_DIR"
 RESUME_CHANGES = (
     "trainer.max_epochs",
     "trainer.max_steps",
+    "time_budget",
     "trainer.accelerator",
     "trainer.devices",
     "trainer.num_nodes",
@@ -73,6 +82,20 @@ class BaseRunConfig:
     seed: int = 0
     #: Torch CPU threads (null keeps torch's default).
     threads: int | None = None
+    #: Training time budget, e.g. "90s", "10m", "1.5h" (null: the recipe's epochs or steps). The app
+    #: sizes the run from a measured step time and stops cleanly, with a checkpoint, when it is spent.
+    time_budget: str | None = None
+    #: Derive the settings nobody set (recipe, --config, options, --set) from a fingerprint of the
+    #: dataset (see pentad_core.autoconfig); false keeps the defaults.
+    self_configure: bool = True
+    #: What self-configuration found and chose, with the reason for each choice (written by the app).
+    self_config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.time_budget is not None:
+            from pentad_core.autoconfig import parse_duration
+
+            parse_duration(self.time_budget, key="time_budget")
 
 
 @dataclass
@@ -100,6 +123,7 @@ COMMON_OPTION_KEYS = {
     "precision": "trainer.precision",
     "num_nodes": "trainer.num_nodes",
     "strategy": "trainer.strategy",
+    "time_budget": "time_budget",
 }
 
 
@@ -138,6 +162,11 @@ class Context:
     def data_root(self) -> Path | None:
         """Folder of the configured dataset; ``None`` for a dataset the package generates."""
         return self.app.dataset_folder(self.config.dataset, self.config.data_dir)
+
+    @property
+    def explicit_keys(self) -> frozenset[str]:
+        """Dotted config keys set by the recipe, ``--config``, the options or ``--set`` (not defaults)."""
+        return self.app.explicit_keys
 
     @property
     def is_main_process(self) -> bool:
@@ -266,6 +295,11 @@ class App:
         self._options: list[_Option] = []
         #: The recipe file the last resolved config was built on (``None``: no recipe).
         self.recipe_source: Path | None = None
+        #: The recipe's per-model section in force (``models.<name>``), or ``None``.
+        self.recipe_section: str | None = None
+        #: Dotted config keys the recipe, ``--config``, the options or ``--set`` set: self-configuration
+        #: (:mod:`pentad_core.autoconfig`) leaves these alone.
+        self.explicit_keys: frozenset[str] = frozenset()
         #: Print nothing from verbs (set by :meth:`run`).
         self.quiet = False
         #: The run folder and config of the last verb run (read by :meth:`run`).
@@ -342,6 +376,9 @@ class App:
             group.add_argument("--batch-size", type=int, metavar="N", help="samples per batch")
         group.add_argument("--seed", type=int, metavar="N", help="random seed")
         group.add_argument(
+            "--time-budget", metavar="T", help="training time, e.g. 90s, 10m, 1h: sizes the run and stops it cleanly"
+        )
+        group.add_argument(
             "--out", metavar="DIR", help=f"run folder (default runs/{self.name}/<time>-<model>-<dataset>)"
         )
         group.add_argument("--resume", metavar="last|PATH", help="continue an interrupted run")
@@ -407,6 +444,10 @@ class App:
         resumed = self.resumed_run(args, verb)
         if resumed is not None:
             saved = load_yaml(resumed / RunDir.CONFIG)
+            self.recipe_section = None
+            self.explicit_keys = (
+                frozenset(_flatten(saved)) | frozenset(_flatten(user_yaml)) | frozenset(_flatten(command_line))
+            )
             original = resolve_config(self.config_class, [saved])
             config = resolve_config(self.config_class, [saved, user_yaml, command_line])
             self._check_resume_changes(original, config, resumed)
@@ -430,11 +471,24 @@ class App:
         )
         recipe = self.recipe(str(dataset), verb.name if verb else None)
         model = command_line.get("model") or user_yaml.get("model") or checkpoint_yaml.get("model")
-        if model and recipe.get("model") not in (None, model):
-            # a recipe's model_options are its own model's settings; another model starts from its defaults
-            recipe = {key: value for key, value in recipe.items() if key != "model_options"}
+        recipe, self.recipe_section = recipe_for_model(recipe, model)
         layers = [recipe, checkpoint_yaml, user_yaml, {"dataset": dataset}, command_line]
+        self.explicit_keys = frozenset(key for layer in layers for key in _flatten(layer))
         return resolve_config(self.config_class, layers)
+
+    def config_for_model(self, context: Context, model: str) -> Any:
+        """The config ``train --model MODEL`` would run with, given the rest of ``context``'s command line.
+
+        For verbs that train several models side by side (``benchmark``): each gets its own section of
+        the dataset's recipe exactly as ``train --model MODEL`` does, so both report the same numbers.
+        """
+        args = argparse.Namespace(**vars(context.args))
+        args.model = model
+        saved = self.recipe_source, self.recipe_section, self.explicit_keys
+        try:
+            return self.resolve_config(args, self._verbs.get(context.verb))
+        finally:
+            self.recipe_source, self.recipe_section, self.explicit_keys = saved
 
     def resumed_run(self, args: argparse.Namespace, verb: _Verb | None) -> Path | None:
         """The folder of the run ``--resume`` continues, when it has a ``config.yaml``; else ``None``.
@@ -499,7 +553,8 @@ class App:
             extra = f" and --config {args.config}" if args.config else ""
             context.print(f"resuming with the run's own config.yaml{extra}")
         elif self.recipe_source is not None:
-            context.print(f"recipe: {self.recipe_source}")
+            section = f" (section models.{self.recipe_section})" if self.recipe_section else ""
+            context.print(f"recipe: {self.recipe_source}{section}")
         elif getattr(args, "config", None):
             context.print(f"no recipe for dataset {context.config.dataset!r}: --config {args.config} over the defaults")
         else:

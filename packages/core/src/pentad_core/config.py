@@ -220,6 +220,42 @@ def resolve_config(cls: type[C], layers: list[Mapping[str, Any]]) -> C:
     return config_from_dict(cls, merged)
 
 
+#: The recipe key that holds per-model sections: ``models: {<model>: {<config keys>}}``.
+RECIPE_MODELS_KEY = "models"
+
+
+def recipe_for_model(recipe: Mapping[str, Any], model: str | None = None) -> tuple[dict[str, Any], str | None]:
+    """The recipe as it applies to ``model``: its common keys with the model's own section over them.
+
+    A dataset recipe may hold a ``models:`` mapping of model name -> the settings that model was tuned with
+    on that dataset. ``model`` (``None``: the recipe's own ``model``) picks the section. The recipe's
+    top-level ``model_options`` belong to the recipe's own model, so another model does not inherit them.
+
+    Args:
+        recipe: The recipe YAML as loaded.
+        model: The model asked for (``--model``), or ``None``.
+
+    Returns:
+        ``(layer, section)``: the config layer to merge, and the name of the section applied (or ``None``).
+
+    Raises:
+        ConfigError: If ``models`` is not a mapping of model names to mappings.
+    """
+    sections = recipe.get(RECIPE_MODELS_KEY) or {}
+    if not isinstance(sections, Mapping) or not all(isinstance(v, Mapping) for v in sections.values()):
+        raise ConfigError(
+            f"recipe key {RECIPE_MODELS_KEY!r} must map model names to mappings of config keys.",
+            "Write e.g. `models: {gru: {lr: 0.001}}`.",
+        )
+    layer = {key: value for key, value in recipe.items() if key != RECIPE_MODELS_KEY}
+    chosen = model or layer.get("model")
+    if chosen and layer.get("model") not in (None, chosen):
+        layer.pop("model_options", None)
+    if not chosen or chosen not in sections:
+        return layer, None
+    return merge_dicts(layer, sections[chosen]), str(chosen)
+
+
 def save_config(config: Any, path: str | Path) -> None:
     """Write ``config`` as YAML, atomically."""
     from pentad_core.files import atomic_write_text

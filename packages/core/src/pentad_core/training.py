@@ -197,6 +197,7 @@ def build_trainer(
     callbacks: list[pl.Callback] | tuple[pl.Callback, ...] = (),
     enable_checkpointing: bool = True,
     has_validation: bool = True,
+    time_budget: str | float | None = None,
     **overrides: Any,
 ) -> pl.Trainer:
     """Create a Lightning ``Trainer`` writing into ``run``.
@@ -209,6 +210,9 @@ def build_trainer(
             skipped, and the one checkpoint kept is the latest, ``last.ckpt``.
         callbacks: Extra callbacks appended after the standard ones.
         enable_checkpointing: Set False for evaluation-only trainers.
+        time_budget: The run's ``time_budget`` ("10m", seconds, or ``None``): Lightning's ``max_time``, so
+            training stops after the step that spends it, validates, and writes ``last.ckpt`` (the
+            elapsed time is kept in checkpoints, so a resumed run spends only what is left).
         **overrides: Any other ``pl.Trainer`` keyword, for settings not in the config.
 
     Returns:
@@ -295,6 +299,12 @@ def build_trainer(
         "profiler": NoProfiler(),
         "default_root_dir": run.path,
     }
+    if time_budget is not None:
+        from datetime import timedelta
+
+        from pentad_core.autoconfig import parse_duration
+
+        options["max_time"] = timedelta(seconds=parse_duration(time_budget, key="time_budget"))
     options.update(overrides)
     return pl.Trainer(**options)
 
