@@ -145,11 +145,40 @@ def test_models_and_data_list(app, capsys):
 @pytest.mark.parametrize("app", APPS)
 def test_every_shared_recipe_loads_into_the_app_config(app):
     """A typo in a recipe (unknown key, wrong type) is caught here, not in a user's benchmark run."""
-    from pentad_core.config import config_from_dict, load_yaml
+    from pentad_core.config import config_from_dict, load_yaml, recipe_for_model
 
     recipes = sorted((ROOT / "shared" / "configs" / app).glob("*.yaml"))
     assert recipes, f"shared/configs/{app} holds no recipe"
     config_class = app_object(app).config_class
     for recipe in recipes:
-        config = config_from_dict(config_class, load_yaml(recipe))
+        layer, _ = recipe_for_model(load_yaml(recipe))
+        config = config_from_dict(config_class, layer)
         assert isinstance(config, config_class), recipe
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_every_recipe_section_names_a_registered_model_and_resolves(app):
+    """``models: {X: ...}`` in a recipe is what ``train --model X`` and ``benchmark`` apply: each section
+    must name a model the app has and load into the app's config together with the recipe's common keys."""
+    from pentad_core.config import config_from_dict, load_yaml, recipe_for_model
+
+    scaffold = app_object(app)
+    for path in sorted((ROOT / "shared" / "configs" / app).glob("*.yaml")):
+        recipe = load_yaml(path)
+        for name in [None, *(recipe.get("models") or {})]:
+            layer, section = recipe_for_model(recipe, name)
+            assert name is None or section == name, (path, name)
+            config = config_from_dict(scaffold.config_class, layer if name is None else {**layer, "model": name})
+            if scaffold.models is not None and config.model:
+                assert config.model in scaffold.models, f"{path.name}: models.{name} is not a registered model"
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_the_benchmark_table_has_a_row_for_every_registered_model(app):
+    """Issue 20: every registered model's measured row (or the reason it has none) is in the app's table."""
+    scaffold = app_object(app)
+    if scaffold.models is None:
+        pytest.skip(f"{app} has no model registry")
+    table = (ROOT / "docs" / "benchmarks" / f"{app}.md").read_text(encoding="utf-8")
+    missing = [name for name in scaffold.models if f"`{name}`" not in table]
+    assert not missing, f"docs/benchmarks/{app}.md has no row for {missing}"
