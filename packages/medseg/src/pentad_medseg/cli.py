@@ -16,6 +16,7 @@ from pentad_core.serving import add_serve_arguments, run_server, serve_options
 from pentad_medseg import data as _data  # noqa: F401  (registers datasets)
 from pentad_medseg import losses as _losses  # noqa: F401  (registers losses)
 from pentad_medseg import models as _models  # noqa: F401  (registers models)
+from pentad_medseg.autoconfig import self_configure_run
 from pentad_medseg.config import MedsegConfig
 from pentad_medseg.data import load_dataset
 from pentad_medseg.pipeline import (
@@ -54,7 +55,6 @@ app.option("--pretrained", key="pretrained", metavar="PATH", help="initialise fr
 app.option("--loss", key="loss", metavar="NAME", help="bce, dice, bce-dice, focal, tversky, ce, ce-dice")
 app.option("--threshold", key="threshold", type=float, metavar="T", help="binary threshold (default: recipe)")
 app.option("--tta", key="tta", action="store_const", const=True, help="flip test-time augmentation")
-app.option("--max-minutes", key="max_minutes", type=float, metavar="M", help="training time limit")
 
 
 def _report(context: Context, metrics: dict[str, float], keys: tuple[str, ...] = ()) -> None:
@@ -63,9 +63,10 @@ def _report(context: Context, metrics: dict[str, float], keys: tuple[str, ...] =
 
 
 def _train(context: Context) -> dict[str, float]:
+    data = load_data(context.config, context.data_root)
+    context.print(f"{context.config.dataset}: {data.summary()}")
+    data = self_configure_run(context, data)  # folder, nifti: settings nobody set, from the data
     config, run = context.config, context.run
-    data = load_data(config, context.data_root)
-    context.print(f"{config.dataset}: {data.summary()}")
     module, copied = build_module(config, data)
     if config.pretrained:
         context.print(f"initialised {copied} tensors from {config.pretrained}")

@@ -70,22 +70,19 @@ class MedsegConfig(RunConfig):
     infer_batch_size: int = 16
     #: Compute the 95% Hausdorff distance at test time.
     hd95: bool = True
-    #: Stop training after this many minutes of wall-clock time (null = no limit).
-    max_minutes: float | None = None
     #: Test images drawn as overlays in plots/predictions.png.
     plot_examples: int = 3
     #: Lightning trainer settings (best checkpoint by val/dice).
     trainer: TrainerConfig = field(default_factory=_trainer_defaults)
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # checks time_budget
         if self.classes < 2:
             raise ConfigError(f"--classes must be at least 2 (background + foreground), got {self.classes}.")
         if self.patch_size < 8:
             raise ConfigError(f"patch_size must be at least 8, got {self.patch_size}.")
         if self.window < 8:
             raise ConfigError(f"window must be at least 8, got {self.window}.")
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            raise ConfigError(f"max_minutes must be positive, got {self.max_minutes}.")
 
     def network_options(self) -> dict[str, Any]:
         """Keyword arguments of the model factory (smp models get the encoder settings)."""

@@ -153,9 +153,8 @@ def train_model(
     train_loader, val_loader, test_loader = build_loaders(config, data, module)
     # The loaders shard the data over DDP processes themselves (and never pad the images).
     overrides: dict[str, Any] = {"use_distributed_sampler": False}
-    if config.max_minutes is not None:
-        overrides["max_time"] = {"seconds": round(config.max_minutes * 60)}
-    trainer = build_trainer(config.trainer, run, has_validation=val_loader is not None, **overrides)
+    trainer = build_trainer(config.trainer, run, has_validation=val_loader is not None,
+                            time_budget=config.time_budget, **overrides)  # fmt: skip
     metrics = fit(trainer, module, run, train_dataloaders=train_loader, val_dataloaders=val_loader,
                   ckpt_path=resume_path)  # fmt: skip
     patches = module.train_patches * trainer.world_size  # every process trained on its share

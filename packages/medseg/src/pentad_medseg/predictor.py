@@ -171,7 +171,8 @@ class Predictor(BasePredictor):
         path = Path(path)
         if self.in_channels != 1:
             raise DataError(f"{path} is a single-channel volume; the model expects {self.in_channels} channels.")
-        slices = nifti_slices(path, None, self.classes)
+        options = self.config.dataset_options if self.config.dataset == "nifti" else {}
+        slices = nifti_slices(path, None, self.classes, clip=options.get("clip"), zscore=bool(options.get("zscore")))
         first = slices[0].meta
         channels = 1 if self.classes == 2 else self.classes
         probabilities = np.zeros((*first["volume_shape"], channels), np.float32)

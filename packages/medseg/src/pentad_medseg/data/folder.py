@@ -80,3 +80,26 @@ def folder(
         train, val, test = ratio_split(_pair_folder(root, classes), val_fraction, test_fraction, split_seed)
     channels = common_channels(train + val + test, root)
     return SegmentationData(train, val, test, classes=classes, in_channels=channels, name="folder")
+
+
+def write_folder(data: SegmentationData, root: str | Path) -> Path:
+    """Write ``data`` in the ``folder`` layout: ``train|val|test/{images,masks,fov}/<name>.png`` (8-bit).
+
+    Images are expected in ``[0, 1]``; masks are written 0/255 for binary data, as labels otherwise;
+    an empty split is left out. Reading the folder back gives the same splits.
+    """
+    from PIL import Image
+
+    root = Path(root)
+    for split in ("train", "val", "test"):
+        for item in data.split(split):
+            for sub in ("images", "masks", "fov"):
+                (root / split / sub).mkdir(parents=True, exist_ok=True)
+            pixels = np.round(np.clip(item.image, 0, 1) * 255).astype(np.uint8)
+            Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)).save(
+                root / split / "images" / f"{item.name}.png"
+            )
+            mask = item.mask * (255 if data.classes == 2 else 1)
+            Image.fromarray(mask.astype(np.uint8)).save(root / split / "masks" / f"{item.name}.png")
+            Image.fromarray(item.fov.astype(np.uint8) * 255).save(root / split / "fov" / f"{item.name}.png")
+    return root

@@ -158,14 +158,41 @@ def read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data, np.asarray(volume.affine, dtype=np.float64)
 
 
+def normalize_volume(volume: np.ndarray, clip: list[float] | None = None, zscore: bool = False) -> np.ndarray:
+    """``volume`` clipped to ``clip`` (``[low, high]``) and/or z-scored with its own mean and std."""
+    if clip is not None:
+        low, high = (float(v) for v in clip)
+        volume = np.clip(volume, low, high)
+    if zscore:
+        volume = (volume - volume.mean()) / max(float(volume.std()), 1e-8)
+    return volume.astype(np.float32)
+
+
 def nifti_files(directory: Path) -> dict[str, Path]:
     """``stem -> path`` of the NIfTI volumes in ``directory``."""
     return {file_stem(p): p for p in sorted(directory.iterdir()) if p.name.lower().endswith(NIFTI_SUFFIXES)}
 
 
-def nifti_slices(image_path: Path, label_path: Path | None, classes: int, skip_empty: bool = False) -> list[SegImage]:
-    """Cut a volume (and its label volume) into 2D slices along the last axis."""
+def nifti_slices(
+    image_path: Path,
+    label_path: Path | None,
+    classes: int,
+    skip_empty: bool = False,
+    clip: list[float] | None = None,
+    zscore: bool = False,
+) -> list[SegImage]:
+    """Cut a volume (and its label volume) into 2D slices along the last axis.
+
+    Args:
+        image_path: The volume.
+        label_path: Its label volume, or ``None``.
+        classes: Label values including background.
+        skip_empty: Leave out slices without foreground.
+        clip: ``[low, high]``: clip the intensities first (CT windows, nnU-Net's foreground percentiles).
+        zscore: Subtract the volume's mean and divide by its standard deviation (after clipping).
+    """
     volume, affine = read_nifti(image_path)
+    volume = normalize_volume(volume, clip, zscore)
     labels = None
     if label_path is not None:
         raw, _ = read_nifti(label_path)

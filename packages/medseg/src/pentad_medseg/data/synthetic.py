@@ -25,6 +25,10 @@ def synthetic_image(
 
     ``vessels``: thin, branching, curved dark lines inside a circular FOV, as in fundus images.
     ``cells``: bright elliptic blobs; with ``classes == 3`` small blobs are class 1 and large ones class 2.
+    ``photos``: RGB endoscopy-like photographs: one or two large lumpy domes (8-22 % of the side in
+    radius; the foreground) on folded pink tissue, under uneven light with specular highlights. The
+    domes differ from the tissue in shading, rim, texture and a slight hue, not in brightness, so a
+    threshold fails and a network needs context (``channels`` is always 3; binary).
 
     Returns:
         ``(image (C, H, W) float32 in [0, 1], mask (H, W) int64, fov (H, W) bool)``.
@@ -68,12 +72,49 @@ def synthetic_image(
             blob = ((yy - cy) / (r * a)) ** 2 + ((xx - cx) / (r / a)) ** 2 <= 1
             mask[blob] = (2 if large else 1) if classes >= 3 else 1
             intensity = np.where(blob, intensity + 0.35, intensity)
+    elif kind == "photos":
+        return _photo(rng, size, classes)
     else:
-        raise ConfigError(f"synthetic kind must be 'vessels' or 'cells', got {kind!r}.")
+        raise ConfigError(f"synthetic kind must be 'vessels', 'cells' or 'photos', got {kind!r}.")
     intensity = intensity + rng.normal(0, 0.04, (size, size))
     tint = np.linspace(1.0, 0.6, channels, dtype=np.float32) if channels > 1 else np.ones(1, np.float32)
     image = np.clip(intensity[None] * tint[:, None, None], 0, 1).astype(np.float32)
     return image, mask, fov
+
+
+def _photo(rng: np.random.Generator, size: int, classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One ``photos`` image: see :func:`synthetic_image`."""
+    if classes != 2:
+        raise ConfigError("synthetic photos are binary; use classes=2.")
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    angle = rng.uniform(0, np.pi)
+    along = (xx * np.cos(angle) + yy * np.sin(angle)) / size
+    folds = np.sin(along * rng.uniform(6, 14) + 2 * _smooth_noise(rng, (size, size), size / 8))
+    shade = 0.75 + 0.06 * folds + 0.05 * _smooth_noise(rng, (size, size), size / 10)
+    ly, lx = rng.uniform(0.3, 0.7, 2) * size
+    light = 1.0 - 0.55 * (np.hypot(yy - ly, xx - lx) / size) ** 1.5
+    mask = np.zeros((size, size), bool)
+    dome = np.zeros((size, size), np.float32)
+    for _ in range(rng.integers(1, 3)):
+        r = rng.uniform(0.08, 0.22) * size
+        cy, cx = rng.uniform(r, size - r, 2)
+        elongation = rng.uniform(0.7, 1.3)
+        rr = np.sqrt(((yy - cy) / (r * elongation)) ** 2 + ((xx - cx) / (r / elongation)) ** 2)
+        rr = rr + 0.12 * _smooth_noise(rng, (size, size), r / 3)
+        blob = rr <= 1
+        mask |= blob
+        height = np.sqrt(np.clip(1 - rr**2, 0, 1))
+        gy, gx = np.gradient(height)
+        side = rng.uniform(0, 2 * np.pi)
+        dome += np.where(blob, 0.10 * height + 6 * r / size * (gy * np.sin(side) + gx * np.cos(side)), 0)
+        dome -= 0.06 * ((rr > 1) & (rr < 1.12))
+    value = shade + dome + 0.03 * _smooth_noise(rng, (size, size), 1.5)
+    value = (value + np.where(mask, 0.04 * _smooth_noise(rng, (size, size), 2.5), 0)) * light
+    hue = np.where(mask, 0.03, 0.0) + 0.02 * _smooth_noise(rng, (size, size), size / 6)
+    image = np.stack([value * (0.95 + hue), value * (0.55 - hue), value * (0.50 - 0.5 * hue)])
+    image = np.where((_smooth_noise(rng, (size, size), 3) > 2.6)[None], 1.0, image)
+    image = image + rng.normal(0, 0.02, image.shape)
+    return np.clip(image, 0, 1).astype(np.float32), mask.astype(np.int64), np.ones((size, size), bool)
 
 
 @DATASETS.register("synthetic", generated=True)
@@ -92,15 +133,16 @@ def synthetic(
 
     Args:
         root: Always ``None``: a generated dataset has no folder (the argument every dataset takes).
-        kind: ``vessels`` (binary, inside a circular FOV) or ``cells`` (2 or 3 classes).
+        kind: ``vessels`` (binary, inside a circular FOV), ``cells`` (2 or 3 classes) or ``photos``
+            (binary, RGB, large objects; see :func:`synthetic_image`).
         image_size: Side of the square images.
         train_images: Images in the training split (``val_images``, ``test_images`` likewise).
         in_channels: Image channels (1 grey, 3 tinted colour).
         classes: Label values including background.
         split_seed: Seed of the generator: the same seed gives the same images.
     """
-    if kind == "vessels" and classes != 2:
-        raise ConfigError("synthetic vessels are binary; use classes=2 or kind=cells for 3 classes.")
+    if kind in ("vessels", "photos") and classes != 2:
+        raise ConfigError(f"synthetic {kind} are binary; use classes=2 or kind=cells for 3 classes.")
     if classes not in (2, 3):
         raise ConfigError(f"synthetic data has 2 or 3 classes, got {classes}.")
     rng = np.random.default_rng(split_seed)
@@ -108,11 +150,12 @@ def synthetic(
     def make(count: int, prefix: str) -> list[SegImage]:
         out = []
         for index in range(count):
-            image, mask, fov = synthetic_image(rng, image_size, kind, in_channels, classes)
+            image, mask, fov = synthetic_image(rng, image_size, kind, 3 if kind == "photos" else in_channels, classes)
             out.append(SegImage(f"{prefix}{index:03d}", image, mask, fov))
         return out
 
+    channels = 3 if kind == "photos" else in_channels
     return SegmentationData(
-        make(train_images, "train"), make(val_images, "val"), make(test_images, "test"), classes, in_channels,
+        make(train_images, "train"), make(val_images, "val"), make(test_images, "test"), classes, channels,
         name="synthetic",
     )  # fmt: skip
