@@ -17,11 +17,11 @@ from pentad_core.cli import App, Context
 from pentad_core.errors import ConfigError
 from pentad_core.runs import RunDir
 from pentad_core.serving import add_serve_arguments, run_server, serve_options
-from pentad_traffic import outputs, pipeline
+from pentad_traffic import autoconfig, outputs, pipeline
 from pentad_traffic.config import TrafficConfig
 from pentad_traffic.data import TrafficData, load_dataset
 from pentad_traffic.predictor import Predictor
-from pentad_traffic.protocols import Protocol, for_data, prepare
+from pentad_traffic.protocols import PreparedData, Protocol, for_data, prepare
 from pentad_traffic.registry import DATASETS, MODELS
 
 
@@ -56,8 +56,8 @@ def _show(context: Context, rows: list[dict[str, object]], data: TrafficData, pr
 
 
 def _train(context: Context) -> pipeline.Trained:
-    prepared = prepare(_load_data(context), context.config.build_protocol())
-    trained = pipeline.train(context.config, context.run, prepared, resume=context.resume_path)
+    config, prepared = autoconfig.configure(context, _load_data(context))  # csv: settings from the data
+    trained = pipeline.train(config, context.run, prepared, resume=context.resume_path)
     _show(context, trained.rows, prepared.data, prepared.protocol)
     return trained
 
@@ -171,26 +171,32 @@ def _benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     arguments=_benchmark_arguments,
 )
 def benchmark(context: Context) -> None:
-    """One run, one dataset split, every model: metrics per horizon and training time."""
+    """One run, one dataset split, every model (each with its recipe section): metrics per horizon, time."""
     config = context.config
     names = context.args.models.split(",") if context.args.models else list(config.benchmark_models)
     for name in names:
-        MODELS.get(name)
-    prepared = prepare(_load_data(context), config.build_protocol())
-    protocol = prepared.protocol
+        MODELS.get(name)  # an unknown name fails before anything trains
+    configs = {name: context.app.config_for_model(context, name) for name in names}
+    data = _load_data(context)
+    prepared_by_protocol: dict[Protocol, PreparedData] = {}
     results = {}
-    for name in names:
-        result = pipeline.benchmark_model(config, prepared, RunDir(context.run.path / "models" / name), name)
-        results[name] = result
+    for name, model_config in configs.items():
+        protocol = model_config.build_protocol()
+        if protocol not in prepared_by_protocol:
+            prepared_by_protocol[protocol] = prepare(data, protocol)
+        prepared = prepared_by_protocol[protocol]
+        run = RunDir(context.run.path / "models" / name)
+        run.write_config(model_config)
+        results[name] = result = pipeline.benchmark_model(model_config, prepared, run)
         scores = ", ".join(
             f"h{h} {result.get(f'test/h{h}/rmse', float('nan')):.3f}/{result.get(f'test/h{h}/mae', float('nan')):.3f}"
-            for h in protocol.horizons
+            for h in prepared.protocol.horizons
         )
         context.print(f"{name}: {scores} (RMSE/MAE), {result['seconds']:.0f} s")
     context.run.write_metrics(pipeline.benchmark_metrics(results))
-    rows = outputs.benchmark_rows(results, protocol, 24 * 60 / prepared.data.steps_per_day)
+    rows = outputs.benchmark_rows(results, prepared.protocol, 24 * 60 / data.steps_per_day)
     table = outputs.write_benchmark(context.run.path, rows)
-    print_table(rows, title=f"{prepared.data.name}, {protocol.name} protocol (RMSE / MAE per horizon)")
+    print_table(rows, title=f"{data.name}, {prepared.protocol.name} protocol (RMSE / MAE per horizon)")
     context.print(f"table: {table}")
 
 

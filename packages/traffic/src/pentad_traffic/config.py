@@ -52,7 +52,10 @@ class TrafficConfig(RunConfig):
     lr: float = 3e-3
     #: Adam weight decay.
     weight_decay: float = 0.0
-    #: Models trained side by side by `benchmark`, each with its per-model options below.
+    #: Speed scaling: "max" (divide by the training maximum) or "zscore"; empty: the protocol's.
+    scaling: str = ""
+    #: Models trained side by side by `benchmark`, each with the config `train --model NAME` gets
+    #: (its section ``models.NAME`` of the dataset's recipe).
     benchmark_models: list[str] = field(
         default_factory=lambda: [
             "persistence",
@@ -66,8 +69,6 @@ class TrafficConfig(RunConfig):
             "graph-wavenet",
         ]
     )
-    #: Per-model overrides for `benchmark`: {model: {epochs, lr, loss, huber_delta, weight_decay, model_options}}.
-    benchmark_overrides: dict[str, Any] = field(default_factory=dict)
     #: Sensors (column indices) drawn in plots/prediction_vs_truth.png.
     plot_sensors: list[int] = field(default_factory=lambda: [0, 1])
     #: Horizon (steps ahead) drawn in plots/prediction_vs_truth.png.
@@ -76,7 +77,10 @@ class TrafficConfig(RunConfig):
     trainer: TrainerConfig = field(default_factory=_trainer_defaults)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         get_protocol(self.protocol)
+        if self.scaling not in ("", "max", "zscore"):
+            raise ConfigError(f"scaling must be max or zscore (empty: the protocol's), got {self.scaling!r}.")
         if self.input_len < 1 or self.output_len < 1:
             raise ConfigError("input_len and output_len must be at least 1.")
         if self.batch_size < 1:
@@ -98,4 +102,5 @@ class TrafficConfig(RunConfig):
             horizons=horizons,
             time_of_day=self.time_of_day,
             day_of_week=self.day_of_week,
+            **({"scaling": self.scaling} if self.scaling else {}),
         )

@@ -43,9 +43,6 @@ from pentad_traffic.protocols import (
 )
 from pentad_traffic.registry import MODELS
 
-#: Keys of a ``benchmark_overrides`` entry: the epochs and the module options a model may change.
-BENCHMARK_KEYS = ("epochs", "lr", "loss", "huber_delta", "weight_decay", "model_options")
-
 
 @dataclass
 class Forecasts:
@@ -144,7 +141,7 @@ def train_model(
     elif config.highway_init and resume is None:
         module.initialise_highway(*prepared.train.tensors())
     data = loaders(prepared, config.batch_size, config.num_workers)
-    trainer = build_trainer(trainer_config, run, has_validation=data["val"] is not None)
+    trainer = build_trainer(trainer_config, run, has_validation=data["val"] is not None, time_budget=config.time_budget)
     start = time.perf_counter()
     with warnings.catch_warnings():
         # Expected for baselines (no optimiser) and for the T-GCN protocol (no validation split).
@@ -274,31 +271,21 @@ def train(config: TrafficConfig, run: RunDir, prepared: PreparedData, resume: Pa
     return Trained(predictor, prepared, forecasts, metrics, rows)
 
 
-def benchmark_model(config: TrafficConfig, prepared: PreparedData, run: RunDir, name: str) -> dict[str, Any]:
-    """Train model ``name`` with its ``benchmark_overrides`` into ``run`` and test it.
+def benchmark_model(config: TrafficConfig, prepared: PreparedData, run: RunDir) -> dict[str, Any]:
+    """Train ``config.model`` into ``run`` and test it, for a side-by-side table.
+
+    ``config`` is what ``train --model NAME`` runs with (``App.config_for_model``: the model's section
+    of the dataset's recipe), so a benchmark row and a ``train`` run report the same numbers.
 
     Returns:
         Its fit and test metrics, ``seconds`` of training and ``epochs`` (0 for the baselines).
-
-    Raises:
-        ConfigError: If the model is unknown or its overrides hold a key not in :data:`BENCHMARK_KEYS`.
     """
-    MODELS.get(name)
-    override = dict(config.benchmark_overrides.get(name, {}))
-    unknown = set(override) - set(BENCHMARK_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"benchmark_overrides.{name} has unknown keys {sorted(unknown)}; use {', '.join(BENCHMARK_KEYS)}."
-        )
-    epochs = int(override.pop("epochs", config.trainer.max_epochs))
-    trainer_config = dataclasses.replace(config.trainer, max_epochs=epochs)
-    override.setdefault("model_options", {})  # the recipe's model_options belong to `model` only
-    module = build_module(config, prepared, model=name, epochs=epochs, **override)
     start = time.perf_counter()
     torch.manual_seed(config.seed)
-    module, metrics = train_model(config, prepared, run, module=module, trainer_config=trainer_config)
+    _, metrics = train_model(config, prepared, run)
     seconds = time.perf_counter() - start
-    return {**metrics, "seconds": seconds, "epochs": epochs if MODELS.info(name).trainable else 0}
+    epochs = config.trainer.max_epochs if MODELS.info(config.model).trainable else 0
+    return {**metrics, "seconds": seconds, "epochs": epochs}
 
 
 def benchmark_metrics(results: dict[str, dict[str, Any]]) -> dict[str, float]:
