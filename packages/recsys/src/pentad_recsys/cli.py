@@ -16,7 +16,7 @@ from pentad_core.errors import ConfigError, DataError
 from pentad_core.files import atomic_write_csv, atomic_write_json, atomic_write_text
 from pentad_core.serving import add_serve_arguments, run_server, serve_options
 from pentad_recsys import models as _models  # noqa: F401  (registers the models)
-from pentad_recsys import pipeline
+from pentad_recsys import pipeline, selfconfig
 from pentad_recsys.config import RecsysConfig, resolve_monitor
 from pentad_recsys.data import load_dataset
 from pentad_recsys.predictor import Predictor
@@ -67,6 +67,8 @@ def _train_and_report(context: Context) -> tuple[Any, Any]:
     context.print(
         f"split {split.name}: {len(split.train):,} train, {len(split.val or []):,} val, {len(split.test):,} test"
     )
+    if config.dataset == "csv":  # the generic dataset configures itself from a fingerprint of the data
+        config = selfconfig.apply(context, dataset.interactions, split.train, split.val)
     recommender, metrics = pipeline.train(config, context.run, split, context.resume_path)
     _print_metrics(context, metrics)
     return recommender, split
@@ -214,32 +216,35 @@ def _benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", choices=("rating", "ranking", "throughput", "all"), default="all")
 
 
-@app.verb("benchmark", "ml-100k benchmark: u1..u5 RMSE and leave-one-out ranking.", arguments=_benchmark_arguments,
-          dataset="ml-100k")  # fmt: skip
+@app.verb("benchmark", "ml-100k benchmark: u1..u5 RMSE and leave-one-out ranking, each model as `train` runs it.",
+          arguments=_benchmark_arguments, dataset="ml-100k")  # fmt: skip
 def benchmark_verb(context: Context) -> None:
     from pentad_core.bench import format_table
 
     args, config = context.args, context.config
     if config.dataset != "ml-100k":
         raise ConfigError("the benchmark runs on ml-100k (the anchors' dataset); drop --dataset or use ml-100k.")
-    root = context.data_root
+    root, folder = context.data_root, context.run.path
     chosen = [m for m in (args.models or "").split(",") if m]
+    # every model runs with the config `train --model NAME` gets (the recipe's models.NAME section)
+    configs = {name: context.app.config_for_model(context, name) for name in chosen or MODELS.names()}
     tables, metrics = [], {}
     if args.protocol in ("rating", "all"):
-        rows = pipeline.rating_benchmark(root, chosen or ["glocal-k", "mf", "itemknn"], args.splits.split(","),
-                                         config.seed, log=context.print)  # fmt: skip
+        rating = {n: c for n, c in configs.items() if c.task == "rating" and "rating" in MODELS.info(n).tasks}
+        rows = pipeline.rating_benchmark(rating, args.splits.split(","), folder, root, log=context.print)
         tables.append(format_table(rows))
         metrics.update({f"{r['split']}/{r['model']}/rmse": r["rmse"] for r in rows})
     if args.protocol in ("ranking", "all"):
-        defaults = ["popularity", "mf", "lightgcn", "neumf", "sasrec", "gru4rec"]
-        rows = pipeline.ranking_benchmark(root, chosen or defaults, config.seed, log=context.print)
+        ranking = {n: c for n, c in configs.items() if c.task == "ranking" or (n == "popularity" and not chosen)}
+        ranking.update({n: configs[n] for n in chosen if "ranking" in MODELS.info(n).tasks})
+        rows = pipeline.ranking_benchmark(ranking, folder, root, log=context.print)
         tables.append(format_table(rows))
         metrics.update({f"loo/{r['model']}/{k}": v for r in rows for k, v in r.items() if "@" in k})
     if args.protocol in ("throughput", "all"):
-        rows = pipeline.throughput_benchmark(root, chosen or MODELS.names(), log=context.print)
+        rows = pipeline.throughput_benchmark(configs, root, log=context.print)
         tables.append(format_table(rows))
         metrics.update({f"throughput/{r['model']}/interactions_per_s": r["interactions/s"] for r in rows})
-    atomic_write_text(context.run.path / "benchmark.md", "\n\n".join(tables) + "\n")
+    atomic_write_text(folder / "benchmark.md", "\n\n".join(tables) + "\n")
     context.run.write_metrics(metrics)
     for table in tables:
         context.print(table)

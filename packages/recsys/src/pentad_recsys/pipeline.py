@@ -10,9 +10,11 @@ Benchmarks on MovieLens 100K use the protocols of the reference numbers:
   is an interaction), full ranking over unseen items and the sampled protocol (99 negatives,
   ``numpy.default_rng(0)``), the protocol of the popularity anchor and of NCF.
 
-Benchmark settings are fixed here (no tuning on the test split at run time) and printed with the
-results. They train through the plain loop of :mod:`pentad_recsys.training` (the same loss code as
-the Lightning module) so that the timings measure the model, not the trainer's bookkeeping.
+The benchmark trains every model with the config ``train --model X`` resolves (the dataset recipe's
+``models.X`` section, chosen on a validation part of the training data) through :func:`train`, so
+each row is the number a user's ``train`` run reports; the protocol sets only the split and task.
+The throughput table times the plain loop of :mod:`pentad_recsys.training` (the same loss code as
+the Lightning module), so that it measures the model, not the trainer's bookkeeping.
 
 Parquet export needs pyarrow (``pip install "pentad-recsys[parquet]"``); without it the ``.npy``
 files and JSON id maps carry the same content and :func:`export` reports Parquet as skipped.
@@ -42,7 +44,6 @@ from pentad_recsys.data.interactions import Interactions
 from pentad_recsys.data.readers import Columns, read_interactions
 from pentad_recsys.metrics import evaluate_ranking
 from pentad_recsys.predictor import Recommender
-from pentad_recsys.registry import MODELS
 from pentad_recsys.training import TrainSettings, evaluate, evaluate_rating, fit
 
 
@@ -143,7 +144,7 @@ def train(
     finetune = int(getattr(recommender.model, "finetune_epochs", 0))
     trainer_config = dataclasses.replace(config.trainer, max_epochs=config.trainer.max_epochs + finetune)
     module = RecsysModule(recommender, split.train, split.val, split.test, settings, ks, config.sampled_negatives)
-    trainer = build_trainer(trainer_config, run, has_validation=split.val is not None)
+    trainer = build_trainer(trainer_config, run, has_validation=split.val is not None, time_budget=config.time_budget)
     metrics = core_fit(trainer, module, run, ckpt_path=resume_path)
     metrics.update(core_test(trainer, module, run, ckpt_path="best"))
     best = run.checkpoints / "best.ckpt"
@@ -405,56 +406,9 @@ def export(recommender: Recommender, folder: Path) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- benchmark
-#: model -> (hyper-parameters, training settings) for the explicit benchmark.
-RATING_SETTINGS: dict[str, tuple[dict[str, Any], TrainSettings]] = {
-    "glocal-k": ({"hidden": 500, "layers": 2}, TrainSettings(epochs=22, lbfgs_iterations=5)),
-    "mf": ({"dim": 64}, TrainSettings(epochs=20, lr=0.005, batch_size=1024, weight_decay=0.05)),
-    "fm": ({"dim": 32}, TrainSettings(epochs=20, lr=0.005, batch_size=1024, weight_decay=0.05)),
-    "itemknn": ({"k": 40}, TrainSettings(epochs=1)),
-    "popularity": ({}, TrainSettings(epochs=1)),
-}
-
-#: model -> (hyper-parameters, training settings) for the implicit (leave-one-out) benchmark.
-RANKING_SETTINGS: dict[str, tuple[dict[str, Any], TrainSettings]] = {
-    "popularity": ({}, TrainSettings(epochs=1)),
-    # chosen on the validation split (each user's second-to-last event), not on the test events
-    "mf": ({"dim": 64}, TrainSettings(epochs=20, lr=0.01, batch_size=1024, weight_decay=3e-3, negatives=4, loss="bpr")),
-    "neumf": ({"dim": 32}, TrainSettings(epochs=10, lr=0.002, batch_size=1024, negatives=4, loss="bce")),
-    # epochs chosen on the validation split: full HR@10 0.1113 / 0.1336 / 0.1432 / 0.1474 at
-    # 15 / 30 / 50 / 80 epochs (0.1453 at 50 with 4 negatives)
-    "lightgcn": (
-        {"dim": 64, "layers": 2},
-        TrainSettings(epochs=80, lr=0.005, batch_size=2048, weight_decay=1e-4, loss="bpr"),
-    ),
-    # sequence models: batch_size counts users (whole histories). sasrec's settings were chosen on
-    # the validation split among max_len 50/100/200, dropout 0.2/0.5, lr 0.001/0.003 and 5-40
-    # epochs (CE loss, dim 64, batch 128); gru4rec reuses them (one validation check, 10-30 epochs)
-    "sasrec": (
-        {"dim": 64, "max_len": 200, "layers": 2, "heads": 1, "dropout": 0.2},
-        TrainSettings(epochs=30, lr=0.003, batch_size=128, loss="ce"),
-    ),
-    "gru4rec": (
-        {"dim": 64, "max_len": 200, "dropout": 0.2},
-        TrainSettings(epochs=30, lr=0.003, batch_size=128, loss="ce"),
-    ),
-}
-
-
-#: Torch threads per model: the full-batch autoencoder's large matrix products use both cores; the
-#: embedding models' small per-batch ops run faster on one thread (no synchronisation overhead).
+#: Torch threads per model in the throughput table: the full-batch autoencoder's large matrix products
+#: use both cores; the embedding models' small per-batch ops run faster on one thread.
 THREADS = {"glocal-k": 2}
-
-
-def _timed_fit(recommender: Recommender, train, settings: TrainSettings) -> dict[str, float]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(THREADS.get(recommender.model_name, 1))
-    try:
-        cpu = time.process_time()
-        result = fit(recommender, train, settings)
-        result["cpu_seconds"] = time.process_time() - cpu
-    finally:
-        torch.set_num_threads(previous)
-    return result
 
 
 def _log(log: Callable[[dict], None] | None, row: dict) -> None:
@@ -462,108 +416,102 @@ def _log(log: Callable[[dict], None] | None, row: dict) -> None:
         log(row)
 
 
+def benchmark_run(config: RecsysConfig, folder: Path, data_root: str | Path | None) -> dict[str, Any]:
+    """Train ``config`` exactly as ``train`` does (same split, validation part, best epoch, test on
+    the best checkpoint) into the run folder ``folder``; returns the test metrics and the seconds.
+
+    The benchmark verb calls this with the config ``train --model X`` gets from the dataset's recipe
+    (its ``models.X`` section), with only the protocol's split (and task) set, so that every row of
+    the tables is what a user's ``train`` run reports.
+    """
+    previous = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        split = split_data(config, load_data(config, data_root))
+        start, cpu = time.perf_counter(), time.process_time()
+        _, metrics = train(config, RunDir(folder), split)
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    finally:
+        torch.set_num_threads(previous)
+    row = {k.removeprefix("test/"): v for k, v in metrics.items() if k.startswith("test/")}
+    return {**row, "train_s": seconds, "cpu_s": cpu_seconds}
+
+
 def rating_benchmark(
-    data_dir: str | Path | None,
-    models: list[str],
+    configs: dict[str, RecsysConfig],
     splits: list[str],
-    seed: int = 0,
+    folder: Path,
+    data_root: str | Path | None,
     log: Callable[[dict], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train each model on each official split; one row per (model, split) plus a mean row."""
-    dataset = load_dataset("ml-100k", data_dir)
+    """Each model (its ``train`` config) on each official split; one row per (model, split) plus a mean row."""
     rows: list[dict[str, Any]] = []
-    for name in models:
-        hyper, settings = RATING_SETTINGS.get(name, ({}, TrainSettings()))
-        settings = TrainSettings(**{**settings.__dict__, "seed": seed})
+    for name, config in configs.items():
         per_split = []
         for split_name in splits:
-            torch.manual_seed(seed)
-            split = make_split(dataset, split_name)
-            rec = Recommender.for_training(name, split.train, task="rating", dataset="ml-100k", **hyper)
-            timing = _timed_fit(rec, split.train, settings)
-            metrics = evaluate_rating(rec, split.test)
-            row = {
-                "model": name,
-                "split": split_name,
-                "rmse": metrics["rmse"],
-                "mae": metrics["mae"],
-                "train_s": timing["seconds"],
-                "cpu_s": timing["cpu_seconds"],
-                "interactions/s": timing["interactions_per_second"],
-            }
+            run = dataclasses.replace(config, split=split_name, task="rating")
+            result = benchmark_run(run, folder / f"{name}-{split_name}", data_root)
+            row = {"model": name, "split": split_name, "rmse": result["rmse"], "mae": result["mae"],
+                   "train_s": result["train_s"], "cpu_s": result["cpu_s"]}  # fmt: skip
             _log(log, row)
             rows.append(row)
             per_split.append(row)
         if len(per_split) > 1:
-            rows.append({
-                "model": name,
-                "split": f"mean {splits[0]}..{splits[-1]}",
-                "rmse": sum(r["rmse"] for r in per_split) / len(per_split),
-                "mae": sum(r["mae"] for r in per_split) / len(per_split),
-                "train_s": sum(r["train_s"] for r in per_split) / len(per_split),
-                "cpu_s": sum(r["cpu_s"] for r in per_split) / len(per_split),
-                "interactions/s": sum(r["interactions/s"] for r in per_split) / len(per_split),
-            })  # fmt: skip
+            mean = {k: sum(r[k] for r in per_split) / len(per_split) for k in ("rmse", "mae", "train_s", "cpu_s")}
+            rows.append({"model": name, "split": f"mean {splits[0]}..{splits[-1]}", **mean})
             _log(log, rows[-1])
     return rows
 
 
 def ranking_benchmark(
-    data_dir: str | Path | None, models: list[str], seed: int = 0, log: Callable[[dict], None] | None = None
+    configs: dict[str, RecsysConfig],
+    folder: Path,
+    data_root: str | Path | None,
+    log: Callable[[dict], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Leave-one-out ranking on ml-100k: full and sampled-99 HR@10 / NDCG@10 per model."""
-    dataset = load_dataset("ml-100k", data_dir)
-    split = make_split(dataset, "loo")
+    """Leave-one-out ranking: full and sampled-99 HR@10 / NDCG@10 of each model (its ``train`` config)."""
     rows = []
-    for name in models:
-        hyper, settings = RANKING_SETTINGS.get(name, ({}, TrainSettings()))
-        settings = TrainSettings(**{**settings.__dict__, "seed": seed})
-        torch.manual_seed(seed)
-        rec = Recommender.for_training(name, split.train, task="ranking", dataset="ml-100k", **hyper)
-        timing = _timed_fit(rec, split.train, settings)
-        full = evaluate_ranking(rec.score_all, split.train, split.test, ks=(10,), protocol="full")
-        sampled = evaluate_ranking(rec.score_all, split.train, split.test, ks=(10,), protocol="sampled", seed=0)
-        row = {
-            "model": name,
-            "full_hr@10": full["hr@10"],
-            "full_ndcg@10": full["ndcg@10"],
-            "sampled_hr@10": sampled["hr@10"],
-            "sampled_ndcg@10": sampled["ndcg@10"],
-            "train_s": timing["seconds"],
-            "cpu_s": timing["cpu_seconds"],
-            "interactions/s": timing["interactions_per_second"],
-        }
+    for name, config in configs.items():
+        run = dataclasses.replace(config, split="loo", task="ranking")
+        result = benchmark_run(run, folder / f"{name}-loo", data_root)
+        row = {"model": name, "full_hr@10": result["hr@10"], "full_ndcg@10": result["ndcg@10"],
+               "sampled_hr@10": result.get("sampled_hr@10", float("nan")),
+               "sampled_ndcg@10": result.get("sampled_ndcg@10", float("nan")),
+               "train_s": result["train_s"], "cpu_s": result["cpu_s"]}  # fmt: skip
         _log(log, row)
         rows.append(row)
     return rows
 
 
 def throughput_benchmark(
-    data_dir: str | Path | None, models: list[str], epochs: int = 1, log: Callable[[dict], None] | None = None
+    configs: dict[str, RecsysConfig],
+    data_root: str | Path | None,
+    epochs: int = 1,
+    log: Callable[[dict], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Training throughput (interactions/s) of each model on ml-100k u1.base, rating task
-    (ranking for models that serve only ranking, with their ranking hyper-parameters), batch 1024
-    (users for sequence models), ``epochs`` epochs. Sequence models count the next-item positions
-    they predict."""
-    dataset = load_dataset("ml-100k", data_dir)
+    """Training throughput (interactions/s) of each model on ml-100k u1.base with its ``train`` config's
+    model options and batch size (the task its section names), ``epochs`` epochs of the plain loop.
+    Sequence models count the next-item positions they predict."""
+    dataset = load_dataset("ml-100k", data_root)
     split = make_split(dataset, "u1")
     rows = []
-    for name in models:
-        task = "rating" if "rating" in MODELS.info(name).tasks else "ranking"
-        hyper = (RATING_SETTINGS if task == "rating" else RANKING_SETTINGS).get(name, ({}, None))[0]
-        settings = TrainSettings(epochs=epochs, lr=0.005, batch_size=1024, lbfgs_iterations=5)
-        torch.manual_seed(0)
-        rec = Recommender.for_training(name, split.train, task=task, dataset="ml-100k", **hyper)
-        timing = _timed_fit(rec, split.train, settings)
-        row = {
-            "model": name,
-            "task": task,
-            "threads": THREADS.get(name, 1),
-            "epochs": epochs,
-            "train_s": timing["seconds"],
-            "cpu_s": timing["cpu_seconds"],
-            "interactions/s": timing["interactions_per_second"],
-        }
+    for name, config in configs.items():
+        settings = train_settings(config, epochs=epochs)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(THREADS.get(name, 1))
+        try:
+            torch.manual_seed(0)
+            rec = Recommender.for_training(name, split.train, task=config.task, dataset="ml-100k",
+                                           **config.model_options)  # fmt: skip
+            cpu = time.process_time()
+            timing = fit(rec, split.train, settings)
+            cpu_seconds = time.process_time() - cpu
+        finally:
+            torch.set_num_threads(previous)
+        row = {"model": name, "task": config.task, "threads": THREADS.get(name, 1), "epochs": epochs,
+               "batch_size": config.batch_size, "train_s": timing["seconds"], "cpu_s": cpu_seconds,
+               "interactions/s": timing["interactions_per_second"]}  # fmt: skip
         _log(log, row)
         rows.append(row)
     return rows
