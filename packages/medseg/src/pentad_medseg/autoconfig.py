@@ -24,7 +24,9 @@ The method follows nnU-Net's experiment planner (Isensee et al., Nature Methods 
    - **inference window** = the patch size; **threshold** chosen on the validation images;
 3. :func:`budget_choices` times a few training steps of the planned network on a throwaway copy and
    one validation image, and sizes ``patches_per_epoch`` and ``trainer.max_epochs`` for the
-   ``time_budget`` (default :data:`DEFAULT_BUDGET` for sizing only), with a cosine schedule over them.
+   ``time_budget`` (default :data:`DEFAULT_BUDGET` for sizing only): validation passes take at most
+   15 % of it, the steps between them the rest, with a cosine schedule over the epochs. The budget is
+   training time; the test pass comes after it.
 
 Choices for keys the recipe, ``--config``, the options or ``--set`` set are never applied
 (:func:`pentad_core.autoconfig.self_configure`).
@@ -52,6 +54,8 @@ STEP_PIXELS = {"cpu": 32 * 64 * 64, "gpu": 12 * 512 * 512}
 BASE_CHANNELS = {"cpu": 16, "gpu": 32}
 #: The budget the epochs are sized for when no ``time_budget`` is given (training is not stopped by it).
 DEFAULT_BUDGET = "10m"
+#: Share of the time budget left unused for noise (a busy machine runs slower than measured).
+RESERVE = 0.15
 #: Pixels sampled per image for the intensity statistics.
 SAMPLE_PIXELS = 20000
 
@@ -175,9 +179,9 @@ def budget_choices(
     """``patches_per_epoch``, ``trainer.max_epochs`` and ``scheduler`` for the run's ``time_budget``.
 
     Times 3 training steps (after one warm-up) of a throwaway module built from ``config`` (the planned
-    settings), and one sliding-window pass over a validation image; then 6 validation passes' worth of
-    steps make an epoch (10-250 steps), and :func:`~pentad_core.autoconfig.epochs_for_budget` fits the
-    epochs into the budget (15 % reserve, the test pass as overhead).
+    settings), and one sliding-window pass over a validation image; validation passes (one per epoch)
+    may take 15 % of the budget, the steps between them fill the rest (10-250 per epoch), and
+    :func:`~pentad_core.autoconfig.epochs_for_budget` fits the epochs into the budget (15 % reserve).
     """
     from pentad_medseg.pipeline import build_loaders, build_module
 
@@ -205,16 +209,18 @@ def budget_choices(
     val_image_s = seconds_per_step(lambda: module.predict_probabilities(image, tta=False), steps=1, warmup=0)
     torch.random.set_rng_state(torch_state)
     val_s = val_image_s * len(data.val)
-    test_s = val_image_s * len(data.test) * (4 if config.tta else 1)
+    usable = budget * (1 - RESERVE)
     if "patches_per_epoch" in explicit:
         steps = max(1, math.ceil(config.patches_per_epoch / config.batch_size))
         choices = []
     else:
-        steps = int(np.clip(math.ceil(6 * val_s / step_s), 10, 250))
-        reason = f"{steps} steps of {step_s:.2f} s per validation pass ({val_s:.1f} s)"
+        # validation passes take at most 15 % of the budget; the rest is training steps, 10-250 per epoch
+        passes = int(np.clip(0.15 * usable // val_s, 1, 100)) if val_s > 0 else 10
+        steps = int(np.clip((usable - passes * val_s) / passes / step_s, 10, 250))
+        reason = f"{steps} steps of {step_s:.2f} s between validation passes of {val_s:.1f} s"
         choices = [Choice("patches_per_epoch", steps * config.batch_size, reason)]
     epoch_s = steps * step_s + val_s
-    epochs = epochs_for_budget(budget, epoch_s, overhead_s=test_s)
+    epochs = epochs_for_budget(budget, epoch_s, reserve=RESERVE)
     source = f"--time-budget {budget_text}" if config.time_budget else f"no --time-budget: sized for {DEFAULT_BUDGET}"
     choices.append(Choice("trainer.max_epochs", epochs, f"{source} at {epoch_s:.1f} s per epoch (measured steps)"))
     choices.append(Choice("scheduler", "cosine", f"cosine decay over the {epochs} budgeted epochs"))

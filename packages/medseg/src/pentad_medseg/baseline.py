@@ -34,7 +34,8 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     mean_below = np.divide(mass[:-1], below, out=np.zeros_like(between), where=valid)
     mean_above = np.divide(total_mass - mass[:-1], above, out=np.zeros_like(between), where=valid)
     between[valid] = below[valid] * above[valid] * (mean_below[valid] - mean_above[valid]) ** 2
-    return float(edges[1:-1][int(np.argmax(between))])
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))  # a flat top (an empty gap): its middle
+    return float(edges[1:-1][best].mean())
 
 
 def _score(item: SegImage, channel: int, sign: float) -> np.ndarray:

@@ -7,6 +7,7 @@ Verbs only: each parses its options, calls :mod:`pentad_medseg.pipeline` or the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -140,15 +141,29 @@ def export(context: Context) -> None:
     context.print(f"wrote {path} (max abs difference to PyTorch {report.max_abs_diff:.2e})")
 
 
-@app.verb("benchmark", "DRIVE benchmark: train with the recipe's time budget, test inside the FOV, compare anchors.",
-          trains=True, dataset="drive")  # fmt: skip
+def _benchmark_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", metavar="A,B", help="models to train side by side (default: the recipe's)")
+
+
+@app.verb("benchmark", "Train each model as `train --model X` would (recipe sections), test, compare with the "
+          "references: DRIVE's published numbers, Otsu's threshold on other data.", trains=True, dataset="drive",
+          arguments=_benchmark_arguments)  # fmt: skip
 def benchmark(context: Context) -> None:
     from pentad_core.bench import format_table
     from pentad_core.devices import describe_hardware
     from pentad_core.files import atomic_write_text
+    from pentad_core.runs import RunDir
 
-    metrics = _train(context)
-    rows, summary = benchmark_report(context.config, metrics, describe_hardware().summary())
+    names = [n.strip() for n in context.args.models.split(",") if n.strip()] if context.args.models else []
+    results = []
+    for name in names or [context.config.model]:
+        one = context
+        if len(names) > 1:  # each model in its own run folder, with the config `train --model NAME` gets
+            config = context.app.config_for_model(context, name)
+            one = dataclasses.replace(context, config=config, run=RunDir(context.run.path / name))
+            one.run.write_config(config)
+        results.append((name, _train(one)))
+    rows, summary = benchmark_report(one.config, one.data, results, describe_hardware().summary())
     table = format_table(rows, ["method", "auc", "f1", "source"])
     atomic_write_text(context.run.path / "benchmark.md", table + "\n\n" + summary)
     context.print(table)
