@@ -138,8 +138,21 @@ def test_adaptive_pooling_that_does_not_divide_matches_torch():
 def test_unknown_model_and_too_small_images_raise_config_error():
     with pytest.raises(ConfigError, match="unknown model"):
         build_model("resnet-does-not-exist", num_classes=10)
+    with pytest.raises(ConfigError, match="at least 4x4"):
+        build_model("seed-convnet", num_classes=10, image_size=3)
     with pytest.raises(ConfigError, match="at least 63x63"):
-        build_model("alexnet", num_classes=10, image_size=32)
+        build_model("alexnet", {"input_size": 32}, num_classes=10, image_size=32)
+
+
+def test_torchvision_families_resize_small_images_up_inside_the_network():
+    """28x28 digits train on AlexNet (63) and VGG (32) as they are: the network resizes them up, only when needed."""
+    alexnet = build_model("alexnet", num_classes=10, in_channels=1, image_size=28).eval()
+    assert alexnet.input_size == (63, 63)
+    with torch.no_grad():
+        assert alexnet(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    assert build_model("vgg11_bn", num_classes=3, image_size=28).input_size == (32, 32)
+    assert build_model("resnet18", num_classes=3, image_size=28).input_size is None
+    assert build_model("resnet18", {"input_size": 64}, num_classes=3, image_size=28).input_size == (64, 64)
 
 
 def test_seed_convnet_flatten_size_follows_input_size():

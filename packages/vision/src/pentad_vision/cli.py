@@ -1,8 +1,5 @@
-"""``apps/vision``: image classification from the command line.
-
-Verbs: demo, train, evaluate, predict, export, benchmark, explain, compress, serve (+ data, models). Each
-parses, calls :mod:`pentad_vision.pipeline` or :class:`~pentad_vision.predictor.Predictor`, and prints.
-"""
+"""``apps/vision``: demo, train, evaluate, predict, export, benchmark, explain, compress, serve (+ data,
+models). Each verb parses, calls :mod:`pentad_vision.pipeline` or the Predictor, and prints."""
 
 from __future__ import annotations
 
@@ -21,6 +18,7 @@ from pentad_vision.config import VisionConfig
 from pentad_vision.data import DATASETS, ImageData, load_dataset
 from pentad_vision.models import MODELS
 from pentad_vision.predictor import Predictor
+from pentad_vision.selfconfig import load_self_configured
 
 
 def verify(name: str, root: Path) -> str:
@@ -42,8 +40,10 @@ app.option("--image-size", key="dataset_options.image_size", type=int, metavar="
 app.option("--pretrained", key="pretrained", metavar="PATH", help="fine-tune from a pentad checkpoint")
 
 
-def _data(context: Context) -> ImageData:
-    data = pipeline.load_data(context.config, context.data_root)
+def _data(context: Context, configure: bool = False) -> ImageData:
+    """The dataset; ``configure``: an image folder fingerprinted and self-configured first (training verbs)."""
+    load = pipeline.load_data
+    data = load_self_configured(context, load) if configure else load(context.config, context.data_root)
     for line in pipeline.describe_data(data):
         context.print(line)
     return data
@@ -90,7 +90,7 @@ def _fit(context: Context, data: ImageData):
 # ----------------------------------------------------------------------------- verbs
 @app.verb("train", "Train a model on a dataset (recipe shared/configs/vision/<dataset>.yaml).", trains=True)
 def train(context: Context) -> None:
-    data = _data(context)
+    data = _data(context, configure=True)
     _trained(context, data)
     context.print(f"run folder: {context.run.path}")
 
@@ -235,8 +235,8 @@ def _benchmark_arguments(parser: argparse.ArgumentParser) -> None:
 def benchmark(context: Context) -> None:
     from pentad_core.bench import print_table
 
+    data = _data(context, configure=True)
     config: VisionConfig = context.config
-    data = _data(context)
     result = pipeline.benchmark(config, context.run, data, context.args.parity_epochs, context.args.skip_parity)
     columns = ["run", "epochs", "test/acc", "train_s", "img_per_s", "total_s"]
     title = f"benchmark: {config.model} on {config.dataset} ({torch.get_num_threads()} threads)"

@@ -169,7 +169,7 @@ def train(
     datamodule = VisionDataModule(
         data, config.batch_size, config.num_workers, config.seed, config.augment.trivial_augment, config.eval_batch_size
     )
-    trainer = build_trainer(config.trainer, run, has_validation=data.val is not None)
+    trainer = build_trainer(config.trainer, run, has_validation=data.val is not None, time_budget=config.time_budget)
     metrics = fit(trainer, module, run, datamodule=datamodule, ckpt_path=resume)
     metrics.update(test(trainer, module, run, datamodule=datamodule, ckpt_path="best"))
     if metrics.get("fit/seconds"):

@@ -3,6 +3,10 @@
 Built from scratch by default. ``model_options: {weights: DEFAULT}`` (or an enum member name such as
 ``"IMAGENET1K_V1"``) loads torchvision's published weights through its weight enums; without a
 network connection and without a cached copy that fails with a clear message.
+
+Images smaller than a family's smallest workable side (AlexNet 63, VGG 32, GoogLeNet 16, the others 8)
+are resized up inside the network (bilinear, ``input_size`` option; exported to ONNX as a Resize), so
+every family trains on 28x28 digits as it is.
 """
 
 from __future__ import annotations
@@ -10,13 +14,14 @@ from __future__ import annotations
 import urllib.error
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 
 from pentad_core.errors import ConfigError, DownloadError
 from pentad_vision.registry import IMAGE_CLASSIFIER, MODELS
 
-#: name -> smallest square input side that survives the network's down-sampling.
+#: name -> smallest square input side that survives the network's down-sampling (smaller images are resized up).
 TORCHVISION_FAMILIES: dict[str, int] = {
     "resnet18": 8,
     "resnet34": 8,
@@ -102,8 +107,17 @@ class TorchvisionClassifier(nn.Module):
         input ``(B, in_channels, H, W)`` -> logits ``(B, num_classes)``.
     """
 
-    def __init__(self, name: str, num_classes: int = 10, in_channels: int = 3, weights: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        weights: str | None = None,
+        input_size: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__()
+        #: ``(H, W)`` the images are resized to before the network, or ``None`` (taken as they are).
+        self.input_size = tuple(input_size) if input_size is not None else None
         self.adapter = ChannelAdapter(in_channels)
         extra = {"aux_logits": False, "init_weights": True} if name == "googlenet" else {}
         if weights is None:
@@ -116,6 +130,8 @@ class TorchvisionClassifier(nn.Module):
             self.net.avgpool = ExportableAdaptiveAvgPool2d(self.net.avgpool.output_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_size is not None and tuple(x.shape[-2:]) != self.input_size:
+            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
         return self.net(self.adapter(x))
 
 
@@ -138,20 +154,51 @@ def _published(name: str, weights: str, extra: dict) -> nn.Module:
         ) from None
 
 
+def network_input_size(
+    name: str, image_size: int | tuple[int, int], input_size: int | None = None
+) -> tuple[int, int] | None:
+    """``(H, W)`` the images of ``image_size`` are resized to inside the network, or ``None`` (no resize).
+
+    ``input_size`` (the model option) asks for a square side; by default only images smaller than the
+    family's smallest workable side (:data:`TORCHVISION_FAMILIES`) are resized, up to that side.
+
+    Raises:
+        ConfigError: ``input_size`` below the family's smallest side.
+    """
+    smallest = TORCHVISION_FAMILIES[name]
+    height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if input_size is not None:
+        if input_size < smallest:
+            raise ConfigError(
+                f"model {name!r} needs images of at least {smallest}x{smallest}, got input_size {input_size}.",
+                f"Pass model_options.input_size of at least {smallest}, or leave it unset.",
+            )
+        wanted = (input_size, input_size)
+    else:
+        wanted = (max(height, smallest), max(width, smallest))
+    return None if wanted == (height, width) else wanted
+
+
 def _register(name: str, min_size: int) -> None:
-    """Register torchvision's ``name`` with its smallest input side; the factory takes only ``weights``."""
+    """Register torchvision's ``name``; the factory takes ``weights`` and ``input_size``."""
 
     def factory(
-        num_classes: int = 10, in_channels: int = 3, image_size: int = 224, weights: str | None = None
+        num_classes: int = 10,
+        in_channels: int = 3,
+        image_size: int = 224,
+        weights: str | None = None,
+        input_size: int | None = None,
     ) -> TorchvisionClassifier:
-        return TorchvisionClassifier(name, num_classes, in_channels, weights)
+        resize = network_input_size(name, image_size, input_size)
+        return TorchvisionClassifier(name, num_classes, in_channels, weights, resize)
 
     factory.__name__ = name
     MODELS.register(
         name,
         factory,
-        description=f"torchvision {name} (from scratch, or published weights via model_options.weights).",
-        min_input_size=min_size,
+        description=f"torchvision {name} (from scratch, or published weights via model_options.weights; "
+        f"images under {min_size}x{min_size} are resized up inside the network).",
+        min_input_size=1,
         family="torchvision",
         **IMAGE_CLASSIFIER,
     )
