@@ -132,3 +132,36 @@ def test_otsu_baseline_picks_channel_and_polarity_on_training_images():
     metrics, choice = otsu_baseline(data.train, data.test)
     assert choice == {"channel": 0, "polarity": "brighter", "train_dice": choice["train_dice"]}
     assert metrics["dice"] > 0.7 and metrics["auc"] > 0.9
+
+
+def test_nifti_ct_volumes_are_clipped_to_their_foreground_window(tmp_path):
+    import nibabel as nib
+
+    from pentad_medseg.data import synthetic_image
+    from pentad_medseg.predictor import Predictor
+
+    rng = np.random.default_rng(0)
+    for split in ("images", "labels"):
+        (tmp_path / "data" / split).mkdir(parents=True)
+    for index in range(4):
+        slices = [synthetic_image(rng, 32, "cells", 1, 2) for _ in range(3)]
+        volume = np.stack([s[0][0] for s in slices], axis=-1) * 2000 - 1000  # soft tissue in Hounsfield units
+        volume[:2] = -1024  # air
+        volume[-1, -1] = 1800  # bone
+        labels = np.stack([s[1] for s in slices], axis=-1).astype(np.uint8)
+        labels[:2], labels[-1, -1] = 0, 0  # air and bone are background
+        nib.save(
+            nib.Nifti1Image(volume.astype(np.float32), np.eye(4)), tmp_path / "data" / "images" / f"c{index}.nii.gz"
+        )
+        nib.save(nib.Nifti1Image(labels, np.eye(4)), tmp_path / "data" / "labels" / f"c{index}.nii.gz")
+    config = {**QUIET, "dataset": "nifti", "data_dir": str(tmp_path / "data"), "time_budget": "5s",
+              "model_options": {"depth": 2, "base_channels": 4},
+              "dataset_options": {"val_fraction": 0.25, "test_fraction": 0.25}}  # fmt: skip
+    result = app.run("train", config, out=tmp_path / "run")
+    saved = yaml.safe_load((result.folder / "config.yaml").read_text())
+    low, high = saved["dataset_options"]["clip"]
+    assert -1000 < low < high < 1800 and saved["self_config"]["fingerprint"]["spacing"] == [1.0, 1.0, 1.0]
+    assert "CT-like" in saved["self_config"]["choices"]["dataset_options.clip"]["reason"]
+    assert saved["patch_size"] == 32 and saved["model_options"]["depth"] == 2  # the user's depth is kept
+    volume = Predictor.from_run(result.folder).predict_volume(tmp_path / "data" / "images" / "c0.nii.gz")
+    assert volume.labels.shape == (32, 32, 3) and np.isfinite(volume.foreground).all()
