@@ -81,6 +81,11 @@ class GLocalK(RecModel):
         use_global_kernel: Whether the global kernel is active (set by the fine-tuning stage).
         finetune_epochs: L-BFGS epochs of the global-kernel stage after pre-training (0: the
             local kernel only, i.e. the Sparse FC model of Muller et al.).
+        conv_penalty: L2 weight of the global kernel's filters in the fine-tuning loss (``None``:
+            ``lambda_weights``; the authors' code adds none: 0).
+        live_summary: Recompute the items' mean reconstruction (which weights the per-item filters)
+            at every fine-tuning step, with gradients, as the authors' code does; False freezes it
+            when the stage starts.
     """
 
     full_batch = True
@@ -99,6 +104,8 @@ class GLocalK(RecModel):
         lambda_kernel: float = 0.006,
         use_global_kernel: bool = False,
         finetune_epochs: int = 0,
+        conv_penalty: float | None = None,
+        live_summary: bool = False,
     ) -> None:
         super().__init__(num_users, num_items)
         sizes = [num_users] + [hidden] * layers
@@ -109,6 +116,8 @@ class GLocalK(RecModel):
         self.lambda_weights, self.lambda_kernel = lambda_weights, lambda_kernel
         self.use_global_kernel = use_global_kernel
         self.finetune_epochs = finetune_epochs
+        self.conv_penalty = lambda_weights if conv_penalty is None else conv_penalty
+        self.live_summary = live_summary
         self.register_buffer("ratings_matrix", torch.zeros(num_items, num_users))
         self.register_buffer("item_summary", torch.zeros(num_items))
         self._penalty = torch.zeros(())
@@ -130,7 +139,8 @@ class GLocalK(RecModel):
     def global_filter(self) -> torch.Tensor:
         """``[g, g]`` filter: the per-item filters weighted by the items' mean predicted rating."""
         g = self.global_kernel_size
-        return (self.item_summary @ self.conv_kernel).reshape(g, g)
+        summary = self.local(self.ratings_matrix).mean(dim=1) if self.live_summary else self.item_summary
+        return (summary @ self.conv_kernel).reshape(g, g)
 
     @torch.no_grad()
     def start_global_stage(self) -> None:
@@ -155,7 +165,7 @@ class GLocalK(RecModel):
         error = torch.where(observed, self.ratings_matrix - prediction, torch.zeros_like(prediction))
         penalty = self._penalty
         if self.use_global_kernel:
-            penalty = penalty + self.lambda_weights * 0.5 * self.conv_kernel.square().sum()
+            penalty = penalty + self.conv_penalty * 0.5 * self.conv_kernel.square().sum()
         return 0.5 * error.square().sum() + penalty
 
     def extra_loss(self) -> torch.Tensor:
