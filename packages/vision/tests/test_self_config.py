@@ -101,6 +101,15 @@ def test_probe_of_a_colour_folder_of_mixed_sizes(tmp_path):
     assert (chosen["batch_size"], chosen["model_options.hidden"]) == (128, 512)
 
 
+def test_without_a_budget_the_epochs_follow_the_step_rule_and_nothing_is_timed(monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(selfconfig, "measure_epoch_seconds", lambda *args: pytest.fail("timed without a budget"))
+    config = resolve("--dataset", "imagefolder", "--batch-size", "16")
+    choice = selfconfig.epoch_choice(config, SimpleNamespace(train=range(43)))  # 3 steps per epoch
+    assert (choice.key, choice.value) == ("trainer.max_epochs", 60) and "about 4,000 steps" in choice.reason
+
+
 def test_train_records_the_choices_and_the_users_options_win(tmp_path, monkeypatch, capsys):
     folder = str(_folder(tmp_path / "grey", colour=False))
     # a measured 10 ms step and 1 s epoch: a 20 s budget fits floor(20 * 0.85 - 0.5) = 16 epochs
@@ -118,7 +127,7 @@ def test_train_records_the_choices_and_the_users_options_win(tmp_path, monkeypat
     assert "augment.flip" not in choices and saved["augment"]["flip"] is True  # yours
     assert choices["dataset_options.channels"]["value"] == saved["dataset_options"]["channels"] == 1
     assert choices["trainer.max_epochs"]["value"] == saved["trainer"]["max_epochs"] == 16
-    assert "16 fit --time-budget 20s" in choices["trainer.max_epochs"]["reason"]
+    assert "10 ms/step measured: 16 fit --time-budget 20s" in choices["trainer.max_epochs"]["reason"]
     assert saved["augment"]["crop_mode"] == "constant" and saved["batch_size"] == 16
     metrics = json.loads((run / "metrics.json").read_text())
     assert "test/acc" in metrics

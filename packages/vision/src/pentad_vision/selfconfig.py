@@ -25,9 +25,8 @@ batch size                the largest power of two <= training images / 16, with
 model width               ``seed-convnet``'s hidden layer: 128 below 2,000 training images, 256 below
                           10,000, else 512
 learning-rate schedule    one-cycle (half an epoch of warm-up, linear decay to 0), label smoothing 0.1
-epochs                    about 4,000 steps (10..60 epochs), cut to what fits the time budget
-                          (``--time-budget``, else 10 minutes) at the step time measured on a
-                          throwaway copy of the network
+epochs                    about 4,000 steps (10..60 epochs); with ``--time-budget``, cut to what
+                          fits it at the step time measured on a throwaway copy of the network
 ========================  ==========================================================================
 """
 
@@ -47,8 +46,6 @@ from pentad_vision.data.base import ImageData
 
 #: Datasets that configure themselves (the generic ones; the named datasets have recipes).
 SELF_CONFIGURED = ("imagefolder",)
-#: Sizing budget when no ``--time-budget`` is given (seconds).
-DEFAULT_BUDGET_S = 600.0
 #: Image headers read at most (sizes and modes), and images decoded at most (grey and background checks).
 HEADER_SAMPLE, DECODE_SAMPLE = 2000, 64
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "F", "P;grey"}
@@ -214,21 +211,25 @@ def measure_epoch_seconds(config: VisionConfig, data: ImageData) -> tuple[float,
 
 
 def epoch_choice(config: VisionConfig, data: ImageData, distributed: bool = False) -> Choice:
-    """``trainer.max_epochs``: :func:`epochs_wanted`, cut to the time budget at the measured step time.
+    """``trainer.max_epochs``: :func:`epochs_wanted`; with ``--time-budget``, cut to what fits it.
 
-    A distributed run (several processes, each would measure its own time) uses the step rule alone.
+    Without a budget the step rule alone decides (the same epochs on any machine, under any load). With
+    one, a training step is timed on a throwaway copy of the network; a distributed run (several processes,
+    each would measure its own time) keeps the step rule and lets the trainer stop at the budget.
     """
     steps = math.ceil(len(data.train) / config.batch_size)
     wanted = epochs_wanted(steps)
-    if distributed:
-        return Choice("trainer.max_epochs", wanted, f"{steps} steps/epoch: about 4,000 steps (10..60 epochs)")
-    budget = parse_duration(config.time_budget) if config.time_budget else DEFAULT_BUDGET_S
+    rule = f"{steps} steps/epoch: about 4,000 steps (10..60 epochs)"
+    if not config.time_budget or distributed:
+        return Choice("trainer.max_epochs", wanted, rule)
     step_s, epoch_s = measure_epoch_seconds(config, data)
-    fits = epochs_for_budget(budget, epoch_s, overhead_s=epoch_s / 2)
-    label = f"--time-budget {config.time_budget}" if config.time_budget else "the default 10 min budget"
-    why = f"{steps} steps/epoch at {step_s * 1000:.0f} ms/step: "
-    why += f"about 4,000 steps ({wanted})" if wanted <= fits else f"{fits} fit {label}"
-    return Choice("trainer.max_epochs", min(wanted, fits), why)
+    fits = epochs_for_budget(parse_duration(config.time_budget), epoch_s, overhead_s=epoch_s / 2)
+    if wanted <= fits:
+        return Choice(
+            "trainer.max_epochs", wanted, f"{rule}; {epoch_s:.0f} s/epoch measured, fits {config.time_budget}"
+        )
+    why = f"{steps} steps/epoch at {step_s * 1000:.0f} ms/step measured: {fits} fit --time-budget {config.time_budget}"
+    return Choice("trainer.max_epochs", fits, why)
 
 
 # ----------------------------------------------------------------------------- the whole step
