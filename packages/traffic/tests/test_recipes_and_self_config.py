@@ -73,6 +73,7 @@ def test_fingerprint_and_choices_of_a_hand_made_csv(tmp_path: Path) -> None:
     assert fp["sensors"] == 3 and fp["steps"] == 864 and fp["interval_s"] == 300.0 and fp["days"] == 3.0
     assert fp["graph_edges"] == 0 and fp["missing_share"] == pytest.approx(1 / (3 * 864), abs=1e-4)
     choices = {c.key: c.value for c in plan(fp, TrafficConfig(dataset="csv"))}
+    assert choices.pop("threads", 1) == 1  # on the CPU (no choice with CUDA)
     assert choices == {
         "model": "gru",
         "input_len": 12,  # one hour of 5-minute steps

@@ -21,6 +21,7 @@ import torch
 
 from pentad_core.autoconfig import Choice, apply_choices, epochs_for_budget, parse_duration, seconds_per_step
 from pentad_core.autoconfig import self_configure as apply_and_record
+from pentad_core.devices import set_threads
 from pentad_traffic.config import TrafficConfig
 from pentad_traffic.data import TrafficData
 from pentad_traffic.protocols import PreparedData, prepare
@@ -137,6 +138,10 @@ def plan(fp: dict[str, Any], config: TrafficConfig, model: str | None = None) ->
             + ("readings far from 0 or negative" if far else "readings spread from near 0: divide by the maximum"),
         )
     )
+    if sensors < 150 and not torch.cuda.is_available():
+        choices.append(
+            Choice("threads", 1, f"{sensors} sensors on the CPU: small steps, as fast on one thread and no stalls")
+        )
     weeks = fp["days"] / 7
     daily = fp["days"] >= 28 and fp["interval_s"] < 86400
     choices.append(
@@ -189,6 +194,7 @@ def configure(context: Any, data: TrafficData) -> tuple[TrafficConfig, PreparedD
     explicit = context.explicit_keys
     choices = plan(fp, config, config.model if "model" in explicit else None)
     planned, _ = apply_choices(config, choices, explicit)
+    set_threads(planned.threads)  # before timing a step
     prepared = prepare(data, planned.build_protocol())
     if planned.time_budget is not None:
         epoch_s, steps = _epoch_seconds(planned, prepared)
