@@ -12,7 +12,8 @@ from pentad_rl.agents import build_agent
 from pentad_rl.config import RLConfig
 from pentad_rl.envs.make import check_env_id, make_env
 from pentad_rl.hyperparams import LinearSchedule, build_model_options, build_policy_kwargs, parse_schedule
-from pentad_rl.presets import list_presets, load_preset_dict, preset_name, resolve_agent_config
+from pentad_rl.presets import env_presets, preset_name, resolve_agent_config
+from pentad_rl.registry import ENVIRONMENTS
 
 
 def test_linear_schedule_matches_rl_zoo():
@@ -38,9 +39,9 @@ def test_preset_is_used_by_default_and_overrides_win():
     config = resolve_agent_config("ppo", "CartPole-v1", {"timesteps": 1000, "model_options": {"n_epochs": 3}})
     assert config.n_envs == 8 and config.model_options["learning_rate"] == "lin_0.001"
     assert config.model_options["n_epochs"] == 3 and config.timesteps == 1000
-    assert "rl-baselines3-zoo" in config.source
-    bare = resolve_agent_config("a2c", "Pendulum-v1")
-    assert bare.model_options == {} and bare.n_envs == 1
+    assert config.zoo == "ppo.yml:CartPole-v1" and "rl_zoo3" in config.source
+    bare = resolve_agent_config("maskable-ppo", "Pendulum-v1")
+    assert bare.model_options == {} and bare.n_envs == 1 and bare.source == "" and bare.zoo == ""
     assert preset_name("dqn", "pentad/ConnectFour-v0") == "dqn-pentad-connectfour-v0"
 
 
@@ -56,26 +57,25 @@ def extra_of(env_id: str) -> tuple[str, bool] | None:
     return None
 
 
-def test_the_optional_families_are_the_presets_that_need_an_extra():
-    needing = {name for name in list_presets() if extra_of(load_preset_dict(name)["dataset"])}
-    assert needing == {"ppo-lunarlander-v3", "ppo-ale-pong-v5"}
+def listed_pairs() -> list[tuple[str, str]]:
+    """Every (algorithm, environment) with a preset among the environments ``data list`` shows."""
+    return [(algo, env) for env in ENVIRONMENTS.names() for algo in env_presets(env)[0]]
 
 
-@pytest.mark.parametrize("name", list_presets())
-def test_every_preset_builds_its_agent(name):
-    """Every preset builds its environment and agent; one whose extra is absent is skipped naming the extra
-    (the error users then get is tested below)."""
-    raw = load_preset_dict(name)
-    config = resolve_agent_config(raw.get("model"), raw.get("dataset"), {"n_envs": 1})
-    assert config.source, f"preset {name} must cite where its values come from"
+@pytest.mark.parametrize(("algo", "env"), listed_pairs())
+def test_every_preset_of_a_listed_environment_builds_its_agent(algo, env):
+    """Every preset (the Zoo's or pentad's) of the listed environments builds its environment and agent; one
+    whose extra is absent is skipped naming the extra (the error users then get is tested below)."""
+    config = resolve_agent_config(algo, env, {"n_envs": 1})
+    assert config.source, f"the preset of {algo} on {env} must say where its values come from"
     extra = extra_of(config.env)
     if extra is not None and not extra[1]:
         pytest.skip(f"{config.env} needs the extra pentad-rl[{extra[0]}], which is not installed")
     check_env_id(config.env)
-    env = make_env(config)
-    agent = build_agent(config, env)
-    assert agent.n_envs == 1 and agent.action_space == env.action_space
-    env.close()
+    env_ = make_env(config)
+    agent = build_agent(config, env_)
+    assert agent.n_envs == 1 and agent.action_space == env_.action_space
+    env_.close()
 
 
 @pytest.mark.parametrize("env_id", ["LunarLander-v3", "ALE/Breakout-v5"])

@@ -248,7 +248,8 @@ def test_tune_runs_trials_and_writes_a_loadable_preset(tmp_path):
     assert len(rows) == 2 and {"trial", "state", "mean_return", "learning_rate"} <= set(rows[0])
     best = best_config(config, study)
     assert best.model_options["learning_rate"] == study.best_trial.params["learning_rate"]
-    from pentad_rl.presets import load_preset_dict, write_preset
+    from pentad_core.config import load_yaml
+    from pentad_rl.presets import write_preset
 
     written = write_preset(best, tmp_path / "ppo-cartpole-v1.yaml", header="tuned")
-    assert load_preset_dict(written)["model_options"] == best.model_options
+    assert load_yaml(written)["model_options"] == best.model_options

@@ -2,15 +2,16 @@
 
 The classes are not ours, so they cannot carry a registration decorator; each is registered here
 with its :class:`~pentad_core.registry.ModelInfo` (``tasks``: the action spaces it handles). A new
-algorithm is one ``ALGORITHMS.register`` line here (plus, optionally, a preset in
-``shared/configs/rl/`` and a tuning space in :mod:`pentad_rl.tuning`). Its constructor arguments are
-the keys a config's ``model_options`` may set; a misspelled key is a ConfigError listing the valid ones.
+algorithm is one ``ALGORITHMS.register`` line here (plus, optionally, its RL Zoo file in
+:data:`pentad_rl.zoo.FILES` or a preset in ``shared/configs/rl/``, and a tuning space in
+:mod:`pentad_rl.tuning`). Its constructor arguments are the keys a config's ``model_options`` may set;
+a misspelled key is a ConfigError listing the valid ones.
 """
 
 from __future__ import annotations
 
 from gymnasium import spaces
-from sb3_contrib import QRDQN, TRPO, MaskablePPO, RecurrentPPO
+from sb3_contrib import QRDQN, TQC, TRPO, CrossQ, MaskablePPO, RecurrentPPO
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -39,6 +40,14 @@ ALGORITHMS.register(
     "ddpg", DDPG, description="Deep Deterministic Policy Gradient (stable-baselines3)", tasks=("continuous",), **SB3
 )
 ALGORITHMS.register("qrdqn", QRDQN, description="Quantile Regression DQN (sb3-contrib)", tasks=("discrete",), **CONTRIB)
+ALGORITHMS.register(
+    "tqc", TQC, description="Truncated Quantile Critics, continuous actions (sb3-contrib)", tasks=("continuous",),
+    **CONTRIB,
+)  # fmt: skip
+ALGORITHMS.register(
+    "crossq", CrossQ, description="CrossQ: SAC with batch-normalised critics, no target (sb3-contrib)",
+    tasks=("continuous",), **CONTRIB,
+)  # fmt: skip
 ALGORITHMS.register(
     "trpo", TRPO, description="Trust Region Policy Optimization (sb3-contrib)", tasks=ANY_ACTIONS, **CONTRIB
 )

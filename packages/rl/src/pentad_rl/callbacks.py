@@ -17,6 +17,7 @@ from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.vec_env import VecEnv
 
 from pentad_rl.agents import save_agent
+from pentad_rl.budget import BudgetSpent, TimeBudget, rollout_steps
 from pentad_rl.checkpoints import Resumable, save_checkpoint
 
 
@@ -63,6 +64,8 @@ class CheckpointEveryN(BaseCallback):
         monitor_dir: The run's Monitor folder (the checkpoint records the size of each CSV).
         interrupt: The Ctrl-C request to answer.
         on_start: Called at the start of training (after ``learn`` has set itself up): the resume's finish.
+        budget: The time budget (``--time-budget``): at the start of the rollout that would overrun it,
+            ``last.zip`` is written and :class:`~pentad_rl.budget.BudgetSpent` is raised.
     """
 
     def __init__(
@@ -74,8 +77,10 @@ class CheckpointEveryN(BaseCallback):
         monitor_dir: str | Path | None = None,
         interrupt: Interrupt | None = None,
         on_start: Callable[[], None] | None = None,
+        budget: TimeBudget | None = None,
     ) -> None:
         super().__init__()
+        self.budget = budget
         self.directory = Path(directory)
         self.every = every
         self.eval_env = eval_env
@@ -94,6 +99,10 @@ class CheckpointEveryN(BaseCallback):
         if self.interrupt is not None and self.interrupt.requested:
             self.save(numbered=False)
             raise KeyboardInterrupt
+        if self.budget is not None and self.budget.spent(rollout_steps(self.model)):
+            self.save(numbered=False)
+            self.budget.stopped_at = self.num_timesteps
+            raise BudgetSpent
         if self.every and self.num_timesteps - self._last_saved >= self.every:
             self.save(numbered=True)
 

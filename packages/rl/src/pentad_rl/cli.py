@@ -18,13 +18,12 @@ from pentad_core.serving import add_serve_arguments, serve_options
 from pentad_rl import pipeline
 from pentad_rl.config import RLConfig
 from pentad_rl.predictor import Predictor
-from pentad_rl.presets import RESUME_CHANGES, RLApp, preset_name, write_preset
+from pentad_rl.presets import RESUME_CHANGES, RLApp, preset_hint, write_preset
 from pentad_rl.registry import ALGORITHMS, ENVIRONMENTS
 
 app = RLApp(
     "rl",
-    "Reinforcement learning: stable-baselines3 agents (ppo, a2c, dqn, sac, td3, qrdqn, trpo, recurrent-ppo) on "
-    "gymnasium environments and pentad's own Connect Four, with RL Zoo presets.",
+    "Reinforcement learning: stable-baselines3/sb3-contrib agents on gymnasium and Connect Four, RL Zoo presets.",
     RLConfig,
     models=ALGORITHMS,
     datasets=ENVIRONMENTS,
@@ -46,16 +45,18 @@ def _predictor(context: Context) -> Predictor:
 
 
 def _train(context: Context) -> pipeline.TrainResult:
+    budget = pipeline.configure_budget(context)  # --time-budget: timesteps from a measured speed
     config: RLConfig = context.config
-    source = f" (preset: {config.source})" if config.source else ""
-    context.print(f"training {config.algo} on {config.env}: {config.timesteps} steps, {config.n_envs} env(s){source}")
-    result = pipeline.train(config, context.run.path, resume=context.resume_path, progress_bar=sys.stderr.isatty())
+    context.print(f"training {config.algo} on {config.env}: {config.timesteps} steps, {config.n_envs} env(s)")
+    bar = sys.stderr.isatty()
+    result = pipeline.train(config, context.run.path, resume=context.resume_path, progress_bar=bar, budget=budget)
     context.run.write_metrics(result.metrics())
     pipeline.write_learning_curve(config, result.curve, context.run.path, title=f"{config.algo} on {config.env}")
     evaluation = result.evaluation
     context.print(
         f"{config.algo} {config.env}: mean return {evaluation.mean_return:.1f} +- {evaluation.std_return:.1f} over "
         f"{evaluation.episodes} episodes, {result.steps_per_s:.0f} steps/s, {result.wall_s:.1f} s"
+        + (f"; stopped by --time-budget at {result.model.num_timesteps} steps" if result.stopped_by_budget else "")
     )
     return result
 
@@ -219,8 +220,7 @@ def tune_verb(context: Context) -> None:
     rows = pipeline.trials_table(study)
     pipeline.write_report(run.path / "tune", rows, rows)
     print_table(rows, title=f"tune {config.algo} on {config.env}")
-    name = preset_name(config.algo, config.env)
-    header = f"Best of {len(rows)} Optuna trials; copy to shared/configs/rl/{name}.yaml to make it the default."
+    header = f"Best of {len(rows)} Optuna trials; {preset_hint(config.algo, config.env)}"
     preset = write_preset(pipeline.best_config(config, study), run.path / "preset.yaml", header=header)
     run.write_metrics({"tune/best_mean_return": float(study.best_value), "tune/trials": float(len(rows))})
     context.print(f"best mean return {study.best_value:.1f} (trial {study.best_trial.number}); preset: {preset}")

@@ -51,8 +51,9 @@ class RLConfig(BaseRunConfig):
     normalize_kwargs: dict[str, Any] = field(default_factory=dict)
     #: Stack this many consecutive observations (pixels: 4); 0 disables stacking.
     frame_stack: int = 0
-    #: Named wrappers applied to every env, in order: ``atari`` (SB3's AtariWrapper).
-    env_wrapper: list[str] = field(default_factory=list)
+    #: Named wrappers applied to every env, in order: ``atari`` (SB3's AtariWrapper), ``time_feature``,
+    #: ``time_limit``; an item may carry keywords: ``{atari: {terminal_on_life_loss: false}}``.
+    env_wrapper: list[str | dict[str, dict[str, Any]]] = field(default_factory=list)
     #: Exploration noise for TD3/DDPG/SAC: ``normal``, ``ornstein-uhlenbeck`` or empty.
     noise_type: str = ""
     #: Standard deviation of the exploration noise.
@@ -69,8 +70,11 @@ class RLConfig(BaseRunConfig):
     self_play_freq: int = 10_000
     #: Torch device of the networks (cpu is fastest for small MLP policies).
     device: str = "cpu"
-    #: Where the preset's values come from (citation); informational.
+    #: Where the preset's values come from, and why pentad changed any (citation); informational.
     source: str = ""
+    #: The RL Zoo entry the preset was read from (``ppo.yml:CartPole-v1``; empty: none), written by pentad.
+    #: In a pentad preset file it names the Zoo entry the section starts from (read, not copied).
+    zoo: str = ""
 
     @property
     def algo(self) -> str:

@@ -9,7 +9,8 @@ Presets are YAML, so they hold strings and numbers only; this module converts th
 
 * schedules: ``"lin_0.001"`` -> a function of the remaining progress (1 -> 0) that decays linearly
   from 0.001 to 0, exactly as RL Zoo's ``linear_schedule``;
-* ``policy_kwargs``: ``activation_fn: relu`` -> ``torch.nn.ReLU``; ``net_arch`` lists/mappings as is;
+* ``policy_kwargs``: ``activation_fn: relu`` -> ``torch.nn.ReLU``, ``optimizer_class: RMSpropTFLike`` -> the
+  class; ``net_arch`` lists/mappings as is;
 * ``train_freq: [4, step]`` -> ``(4, "step")``;
 * action noise (``noise_type: normal|ornstein-uhlenbeck``, ``noise_std``) for TD3/DDPG/SAC.
 """
@@ -20,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+import torch
 import torch.nn as nn
 from gymnasium import spaces
 from stable_baselines3.common.noise import ActionNoise, NormalActionNoise, OrnsteinUhlenbeckActionNoise
@@ -77,9 +79,22 @@ def parse_schedule(value: Any, key: str = "learning_rate") -> float | Callable[[
     raise ConfigError(f"model_options.{key}={value!r} must be a number or a schedule like 'lin_0.001'.")
 
 
+def _optimizers() -> dict[str, type]:
+    from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
+
+    return {"RMSpropTFLike": RMSpropTFLike, "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW,
+            "RMSprop": torch.optim.RMSprop}  # fmt: skip
+
+
 def build_policy_kwargs(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Convert YAML ``policy_kwargs`` (activation names as strings) to SB3's policy arguments."""
+    """Convert YAML ``policy_kwargs`` (activation and optimiser names as strings) to SB3's policy arguments."""
     kwargs = dict(raw)
+    if "optimizer_class" in kwargs:
+        optimizers = _optimizers()
+        name = str(kwargs["optimizer_class"])
+        if name not in optimizers:
+            raise ConfigError(f"policy_kwargs.optimizer_class {name!r} is unknown; use one of {', '.join(optimizers)}.")
+        kwargs["optimizer_class"] = optimizers[name]
     if "activation_fn" in kwargs:
         name = str(kwargs["activation_fn"]).lower().removeprefix("nn.")
         if name not in ACTIVATIONS:

@@ -13,6 +13,7 @@ training loop and pentad adds the run layout. Layout of a run folder ``out``::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import math
@@ -29,10 +30,12 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import VecEnv
 
+from pentad_core.autoconfig import parse_duration, self_configure
 from pentad_core.devices import seed_everything, set_threads
 from pentad_core.errors import CheckpointError, ConfigError, DataError, missing_file
 from pentad_core.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from pentad_rl.agents import agent_arguments, build_agent
+from pentad_rl.budget import BudgetSpent, TimeBudget, plan, probe
 from pentad_rl.callbacks import CheckpointEveryN, CurveEvalCallback, Interrupt, SaveBest, SelfPlayCallback
 from pentad_rl.checkpoints import prepare_monitor, read_resume_state, resume_agent
 from pentad_rl.config import RLConfig
@@ -54,6 +57,8 @@ class TrainResult:
     wall_s: float
     steps_trained: int
     curve: list[dict[str, float]] = field(default_factory=list)
+    #: Whether ``--time-budget`` ended training before ``config.timesteps``.
+    stopped_by_budget: bool = False
 
     @property
     def steps_per_s(self) -> float:
@@ -66,8 +71,42 @@ class TrainResult:
             "train/timesteps": float(self.model.num_timesteps),
             "train/wall_s": self.wall_s,
             "train/steps_per_s": self.steps_per_s,
+            "train/stopped_by_budget": float(self.stopped_by_budget),
             **self.evaluation.metrics("eval"),
         }
+
+
+class _BudgetView:
+    """``context`` as :func:`self_configure` sees it: ``timesteps`` stays open to the budget's cap."""
+
+    def __init__(self, context: Any) -> None:
+        self._context = context
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    @property
+    def explicit_keys(self) -> frozenset[str]:
+        return frozenset(self._context.explicit_keys) - {"timesteps"}
+
+
+def configure_budget(context: Any) -> TimeBudget | None:
+    """``--time-budget``: probe the speed, choose ``timesteps`` (recorded in the run's ``config.yaml`` with its
+    reason, printed as one table) and return the budget the training loop keeps; ``None`` without one.
+
+    The budget caps the preset's (or the user's) ``timesteps``, so the choice applies even over them. A
+    resumed run keeps its ``config.yaml`` and goes on counting the time its checkpoint had spent.
+    """
+    config: RLConfig = context.config
+    if not config.time_budget:
+        return None
+    budget_s = parse_duration(config.time_budget, key="--time-budget")
+    if context.resume_path is not None:
+        return TimeBudget(budget_s)
+    measured = probe(config, seed=config.seed)
+    fingerprint, choices = plan(config, measured)
+    context.config = self_configure(_BudgetView(context), fingerprint, choices)
+    return TimeBudget(budget_s - measured.wall_s, measured.steps_per_s)
 
 
 def supports_self_play(env_id: str) -> bool:
@@ -100,6 +139,7 @@ def train(
     verbose: int = 0,
     callbacks: list[BaseCallback] | None = None,
     tensorboard: bool = True,
+    budget: TimeBudget | None = None,
 ) -> TrainResult:
     """Train ``config.algo`` on ``config.env`` for ``config.timesteps`` steps, then evaluate it.
 
@@ -115,6 +155,9 @@ def train(
         verbose: SB3 verbosity.
         callbacks: Extra SB3 callbacks (e.g. Optuna pruning).
         tensorboard: Write TensorBoard logs to ``out/logs``.
+        budget: Stop at the start of the rollout that would overrun it (``--time-budget``; see
+            :mod:`pentad_rl.budget`), with ``last.zip`` written; the agent is then evaluated as usual.
+            Default: ``config.time_budget`` in full, when set.
 
     Returns:
         The trained model, its final evaluation over ``config.eval_episodes`` deterministic episodes,
@@ -147,14 +190,16 @@ def train(
     )
     eval_env = make_env(evaluation_config(config), n_envs=1, seed=seed + 10_000, training=False)
     tb_log = str(out / "logs") if tensorboard else None
+    if budget is None and config.time_budget:
+        budget = TimeBudget(parse_duration(config.time_budget, key="--time-budget"))
     try:
-        return _learn(config, out, env, eval_env, seed, path, tb_log, progress_bar, verbose, callbacks)
+        return _learn(config, out, env, eval_env, seed, path, tb_log, progress_bar, verbose, callbacks, budget)
     finally:
         env.close()
         eval_env.close()
 
 
-def _learn(config, out, env, eval_env, seed, resume, tb_log, progress_bar, verbose, callbacks) -> TrainResult:
+def _learn(config, out, env, eval_env, seed, resume, tb_log, progress_bar, verbose, callbacks, budget) -> TrainResult:
     evaluator = CurveEvalCallback(
         eval_env,
         n_eval_episodes=config.eval_episodes,
@@ -166,6 +211,8 @@ def _learn(config, out, env, eval_env, seed, resume, tb_log, progress_bar, verbo
     parts: dict[str, Any] = {"evaluation": evaluator}
     if config.self_play:
         parts["self_play"] = SelfPlayCallback(config.self_play_freq)
+    if budget is not None:
+        parts["time_budget"] = budget
     finish = None
     if resume is not None:
         model, finish = resume_agent(
@@ -182,9 +229,9 @@ def _learn(config, out, env, eval_env, seed, resume, tb_log, progress_bar, verbo
     interrupt = Interrupt()
     checkpointer = CheckpointEveryN(
         out / "checkpoints", config.checkpoint_freq, eval_env=eval_env, parts=parts,
-        monitor_dir=out / "monitor", interrupt=interrupt, on_start=finish,
+        monitor_dir=out / "monitor", interrupt=interrupt, on_start=finish, budget=budget,
     )  # fmt: skip
-    chain: list[BaseCallback] = [checkpointer, *parts.values()]
+    chain: list[BaseCallback] = [checkpointer, *(p for p in parts.values() if isinstance(p, BaseCallback))]
     for callback in callbacks or []:
         if hasattr(callback, "evaluator"):
             callback.evaluator = evaluator  # e.g. Optuna's pruning callback reads the evaluations
@@ -192,7 +239,7 @@ def _learn(config, out, env, eval_env, seed, resume, tb_log, progress_bar, verbo
 
     steps_before = model.num_timesteps
     start = time.perf_counter()
-    with interrupt:
+    with interrupt, contextlib.suppress(BudgetSpent):
         model.learn(
             total_timesteps=config.timesteps - steps_before,
             callback=CallbackList(chain),
@@ -209,7 +256,8 @@ def _learn(config, out, env, eval_env, seed, resume, tb_log, progress_bar, verbo
 
         sync_envs_normalization(env, eval_env)
     evaluation = evaluate_agent(model, eval_env, n_episodes=config.eval_episodes, deterministic=True)
-    return TrainResult(model=model, evaluation=evaluation, wall_s=wall, steps_trained=steps, curve=evaluator.curve)
+    stopped = budget.stopped_at if budget is not None else None
+    return TrainResult(model, evaluation, wall, steps, curve=evaluator.curve, stopped_by_budget=stopped is not None)
 
 
 # -- evaluation and acting ----------------------------------------------------------------------------

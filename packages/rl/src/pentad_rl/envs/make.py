@@ -44,11 +44,22 @@ def _can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods()
 
 
-def _wrapper_chain(names: list[str], in_worker: bool = False):
+def _wrapper(item: str | dict[str, dict[str, Any]], in_worker: bool):
+    """One ``env_wrapper`` item: a name of ``ENV_WRAPPERS`` or ``{name: {keyword: value}}``."""
+    if item == "record":
+        return functools.partial(EpisodeRecorder, ignore_interrupt=in_worker)
+    if isinstance(item, dict):
+        if len(item) != 1:
+            raise ConfigError(f"env_wrapper item {item!r} must be a name or {{name: {{keyword: value}}}}.")
+        name, kwargs = next(iter(item.items()))
+        return functools.partial(ENV_WRAPPERS.get(name), **dict(kwargs or {}))
+    return ENV_WRAPPERS.get(item)
+
+
+def _wrapper_chain(names: list[str | dict[str, dict[str, Any]]], in_worker: bool = False):
     if not names:
         return None
-    recorder = functools.partial(EpisodeRecorder, ignore_interrupt=in_worker)
-    wrappers = [recorder if name == "record" else ENV_WRAPPERS.get(name) for name in names]
+    wrappers = [_wrapper(item, in_worker) for item in names]
 
     def wrap(env: gym.Env) -> gym.Env:
         for wrapper in wrappers:

@@ -136,13 +136,34 @@ def register_env(env_id: str, description: str, max_episode_steps: int | None = 
     return register
 
 
-#: Named gymnasium wrappers that presets list under ``env_wrapper``.
+#: Named gymnasium wrappers that presets list under ``env_wrapper`` (a name, or ``{name: {keyword: value}}``).
 ENV_WRAPPERS: Registry = Registry("env wrapper")
 
 
 @ENV_WRAPPERS.register("atari")
-def atari_wrapper(env: gym.Env) -> gym.Env:
+def atari_wrapper(
+    env: gym.Env,
+    noop_max: int = 30,
+    frame_skip: int = 4,
+    screen_size: int = 84,
+    terminal_on_life_loss: bool = True,
+    clip_reward: bool = True,
+) -> gym.Env:
     """SB3's AtariWrapper: no-op reset, frame skip 4, 84x84 grey frames, episodic life, reward clipping."""
     from stable_baselines3.common.atari_wrappers import AtariWrapper
 
-    return AtariWrapper(env)
+    return AtariWrapper(env, noop_max, frame_skip, screen_size, terminal_on_life_loss, clip_reward)
+
+
+@ENV_WRAPPERS.register("time_feature")
+def time_feature_wrapper(env: gym.Env, max_steps: int = 1000, test_mode: bool = False) -> gym.Env:
+    """sb3-contrib's TimeFeatureWrapper: the remaining share of the episode as an extra observation."""
+    from sb3_contrib.common.wrappers import TimeFeatureWrapper
+
+    return TimeFeatureWrapper(env, max_steps=max_steps, test_mode=test_mode)
+
+
+@ENV_WRAPPERS.register("time_limit")
+def time_limit_wrapper(env: gym.Env, max_episode_steps: int) -> gym.Env:
+    """gymnasium's TimeLimit: end (truncate) every episode after ``max_episode_steps`` steps."""
+    return gym.wrappers.TimeLimit(env, max_episode_steps=max_episode_steps)
