@@ -15,7 +15,7 @@ from pentad_rl.envs.make import make_env
 from pentad_rl.export import export_policy
 from pentad_rl.registry import ALGORITHMS
 
-CONTINUOUS_ONLY = {"sac", "td3", "ddpg"}
+CONTINUOUS_ONLY = {name for name in ALGORITHMS.names() if ALGORITHMS.info(name).tasks == ("continuous",)}
 
 
 def small_config(algo: str) -> RLConfig:

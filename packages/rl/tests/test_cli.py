@@ -209,6 +209,21 @@ def test_benchmark_compares_with_plain_sb3(tmp_path):
     )
 
 
+def test_benchmark_against_the_bare_library_defaults(tmp_path):
+    """``--baseline defaults``: plain SB3 with nothing of the preset (1 env, its own defaults), same steps."""
+    from pentad_rl.pipeline import bare_defaults
+    from pentad_rl.presets import resolve_agent_config
+
+    bare = bare_defaults(resolve_agent_config("dqn", "CartPole-v1", {"timesteps": 500}))
+    assert (bare.n_envs, bare.model_options, bare.policy_kwargs, bare.timesteps) == (1, {}, {}, 500)
+    out = tmp_path / "bench"
+    argv = ["benchmark", "--algo", "ppo", "--env", "CartPole-v1", "--timesteps", "256", *TINY, "--seeds", "0"]
+    assert main([*argv, "--episodes", "2", "--baseline", "defaults", "--out", str(out)]) == 0
+    rows = json.loads((out / "benchmark.json").read_text())["rows"]
+    assert [r["implementation"] for r in rows] == ["pentad", "sb3 defaults"]
+    assert metrics(out)["bench/defaults_mean_return"] == rows[1]["mean_return"]
+
+
 def test_tune_writes_the_trials_table_and_the_best_preset(tmp_path):
     out = tmp_path / "tune"
     arguments = [

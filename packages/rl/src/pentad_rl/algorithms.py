@@ -11,7 +11,7 @@ a misspelled key is a ConfigError listing the valid ones.
 from __future__ import annotations
 
 from gymnasium import spaces
-from sb3_contrib import QRDQN, TQC, TRPO, CrossQ, MaskablePPO, RecurrentPPO
+from sb3_contrib import QRDQN, TQC, TRPO, MaskablePPO, RecurrentPPO
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -43,10 +43,6 @@ ALGORITHMS.register("qrdqn", QRDQN, description="Quantile Regression DQN (sb3-co
 ALGORITHMS.register(
     "tqc", TQC, description="Truncated Quantile Critics, continuous actions (sb3-contrib)", tasks=("continuous",),
     **CONTRIB,
-)  # fmt: skip
-ALGORITHMS.register(
-    "crossq", CrossQ, description="CrossQ: SAC with batch-normalised critics, no target (sb3-contrib)",
-    tasks=("continuous",), **CONTRIB,
 )  # fmt: skip
 ALGORITHMS.register(
     "trpo", TRPO, description="Trust Region Policy Optimization (sb3-contrib)", tasks=ANY_ACTIONS, **CONTRIB

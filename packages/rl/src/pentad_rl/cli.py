@@ -229,18 +229,18 @@ def tune_verb(context: Context) -> None:
 def _benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="S", help="seeds (default 0 1 2)")
     parser.add_argument("--episodes", type=int, default=20, metavar="N", help="evaluation episodes per seed")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the plain stable-baselines3 runs")
+    parser.add_argument("--baseline", default="preset", choices=pipeline.BASELINES, help=pipeline.BASELINE_HELP)
 
 
 @app.verb(
     "benchmark",
-    "Preset vs plain stable-baselines3 on the same seeds, interleaved (default CartPole PPO).",
+    "Preset with pentad vs plain stable-baselines3 (same preset, or its bare defaults) on the same seeds.",
     arguments=_benchmark_arguments,
 )
 def benchmark_verb(context: Context) -> None:
     args, run = context.args, context.run
     rows, summary = pipeline.benchmark(
-        context.config, args.seeds, args.episodes, baseline=not args.no_baseline, out=run.path, log=context.print
+        context.config, args.seeds, args.episodes, baseline=args.baseline, out=run.path, log=context.print
     )
     run.write_metrics(summary)
     pipeline.write_report(run.path / "benchmark", {"rows": rows, "summary": summary}, rows)

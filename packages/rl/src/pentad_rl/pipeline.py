@@ -410,6 +410,22 @@ ZOO_REFERENCE = {
 }
 
 
+#: What ``benchmark`` runs beside pentad: plain SB3 with the same preset, SB3's bare defaults, or nothing.
+BASELINES = ("preset", "defaults", "none")
+BASELINE_HELP = (
+    "beside pentad: plain stable-baselines3 with the same preset (default), with its bare library defaults "
+    "(1 env, no preset) for the same steps, or none"
+)
+
+
+def bare_defaults(config: RLConfig) -> RLConfig:
+    """``config``'s algorithm, environment, steps and threads with nothing of its preset: SB3's own defaults."""
+    return RLConfig(
+        model=config.algo, dataset=config.env, env_kwargs=dict(config.env_kwargs), timesteps=config.timesteps,
+        threads=config.threads, device=config.device, seed=config.seed,
+    )  # fmt: skip
+
+
 def plain_sb3(config: RLConfig, seed: int, episodes: int) -> dict[str, float]:
     """Train and evaluate with stable-baselines3 alone (no pentad code in the loop)."""
     import gymnasium as gym
@@ -467,7 +483,7 @@ def benchmark(
     config: RLConfig,
     seeds: list[int],
     episodes: int = 20,
-    baseline: bool = True,
+    baseline: bool | str = "preset",
     out: str | Path = "runs/rl/benchmark",
     log: Callable[[str], None] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
@@ -480,6 +496,8 @@ def benchmark(
     kernels). Both are timed around ``model.learn`` only and evaluated on deterministic episodes.
 
     Args:
+        baseline: ``preset`` (plain SB3 with the same config; also ``True``), ``defaults`` (plain SB3 with its
+            bare defaults, :func:`bare_defaults`, for the same number of steps) or ``none`` (``False``).
         log: Called with one line per finished run (the CLI prints it); ``None`` is silent.
 
     Returns:
@@ -491,16 +509,20 @@ def benchmark(
     out = Path(out)
     rows: list[dict[str, Any]] = []
     reference = ZOO_REFERENCE.get((config.algo, config.env), "n/a")
-    if baseline:
+    baseline = {True: "preset", False: "none"}.get(baseline, baseline)  # type: ignore[arg-type]
+    if baseline not in BASELINES:
+        raise ConfigError(f"--baseline {baseline!r} must be one of {', '.join(BASELINES)}.")
+    other = "stable-baselines3" if baseline == "preset" else "sb3 defaults"
+    if baseline != "none":
         warm_up(config, out / "warmup")
     model = None
     for index, seed in enumerate(seeds):
-        order = ("pentad", "stable-baselines3") if index % 2 == 0 else ("stable-baselines3", "pentad")
+        order = ("pentad", other) if index % 2 == 0 else (other, "pentad")
         for implementation in order:
             if implementation == "pentad":
                 metrics, model = pentad_run(config, seed, episodes, out / f"pentad_seed{seed}")
-            elif baseline:
-                metrics = plain_sb3(config, seed, episodes)
+            elif baseline != "none":
+                metrics = plain_sb3(config if baseline == "preset" else bare_defaults(config), seed, episodes)
             else:
                 continue
             rows.append({"implementation": implementation, "seed": seed, **metrics, "rl_zoo": reference})
@@ -516,6 +538,10 @@ def benchmark(
         "bench/pentad_wall_s": statistics.mean(r["wall_s"] for r in pentad_rows),
         "bench/pentad_steps_per_s": statistics.mean(r["steps_per_s"] for r in pentad_rows),
     }
+    defaults_rows = [r for r in rows if r["implementation"] == "sb3 defaults"]
+    if defaults_rows:
+        summary["bench/defaults_mean_return"] = statistics.mean(r["mean_return"] for r in defaults_rows)
+        summary["bench/defaults_min_return"] = min(r["mean_return"] for r in defaults_rows)
     sb3_rows = [r for r in rows if r["implementation"] == "stable-baselines3"]
     if sb3_rows:
         summary["bench/sb3_mean_return"] = statistics.mean(r["mean_return"] for r in sb3_rows)

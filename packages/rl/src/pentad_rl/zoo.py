@@ -34,8 +34,8 @@ import yaml
 
 from pentad_core.errors import ConfigError
 
-#: pentad algorithm -> the Zoo's hyperparameter file. ``her.yml`` (goal-conditioned replay) and
-#: ``ars.yml`` (Augmented Random Search) have no pentad algorithm and are not read.
+#: pentad algorithm -> the Zoo's hyperparameter file. ``her.yml`` (goal-conditioned replay), ``ars.yml``
+#: (Augmented Random Search) and ``crossq.yml`` have no pentad algorithm and are not read.
 FILES = {
     "ppo": "ppo.yml",
     "a2c": "a2c.yml",
@@ -46,7 +46,6 @@ FILES = {
     "qrdqn": "qrdqn.yml",
     "trpo": "trpo.yml",
     "tqc": "tqc.yml",
-    "crossq": "crossq.yml",
     "recurrent-ppo": "ppo_lstm.yml",
 }
 
