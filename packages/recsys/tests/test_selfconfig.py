@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from pentad_recsys.cli import main
+from pentad_recsys.selfconfig import rule_choices
 
 QUIET = ["--set", "trainer.progress_bar=false"]
 
@@ -76,10 +77,15 @@ def test_csv_fingerprint_and_choices_of_a_hand_made_file(tmp_path):
         "feedback": "explicit", "rating_scale": [1.0, 5.0], "distinct_ratings": 5, "timestamps": False,
     }  # fmt: skip
     chosen = {key: entry["value"] for key, entry in record["choices"].items()}
-    # 0.1 x (0.0504 / 0.5) ** 0.25 = 0.0563; 32 factors under 20,000 ratings; batch 256 under 10,000
-    assert chosen == {"task": "rating", "model": "mf", "weight_decay": 0.056, "lr": 0.005,
-                      "model_options": {"dim": 32}, "batch_size": 256}  # fmt: skip
-    assert (config["model"], config["weight_decay"], config["batch_size"]) == ("mf", 0.056, 256)
+    # the density rule's L2, 0.1 x (0.0504 / 0.5) ** 0.25 = 0.056, is searched x 0.3, 1, 3 on validation
+    decay = chosen.pop("weight_decay")
+    assert decay in (0.0168, 0.056, 0.168) and "short search" in record["choices"]["weight_decay"]["reason"]
+    assert [c.value for c in rule_choices(record["fingerprint"]) if c.key == "weight_decay"] == [0.056]
+    # 32 factors under 20,000 ratings; batch 256 under 10,000
+    assert chosen == {"task": "rating", "model": "mf", "lr": 0.005,
+                      "model_options": {"dim": 32, "init_std": 0.01, "bias_decay": 0.1, "baseline_init": True},
+                      "batch_size": 256}  # fmt: skip
+    assert (config["model"], config["weight_decay"], config["batch_size"]) == ("mf", decay, 256)
     assert config["trainer"]["max_epochs"] == 2  # --epochs was given: the choice of 30 is not applied
     assert all(entry["reason"] for entry in record["choices"].values())
     assert "test/rmse" in json.loads((out / "metrics.json").read_text())

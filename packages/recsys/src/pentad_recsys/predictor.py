@@ -118,6 +118,8 @@ class Recommender:
         model.fit_statistics(train)
         multitask = hasattr(model, "forward_tasks")
         mean = float(train.ratings.mean()) if task == "rating" or multitask else 0.0
+        if task == "rating" and hasattr(model, "init_biases"):
+            model.init_biases(train, mean)  # biased MF may start from the baseline predictor
         # the known interactions are kept in time order (ties by row) so that `update` can rebuild
         # the histories of sequential models with old events before new ones
         order = np.lexsort((np.arange(len(train)), train.timestamps))

@@ -115,8 +115,10 @@ def _embedding_penalty(model: torch.nn.Module, users: torch.Tensor, items: torch
     for module in model.modules():
         axis = getattr(module, "_pentad_axis", None)
         if isinstance(module, torch.nn.Embedding) and axis is not None:
-            rows = module(users if axis == "user" else items)
-            penalty = penalty + rows.square().sum(dim=-1).mean()
+            share = getattr(module, "_pentad_decay", 1.0)  # a table's share of weight_decay (biases)
+            if share:
+                rows = module(users if axis == "user" else items)
+                penalty = penalty + share * rows.square().sum(dim=-1).mean()
     return penalty
 
 

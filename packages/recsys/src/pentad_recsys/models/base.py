@@ -127,6 +127,8 @@ class RecModel(nn.Module):
                 nn.init.normal_(bigger.weight, 0.0, std if np.isfinite(std) and std > 0 else 0.01)
                 bigger.weight[: child.num_embeddings] = child.weight
                 bigger._pentad_axis = axis  # type: ignore[attr-defined]
+                if hasattr(child, "_pentad_decay"):
+                    bigger._pentad_decay = child._pentad_decay  # type: ignore[attr-defined]
                 setattr(module, name, bigger)
         for name, buffer in list(self.named_buffers(recurse=False)):
             axis = getattr(self, "_buffer_axes", {}).get(name)
