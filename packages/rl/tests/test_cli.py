@@ -259,7 +259,8 @@ def test_resume_continues_the_run_as_configured_and_refuses_other_changes(tmp_pa
     import yaml
 
     run = tmp_path / "run"
-    args = ["--algo", "a2c", "--env", "Acrobot-v1", "--set", "model_options={n_steps: 8}", *TINY[2:]]
+    # a2c on Acrobot-v1 has the Zoo's preset (16 envs, normalize: true); the run changes its envs and n_steps.
+    args = ["--algo", "a2c", "--env", "Acrobot-v1", "--n-envs", "2", "--set", "model_options={n_steps: 8}", *TINY[2:]]
     assert main(["train", *args, "--timesteps", "64", "--out", str(run)]) == 0
     first = (run / "config.yaml").read_text()
     assert main(["train", "--out", str(run), "--resume", "last", "--timesteps", "128"]) == 0
@@ -267,11 +268,11 @@ def test_resume_continues_the_run_as_configured_and_refuses_other_changes(tmp_pa
     assert (run / "config.yaml").read_text() == first  # the original is kept; the continuation is recorded
     continued = yaml.safe_load((run / "config.resume-1.yaml").read_text())
     assert continued["model"] == "a2c" and continued["dataset"] == "Acrobot-v1" and continued["timesteps"] == 128
-    assert continued["policy_kwargs"] == {"net_arch": [16]}
+    assert continued["policy_kwargs"] == {"net_arch": [16]} and continued["n_envs"] == 2 and continued["normalize"]
     capsys.readouterr()
-    assert main(["train", "--out", str(run), "--resume", "last", "--timesteps", "192", "--set", "normalize=true"]) == 2
+    assert main(["train", "--out", str(run), "--resume", "last", "--timesteps", "192", "--set", "normalize=false"]) == 2
     error = capsys.readouterr().err.strip()
-    assert len(error.splitlines()) == 1 and "normalize would change from False to True" in error
+    assert len(error.splitlines()) == 1 and "normalize would change from True to False" in error
 
 
 def test_reading_verbs_write_into_a_new_folder_and_never_into_the_run(tmp_path, capsys):
