@@ -32,6 +32,8 @@ def test_train_model_applies_the_models_section_of_the_mnist10k_recipe():
     narrow = resolve("--dataset", "mnist10k", "--model", "resnet18-cifar")
     assert narrow.model_options == {"width": 16} and narrow.trainer.max_epochs == 3
     assert resolve("--dataset", "mnist10k", "--model", "resnet18-cifar", "--epochs", "1").trainer.max_epochs == 1
+    args = app.build_parser().parse_args(["benchmark", "--dataset", "mnist10k", "--model", "alexnet"])
+    assert app.resolve_config(args, app._verbs["benchmark"]) == alexnet  # benchmark resolves the same section
 
 
 @pytest.mark.parametrize("recipe", ["mnist10k", "cifar10_jpeg"])
