@@ -165,3 +165,11 @@ def test_nifti_ct_volumes_are_clipped_to_their_foreground_window(tmp_path):
     assert saved["patch_size"] == 32 and saved["model_options"]["depth"] == 2  # the user's depth is kept
     volume = Predictor.from_run(result.folder).predict_volume(tmp_path / "data" / "images" / "c0.nii.gz")
     assert volume.labels.shape == (32, 32, 3) and np.isfinite(volume.foreground).all()
+
+
+def test_benchmark_on_a_folder_compares_with_otsu_on_the_same_split(photo_folder, tmp_path):
+    config = {**QUIET, "dataset": "folder", "data_dir": str(photo_folder), "time_budget": "5s"}
+    result = app.run("benchmark", config, out=tmp_path / "bench")
+    table = (result.folder / "benchmark.md").read_text()
+    assert "Otsu threshold, channel" in table and "measured, same split" in table
+    assert "pentad unet (folder)" in table and np.isfinite(result.metrics["test/dice"])
