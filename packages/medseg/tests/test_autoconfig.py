@@ -51,13 +51,13 @@ def test_large_photographs_get_large_patches_not_64_pixels():
     fp = {"images": 600, "validation_images": 100, "channels": 3, "classes": 2, "median_size": [500, 530],
           "foreground_share": 0.15, "intensity": {"min": 0.0, "max": 1.0}}  # fmt: skip
     cpu, gpu = choices_of(fp), choices_of(fp, kind="gpu")
-    assert (cpu["patch_size"], cpu["model_options.depth"], cpu["batch_size"]) == (256, 5, 2)
+    assert (cpu["patch_size"], cpu["model_options.depth"], cpu["batch_size"]) == (128, 4, 8)
     assert (gpu["patch_size"], gpu["model_options.depth"], gpu["batch_size"]) == (480, 5, 13)
     assert gpu["model_options.base_channels"] == 32 and gpu["model_options.norm"] == "batch"
-    assert cpu["foreground_fraction"] == 0.33
+    assert cpu["foreground_fraction"] == 0.33 and cpu["model_options.norm"] == "batch"
     # smp models have no depth/width options to choose
     smp = choices_of(fp, MedsegConfig(dataset="folder", model="smp-unet"))
-    assert "model_options.depth" not in smp and smp["patch_size"] == 256
+    assert "model_options.depth" not in smp and smp["patch_size"] == 128
 
 
 def test_nifti_intensity_choices_ct_clip_or_per_volume_zscore():
