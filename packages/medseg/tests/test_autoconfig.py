@@ -173,3 +173,25 @@ def test_benchmark_on_a_folder_compares_with_otsu_on_the_same_split(photo_folder
     table = (result.folder / "benchmark.md").read_text()
     assert "Otsu threshold, channel" in table and "measured, same split" in table
     assert "pentad unet (folder)" in table and np.isfinite(result.metrics["test/dice"])
+
+
+def test_benchmark_trains_each_model_with_the_section_train_would_use(tmp_path, monkeypatch):
+    import pentad_medseg.cli as cli
+
+    seen = []
+
+    def fake_train(context):
+        seen.append((context.config, context.run.path))
+        context.data = None
+        return {"test/auc": 0.9, "test/f1": 0.8}
+
+    monkeypatch.setattr(cli, "_train", fake_train)
+    result = app.run("benchmark", {"threads": 1}, out=tmp_path / "bench", models="unet,smp-fpn")
+    (unet, unet_run), (fpn, fpn_run) = seen
+    assert (unet.model, unet.lr, unet.model_options["depth"]) == ("unet", 0.003, 3)
+    assert (fpn.model, fpn.encoder, fpn.lr, fpn.model_options) == ("smp-fpn", "resnet18", 0.001, {})
+    train = resolve("--model", "smp-fpn")  # what `train --dataset drive --model smp-fpn` runs with
+    fields = ("lr", "encoder", "scheduler", "foreground_fraction", "patch_size", "time_budget", "trainer")
+    assert [getattr(train, f) for f in fields] == [getattr(fpn, f) for f in fields]
+    assert (unet_run.name, fpn_run.name) == ("unet", "smp-fpn")
+    assert "pentad smp-fpn (drive)" in (result.folder / "benchmark.md").read_text()

@@ -158,9 +158,11 @@ def benchmark(context: Context) -> None:
     results = []
     for name in names or [context.config.model]:
         one = context
-        if len(names) > 1:  # each model in its own run folder, with the config `train --model NAME` gets
+        if names:  # the config `train --model NAME` gets; several models get a run folder each
             config = context.app.config_for_model(context, name)
-            one = dataclasses.replace(context, config=config, run=RunDir(context.run.path / name))
+            one = dataclasses.replace(
+                context, config=config, run=RunDir(context.run.path / name) if len(names) > 1 else context.run
+            )
             one.run.write_config(config)
         results.append((name, _train(one)))
     rows, summary = benchmark_report(one.config, one.data, results, describe_hardware().summary())
