@@ -82,7 +82,7 @@ def test_csv_fingerprint_and_choices_of_a_hand_made_file(tmp_path):
     assert decay in (0.0168, 0.056, 0.168) and "short search" in record["choices"]["weight_decay"]["reason"]
     assert [c.value for c in rule_choices(record["fingerprint"]) if c.key == "weight_decay"] == [0.056]
     # 32 factors under 20,000 ratings; batch 256 under 10,000
-    assert chosen == {"task": "rating", "model": "mf", "lr": 0.005,
+    assert chosen == {"task": "rating", "model": "mf", "lr": 0.005, "threads": 1,
                       "model_options": {"dim": 32, "init_std": 0.01, "bias_decay": 0.1, "baseline_init": True},
                       "batch_size": 256}  # fmt: skip
     assert (config["model"], config["weight_decay"], config["batch_size"]) == ("mf", decay, 256)

@@ -217,7 +217,12 @@ def apply(context: Any, data: Interactions, train: Interactions, val: Interactio
     if not config.self_configure or context.resume_path is not None:
         return config
     facts = fingerprint(data, config)
-    return self_configure(context, facts, choose(config, context.explicit_keys, facts, train, val))
+    choices = []
+    if "threads" not in context.explicit_keys:  # before the search and the timing, which it speeds up
+        torch.set_num_threads(1)
+        choices.append(Choice("threads", 1, "embedding models' small per-batch ops run fastest on one thread"))
+    choices += choose(config, context.explicit_keys, facts, train, val)
+    return self_configure(context, facts, choices)
 
 
 __all__ = ["apply", "choose", "epoch_seconds", "fingerprint", "rule_choices", "search_decay"]
