@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pentad_core.testing import requires_dataset
 from pentad_recsys.cli import main
 from pentad_recsys.selfconfig import rule_choices
 
@@ -133,3 +134,24 @@ def test_time_budget_stops_cleanly_with_a_tested_checkpoint(tmp_path, explicit_e
         assert 1 <= choice["value"] <= 200 and "per measured epoch" in choice["reason"]
     lines = (out / "logs" / "metrics.csv").read_text().splitlines()
     assert len(lines) > 1
+
+
+@requires_dataset("ml-100k")
+def test_benchmark_trains_each_model_with_the_config_train_gives_it(tmp_path):
+    from pentad_recsys.cli import app
+
+    bench, run = tmp_path / "bench", tmp_path / "train"
+    argv = ["--protocol", "rating", "--models", "popularity,itemknn", "--splits", "u1", *QUIET]
+    assert main(["benchmark", "--out", str(bench), *argv]) == 0
+    for name in ("popularity", "itemknn"):
+        args = app.build_parser().parse_args(["train", "--dataset", "ml-100k", "--model", name, "--split", "u1"])
+        expected = app.resolve_config(args, app._verbs["train"])
+        ran = run_config(bench / f"{name}-u1")
+        assert (ran["model_options"], ran["val_ratio"]) == (expected.model_options, expected.val_ratio)
+    out = run / "popularity"
+    assert (
+        main(["train", "--dataset", "ml-100k", "--model", "popularity", "--split", "u1", "--out", str(out), *QUIET])
+        == 0
+    )
+    benchmark = json.loads((bench / "metrics.json").read_text())["u1/popularity/rmse"]
+    assert benchmark == json.loads((out / "metrics.json").read_text())["test/rmse"]  # 1.0422 when written

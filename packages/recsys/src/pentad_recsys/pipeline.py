@@ -429,8 +429,10 @@ def benchmark_run(config: RecsysConfig, folder: Path, data_root: str | Path | No
         torch.set_num_threads(config.threads)
     try:
         split = split_data(config, load_data(config, data_root))
+        run = RunDir(folder)
+        run.write_config(config)  # the config it ran with, as `train` writes it
         start, cpu = time.perf_counter(), time.process_time()
-        _, metrics = train(config, RunDir(folder), split)
+        _, metrics = train(config, run, split)
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     finally:
         torch.set_num_threads(previous)
