@@ -15,8 +15,8 @@ from pentad_core.cli import App, Context
 from pentad_core.errors import ConfigError, DataError
 from pentad_core.files import atomic_write_csv, atomic_write_json, atomic_write_text
 from pentad_core.serving import add_serve_arguments, run_server, serve_options
+from pentad_recsys import autoconfig, pipeline
 from pentad_recsys import models as _models  # noqa: F401  (registers the models)
-from pentad_recsys import pipeline, selfconfig
 from pentad_recsys.config import RecsysConfig, resolve_monitor
 from pentad_recsys.data import load_dataset
 from pentad_recsys.predictor import Predictor
@@ -68,7 +68,7 @@ def _train_and_report(context: Context) -> tuple[Any, Any]:
         f"split {split.name}: {len(split.train):,} train, {len(split.val or []):,} val, {len(split.test):,} test"
     )
     if config.dataset == "csv":  # the generic dataset configures itself from a fingerprint of the data
-        config = selfconfig.apply(context, dataset.interactions, split.train, split.val)
+        config = autoconfig.apply(context, dataset.interactions, split.train, split.val)
     recommender, metrics = pipeline.train(config, context.run, split, context.resume_path)
     _print_metrics(context, metrics)
     return recommender, split

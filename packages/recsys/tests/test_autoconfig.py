@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from pentad_core.testing import requires_dataset
+from pentad_recsys.autoconfig import rule_choices
 from pentad_recsys.cli import main
-from pentad_recsys.selfconfig import rule_choices
 
 QUIET = ["--set", "trainer.progress_bar=false"]
 
