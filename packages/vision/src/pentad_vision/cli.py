@@ -14,11 +14,11 @@ from pentad_core.checkpoint import atomic_save
 from pentad_core.cli import App, Context
 from pentad_core.serving import add_serve_arguments
 from pentad_vision import pipeline
+from pentad_vision.autoconfig import load_self_configured
 from pentad_vision.config import VisionConfig
 from pentad_vision.data import DATASETS, ImageData, load_dataset
 from pentad_vision.models import MODELS
 from pentad_vision.predictor import Predictor
-from pentad_vision.selfconfig import load_self_configured
 
 
 def verify(name: str, root: Path) -> str:

@@ -10,7 +10,7 @@ import yaml
 from PIL import Image
 
 from pentad_core.config import recipe_for_model
-from pentad_vision import selfconfig
+from pentad_vision import autoconfig
 from pentad_vision.cli import app
 from pentad_vision.models import MODELS, build_model
 
@@ -66,39 +66,39 @@ def _folder(root, colour: bool, sizes=((12, 10),), per_class: int = 20):
 
 
 def test_probe_of_a_grey_folder_and_its_choices(tmp_path):
-    probe = selfconfig.probe_folder(_folder(tmp_path / "grey", colour=False))
+    probe = autoconfig.probe_folder(_folder(tmp_path / "grey", colour=False))
     assert probe == {
         "images": 60, "classes": 3, "imbalance": 1.0, "median_size": "12x10", "median_side": 12,
         "sizes_vary": False, "grey": True, "plain_background": True,
     }  # fmt: skip
-    chosen = {c.key: c.value for c in selfconfig.input_choices(probe)}
+    chosen = {c.key: c.value for c in autoconfig.input_choices(probe)}
     assert chosen == {"dataset_options.image_size": 16, "dataset_options.channels": 1}
     config = resolve("--dataset", "imagefolder", "--set", "dataset_options.image_size=16")
-    chosen = {c.key: c.value for c in selfconfig.training_choices(probe, config, train_images=43)}
+    chosen = {c.key: c.value for c in autoconfig.training_choices(probe, config, train_images=43)}
     assert chosen == {
         "batch_size": 16, "augment.flip": False, "augment.crop_padding": 1, "augment.crop_mode": "constant",
         "optim.schedule": "onecycle", "optim.warmup_epochs": 0.5, "optim.label_smoothing": 0.1,
         "model_options.hidden": 128,
     }  # fmt: skip
     assert (
-        selfconfig.epochs_wanted(3) == 60
-        and selfconfig.epochs_wanted(100) == 40
-        and selfconfig.epochs_wanted(900) == 10
+        autoconfig.epochs_wanted(3) == 60
+        and autoconfig.epochs_wanted(100) == 40
+        and autoconfig.epochs_wanted(900) == 10
     )
 
 
 def test_probe_of_a_colour_folder_of_mixed_sizes(tmp_path):
-    probe = selfconfig.probe_folder(_folder(tmp_path / "colour", colour=True, sizes=((90, 70), (80, 80), (120, 60))))
+    probe = autoconfig.probe_folder(_folder(tmp_path / "colour", colour=True, sizes=((90, 70), (80, 80), (120, 60))))
     assert (probe["grey"], probe["plain_background"], probe["sizes_vary"], probe["median_side"]) == (
         False,
         False,
         True,
         90,
     )
-    chosen = {c.key: c.value for c in selfconfig.input_choices(probe)}
+    chosen = {c.key: c.value for c in autoconfig.input_choices(probe)}
     assert chosen == {"dataset_options.image_size": 64, "dataset_options.channels": 3}
     config = resolve("--dataset", "imagefolder", "--set", "dataset_options.image_size=64")
-    chosen = {c.key: c.value for c in selfconfig.training_choices(probe, config, train_images=20000)}
+    chosen = {c.key: c.value for c in autoconfig.training_choices(probe, config, train_images=20000)}
     assert (chosen["augment.flip"], chosen["augment.crop_padding"], chosen["augment.crop_mode"]) == (True, 4, "reflect")
     assert (chosen["batch_size"], chosen["model_options.hidden"]) == (128, 512)
 
@@ -106,16 +106,16 @@ def test_probe_of_a_colour_folder_of_mixed_sizes(tmp_path):
 def test_without_a_budget_the_epochs_follow_the_step_rule_and_nothing_is_timed(monkeypatch):
     from types import SimpleNamespace
 
-    monkeypatch.setattr(selfconfig, "measure_epoch_seconds", lambda *args: pytest.fail("timed without a budget"))
+    monkeypatch.setattr(autoconfig, "measure_epoch_seconds", lambda *args: pytest.fail("timed without a budget"))
     config = resolve("--dataset", "imagefolder", "--batch-size", "16")
-    choice = selfconfig.epoch_choice(config, SimpleNamespace(train=range(43)))  # 3 steps per epoch
+    choice = autoconfig.epoch_choice(config, SimpleNamespace(train=range(43)))  # 3 steps per epoch
     assert (choice.key, choice.value) == ("trainer.max_epochs", 60) and "about 4,000 steps" in choice.reason
 
 
 def test_train_records_the_choices_and_the_users_options_win(tmp_path, monkeypatch, capsys):
     folder = str(_folder(tmp_path / "grey", colour=False))
     # a measured 10 ms step and 1 s epoch: a 20 s budget fits floor(20 * 0.85 - 0.5) = 16 epochs
-    monkeypatch.setattr(selfconfig, "measure_epoch_seconds", lambda config, data: (0.01, 1.0))
+    monkeypatch.setattr(autoconfig, "measure_epoch_seconds", lambda config, data: (0.01, 1.0))
     run = tmp_path / "run"
     argv = ["train", "--dataset", "imagefolder", "--data-dir", folder, "--out", str(run), "--time-budget", "20s"]
     code = app.main([*argv, "--image-size", "20", "--set", "augment.flip=true", "--set", "trainer.max_steps=2", *QUIET])
