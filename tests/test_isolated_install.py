@@ -30,8 +30,9 @@ SHORT_DEMO = {
     "traffic": ["--epochs", "1"],
     "rl": ["--set", "timesteps=4000", "--set", "eval_freq=2000"],
 }
-#: Recipe keys the shortened demo overrides (everything else must equal the packaged recipe).
-OVERRIDDEN = {"trainer.max_epochs", "timesteps", "eval_freq"}
+#: Recipe keys the shortened demo overrides (everything else must equal the packaged recipe); rl's
+#: ``source`` records the whole chain (the RL Zoo entry, then demo.yaml's own line).
+OVERRIDDEN = {"trainer.max_epochs", "timesteps", "eval_freq", "source"}
 
 pytestmark = pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not installed")
 

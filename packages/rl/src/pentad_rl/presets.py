@@ -280,6 +280,8 @@ class RLApp(App):
         if getattr(context.args, "resume", None):
             super()._say_recipe(context)
         elif config.source:
+            if self.recipe_source is not None:  # a pentad file is in force (Connect Four, the demo, an override)
+                context.print(f"recipe: {self.recipe_source}")
             context.print(f"preset for {config.algo} on {config.env}: {config.source}")
         else:
             problem = getattr(self, "preset_problems", {}).get(config.algo)
