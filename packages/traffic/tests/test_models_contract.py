@@ -201,3 +201,100 @@ def test_every_model_exports_to_onnx_with_parity_or_says_it_cannot(name: str, tm
     path = export_onnx(model, example, tmp_path / "model.onnx", input_names=["inputs"], output_names=["forecast"])
     report = check_onnx_parity(model, path, other, tolerance=1e-4)
     assert report.passed and report.batch_size == 3
+
+
+def test_strongest_neighbours_orders_by_weight_and_pads_sensors_with_few():
+    from pentad_traffic.models.base import strongest_neighbours
+
+    adjacency = torch.tensor(
+        [
+            [5.0, 0.2, 0.9, 0.5],  # the diagonal (the sensor itself) is ignored
+            [0.3, 1.0, 0.3, 0.0],  # equal weights: the lower index first
+            [0.0, 0.0, 1.0, 0.0],  # no neighbour at all
+            [0.1, 0.0, 0.0, 0.0],
+        ]
+    )
+    index = strongest_neighbours(adjacency, 2)
+    assert index.dtype == torch.long
+    assert index.tolist() == [[2, 3], [0, 2], [-1, -1], [0, -1]]
+    assert strongest_neighbours(adjacency, 6).shape == (4, 6)  # more than there are: padded with -1
+
+
+def test_neighbour_highway_reads_each_neighbours_last_readings():
+    # Features: own window relative to its last step and as is, then each neighbour's last R readings
+    # minus the sensor's own last reading, neighbour by neighbour; a missing neighbour reads zero.
+    from pentad_traffic.models.base import AutoregressiveHighway
+
+    x = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3, 1)  # (B, L, N, F)
+    index = torch.tensor([[2, 1], [0, -1], [1, 0]])
+    highway = AutoregressiveHighway(4, 5, num_nodes=3, neighbour_index=index, neighbour_lags=2)
+    features = highway.lags(x)
+    assert features.shape == (2, 3, 2 * 4 + 2 * 2)
+    speed = x[..., 0]
+    assert torch.equal(features[:, 0, 8:10], speed[:, -2:, 2] - speed[:, -1:, 0])
+    assert torch.equal(features[:, 0, 10:12], speed[:, -2:, 1] - speed[:, -1:, 0])
+    assert torch.equal(features[:, 1, 10:12], torch.zeros(2, 2))
+    assert highway(x).shape == (2, 5, 3)
+    assert highway.linear.in_features == 12 and highway.sensor_weight.shape == (3, 12, 5)
+
+
+def test_neighbour_highway_fit_recovers_a_sensor_driven_by_a_neighbours_lag():
+    # Sensor 0 follows the readings of its strongest neighbour (2) two and three steps back, sensor 1
+    # its own last step: the fitted linear map (its Jacobian) has exactly these coefficients. The
+    # neighbourhood mean cannot express it.
+    from pentad_traffic.models.base import AutoregressiveHighway, random_walk, strongest_neighbours
+
+    torch.manual_seed(0)
+    adjacency = torch.tensor([[1.0, 0.5, 0.9], [0.5, 1.0, 0.0], [0.9, 0.0, 1.0]])
+    x = torch.rand(400, 4, 3, 1)
+    speed = x[..., 0]
+    coefficients = torch.zeros(2, 3, 4, 3)  # (H, N, L, N): output step and sensor <- input step and sensor
+    coefficients[0, 0, 2, 2], coefficients[1, 0, 1, 2] = 0.8, -0.6
+    coefficients[:, 1, 3, 1] = 1.5
+    coefficients[:, 2, 3, 2] = 1.0
+    y = torch.einsum("hnlm,blm->bhn", coefficients, speed) + 0.1
+    index = strongest_neighbours(adjacency, 2)
+    highway = AutoregressiveHighway(4, 2, num_nodes=3, neighbour_index=index, neighbour_lags=3)
+    highway.fit(x, y, ridge=1e-9, sensor_ridge=1e-9)
+    jacobian = torch.autograd.functional.jacobian(highway, torch.rand(1, 4, 3, 1))[0, ..., 0, :, :, 0]
+    assert torch.allclose(jacobian, coefficients, atol=1e-3)
+    fresh = torch.rand(50, 4, 3, 1)
+    assert torch.allclose(highway(fresh), torch.einsum("hnlm,blm->bhn", coefficients, fresh[..., 0]) + 0.1, atol=1e-3)
+    mean_only = AutoregressiveHighway(4, 2, random_walk(adjacency), num_nodes=3).fit(x, y, 1e-9, 1e-9)
+    assert (mean_only(x) - y).abs().max() > 0.05
+
+
+@pytest.mark.parametrize("name", ["graph-wavenet", "tgcn", "a3tgcn", "stgcn"])
+def test_neighbour_highway_is_off_by_default_and_an_option(name: str):
+    assert make(name, 5, 12, 3).highway.neighbour_index is None
+    model = build_model(
+        name,
+        {"neighbours": 2, "neighbour_lags": 3},
+        num_nodes=5,
+        input_len=12,
+        horizon=3,
+        adjacency=np.ones((5, 5), np.float32),
+    )
+    assert model.highway.neighbour_index.tolist() == [[1, 2], [0, 2], [0, 1], [0, 1], [0, 1]]
+    assert model(torch.rand(2, 12, 5, 1)).shape == (2, 3, 5)
+    with pytest.raises(ConfigError, match="neighbour_lags"):
+        build_model(
+            name,
+            {"neighbours": 2, "neighbour_lags": 13},
+            num_nodes=5,
+            input_len=12,
+            horizon=3,
+            adjacency=np.ones((5, 5)),
+        )
+
+
+def test_neighbour_highway_needs_a_graph_and_exports_to_onnx(tmp_path):
+    from pentad_core.export import check_onnx_parity, export_onnx
+
+    with pytest.raises(ConfigError, match="graph"):
+        build_model("graph-wavenet", {"neighbours": 2}, num_nodes=5, input_len=12, horizon=3)
+    model = build_model(
+        "graph-wavenet", {"neighbours": 3}, num_nodes=5, input_len=12, horizon=3, adjacency=np.ones((5, 5), np.float32)
+    ).eval()
+    path = export_onnx(model, torch.rand(2, 12, 5, 1), tmp_path / "model.onnx", input_names=["inputs"])
+    assert check_onnx_parity(model, path, torch.rand(3, 12, 5, 1), tolerance=1e-4).passed

@@ -57,6 +57,9 @@ class Forecaster(nn.Module):
         highway: bool = False,
         neighbourhood: torch.Tensor | None = None,
         per_sensor: bool = False,
+        graph: torch.Tensor | None = None,
+        neighbours: int = 0,
+        neighbour_lags: int = 3,
     ) -> None:
         """Set up the forecast's linear parts, added by :meth:`finish_forecast`.
 
@@ -67,10 +70,36 @@ class Forecaster(nn.Module):
                 window of each sensor's neighbourhood mean.
             per_sensor: Give the highway coefficients of its own for every sensor on top of the
                 shared ones.
+            graph: ``(N, N)`` road graph weights the ``neighbours`` are chosen from.
+            neighbours: Let the highway also read, one by one, the last ``neighbour_lags`` readings
+                of each sensor's ``neighbours`` strongest graph neighbours (0: off).
+            neighbour_lags: Readings of each such neighbour, at most the input length.
+
+        Raises:
+            ConfigError: If ``neighbours`` is negative, is set without a ``graph``, or
+                ``neighbour_lags`` is not in ``1..input_len``.
         """
         self.residual = residual
+        if int(neighbours) < 0:
+            raise ConfigError(f"model option neighbours must be at least 0, got {neighbours}.")
+        index = None
+        if highway and neighbours:
+            if graph is None:
+                raise ConfigError("model option neighbours needs the road graph (adjacency).")
+            if not 1 <= int(neighbour_lags) <= self.input_len:
+                raise ConfigError(
+                    f"model option neighbour_lags must be in 1..input_len ({self.input_len}), got {neighbour_lags}."
+                )
+            index = strongest_neighbours(graph, int(neighbours))
         self.highway = (
-            AutoregressiveHighway(self.input_len, self.horizon, neighbourhood, self.num_nodes if per_sensor else None)
+            AutoregressiveHighway(
+                self.input_len,
+                self.horizon,
+                neighbourhood,
+                self.num_nodes if per_sensor else None,
+                neighbour_index=index,
+                neighbour_lags=int(neighbour_lags),
+            )
             if highway
             else None
         )
@@ -104,7 +133,10 @@ class AutoregressiveHighway(nn.Module):
     "highway" of LSTNet, Lai et al. 2018): it gives every learned model a linear forecaster to
     build on, so the network learns the non-linear and spatial part. With a ``support`` it also
     reads the window of the sensor's graph neighbourhood mean (``support @ speeds``), the linear
-    spatial autoregression that is a strong baseline on road networks.
+    spatial autoregression that is a strong baseline on road networks. With a ``neighbour_index``
+    it also reads the last ``neighbour_lags`` readings of each of the sensor's strongest
+    neighbours one by one (relative to the sensor's own last reading): a mean blurs which
+    neighbour is upstream, these let each sensor's regression weigh them apart.
 
     The coefficients are shared by all sensors. With ``num_nodes`` every sensor also gets
     coefficients of its own, added to the shared ones: sensors differ (on-ramps, bottlenecks,
@@ -116,25 +148,48 @@ class AutoregressiveHighway(nn.Module):
         horizon: Predicted steps ``H``.
         support: Optional ``(N, N)`` row-normalised adjacency whose neighbourhood mean is added as lags.
         num_nodes: Sensors ``N`` for per-sensor coefficients; ``None`` keeps only the shared ones.
+        neighbour_index: Optional ``(N, K)`` long indices of each sensor's neighbours, ``-1`` where a
+            sensor has fewer than ``K`` (their features are zero); see :func:`strongest_neighbours`.
+        neighbour_lags: Readings ``R`` of each neighbour (the last ``R`` of the window).
     """
 
     def __init__(
-        self, input_len: int, horizon: int, support: torch.Tensor | None = None, num_nodes: int | None = None
+        self,
+        input_len: int,
+        horizon: int,
+        support: torch.Tensor | None = None,
+        num_nodes: int | None = None,
+        neighbour_index: torch.Tensor | None = None,
+        neighbour_lags: int = 3,
     ) -> None:
         super().__init__()
         self.register_buffer("support", support)
+        self.register_buffer("neighbour_index", neighbour_index)
+        self.neighbour_lags = int(neighbour_lags)
         features = (2 if support is None else 3) * input_len
+        if neighbour_index is not None:
+            features += neighbour_index.shape[1] * self.neighbour_lags
         self.linear = nn.Linear(features, horizon)
         self.sensor_weight = nn.Parameter(torch.zeros(num_nodes, features, horizon)) if num_nodes else None
         self.sensor_bias = nn.Parameter(torch.zeros(num_nodes, horizon)) if num_nodes else None
 
     def lags(self, x: torch.Tensor) -> torch.Tensor:
-        """The linear features: ``(B, L, N, F)`` -> ``(B, N, 2L or 3L)``."""
+        """The linear features: ``(B, L, N, F)`` -> ``(B, N, D)`` with ``D = 2L`` (own window as is and
+        relative to its last step), ``+ L`` with a support, ``+ K R`` with neighbours (in the order of
+        ``neighbour_index``, each neighbour's ``R`` readings oldest first)."""
         speed = x[..., 0]
         lags = [speed - speed[:, -1:], speed]
         if self.support is not None:
             lags.append(torch.einsum("nm,blm->bln", self.support, speed))
-        return torch.cat(lags, dim=1).transpose(1, 2)
+        features = torch.cat(lags, dim=1).transpose(1, 2)
+        if self.neighbour_index is None:
+            return features
+        index = self.neighbour_index
+        recent = speed[:, -self.neighbour_lags :]  # (B, R, N)
+        around = recent[:, :, index.clamp_min(0)] - speed[:, -1:, :, None]  # (B, R, N, K)
+        around = around * (index >= 0).to(around.dtype)
+        around = around.permute(0, 2, 3, 1).flatten(2)  # (B, N, K R)
+        return torch.cat([features, around], dim=-1)
 
     @torch.no_grad()
     def fit(
@@ -176,6 +231,30 @@ class AutoregressiveHighway(nn.Module):
         if self.sensor_weight is not None:
             out = out + torch.einsum("bnd,ndh->bnh", lags, self.sensor_weight) + self.sensor_bias
         return out.transpose(1, 2)
+
+
+def strongest_neighbours(adjacency: torch.Tensor, k: int) -> torch.Tensor:
+    """Each sensor's ``k`` neighbours of largest positive weight, strongest first.
+
+    Args:
+        adjacency: ``(N, N)`` graph weights (row ``n``: the weights of sensor ``n``'s edges); the
+            diagonal (the sensor itself) is ignored.
+        k: Neighbours per sensor.
+
+    Returns:
+        ``(N, k)`` long indices; equal weights are taken in sensor order, and ``-1`` fills the row
+        of a sensor with fewer than ``k`` neighbours.
+    """
+    weights = adjacency.detach().to(torch.float64).clone()
+    weights.fill_diagonal_(0.0)
+    num_nodes = weights.shape[0]
+    # A stable sort of the negated weights: strongest first, ties by index.
+    order = torch.sort(-weights, dim=1, stable=True).indices[:, :k]
+    index = torch.full((num_nodes, k), -1, dtype=torch.long)
+    width = order.shape[1]
+    strong = torch.gather(weights, 1, order) > 0
+    index[:, :width] = torch.where(strong, order, torch.full_like(order, -1))
+    return index
 
 
 def ridge_fit(

@@ -72,6 +72,9 @@ class GraphWaveNet(Forecaster):
         highway: Add a linear autoregression on each sensor's own window (LSTNet's highway).
         graph_highway: Let the highway also read the window of the sensor's neighbourhood mean.
         sensor_highway: Give the highway coefficients of its own for every sensor (shrunk towards the shared ones).
+        neighbours: Let the highway also read, one by one, the last ``neighbour_lags`` readings of each
+            sensor's ``neighbours`` strongest graph neighbours (0: off).
+        neighbour_lags: Readings of each such neighbour.
     """
 
     def __init__(
@@ -93,11 +96,21 @@ class GraphWaveNet(Forecaster):
         highway: bool = True,
         graph_highway: bool = True,
         sensor_highway: bool = False,
+        neighbours: int = 0,
+        neighbour_lags: int = 3,
     ) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
         graph = as_adjacency(adjacency, num_nodes) if adjacency is not None else None
         neighbourhood = random_walk(graph) if graph is not None and graph_highway else None
-        self.add_linear_terms(residual, highway, neighbourhood, sensor_highway)
+        self.add_linear_terms(
+            residual,
+            highway,
+            neighbourhood,
+            sensor_highway,
+            graph,
+            neighbours=neighbours,
+            neighbour_lags=neighbour_lags,
+        )
         if graph is not None:
             # Forward and backward diffusion; on a symmetric graph they coincide, so keep one.
             directions = [graph] if torch.equal(graph, graph.T) else [graph, graph.T]

@@ -62,6 +62,9 @@ class TGCN(Forecaster):
         highway: Add a linear autoregression on each sensor's own window (LSTNet's highway).
         graph_highway: Let the highway also read the window of the sensor's neighbourhood mean.
         sensor_highway: Give the highway coefficients of its own for every sensor (shrunk towards the shared ones).
+        neighbours: Let the highway also read, one by one, the last ``neighbour_lags`` readings of each
+            sensor's ``neighbours`` strongest graph neighbours (0: off).
+        neighbour_lags: Readings of each such neighbour.
     """
 
     def __init__(
@@ -76,11 +79,21 @@ class TGCN(Forecaster):
         highway: bool = True,
         graph_highway: bool = True,
         sensor_highway: bool = False,
+        neighbours: int = 0,
+        neighbour_lags: int = 3,
     ) -> None:
         super().__init__(num_nodes, input_len, horizon, in_features)
         graph = as_adjacency(adjacency, num_nodes)
         neighbourhood = random_walk(graph) if graph_highway else None
-        self.add_linear_terms(residual, highway, neighbourhood, sensor_highway)
+        self.add_linear_terms(
+            residual,
+            highway,
+            neighbourhood,
+            sensor_highway,
+            graph,
+            neighbours=neighbours,
+            neighbour_lags=neighbour_lags,
+        )
         support = symmetric_normalized(graph)
         self.cell = TGCNCell(in_features + 1, hidden, support)
         self.head = quiet_init_(nn.Linear(hidden, horizon))
