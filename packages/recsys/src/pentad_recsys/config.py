@@ -32,6 +32,10 @@ class RecsysConfig(RunConfig):
     loss: str = "bpr"
     #: L-BFGS iterations per epoch of full-batch models (glocal-k).
     lbfgs_iterations: int = 5
+    #: A fresh L-BFGS every epoch (curvature history cleared), as scipy's minimize(maxiter=N) called each epoch.
+    lbfgs_reset: bool = False
+    #: Loss evaluations per L-BFGS epoch, line searches included (0: torch's default, 1.25 x lbfgs_iterations).
+    lbfgs_max_evals: int = 0
     #: Options of the model's constructor, e.g. {dim: 32}; a key the model does not take is an error.
     model_options: dict = field(default_factory=dict)
     #: Options of the dataset loader (csv: user_col, item_col, rating_col, time_col, sep, header, rating_min,

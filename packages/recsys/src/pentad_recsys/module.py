@@ -22,7 +22,15 @@ from pentad_core.training import PentadModule
 from pentad_recsys.data.interactions import Interactions
 from pentad_recsys.data.sampling import NegativeSampler
 from pentad_recsys.predictor import Recommender
-from pentad_recsys.training import TrainSettings, batch_loss, epoch_batches, evaluate, needs_negatives
+from pentad_recsys.training import (
+    TrainSettings,
+    batch_loss,
+    epoch_batches,
+    evaluate,
+    lbfgs,
+    needs_negatives,
+    reset_lbfgs,
+)
 
 
 def distributed_rank() -> tuple[int, int]:
@@ -152,6 +160,9 @@ class RecsysModule(PentadModule):
         finetune = int(getattr(self.model, "finetune_epochs", 0))
         if finetune and self.current_epoch == self.settings.epochs:
             self.model.start_global_stage()
+        if self.model.full_batch and self.settings.lbfgs_reset:
+            for optimizer in self.trainer.optimizers:
+                reset_lbfgs(optimizer)
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_index: int) -> torch.Tensor:
         self.model.train()
@@ -179,13 +190,7 @@ class RecsysModule(PentadModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         if self.model.full_batch:
-            return torch.optim.LBFGS(
-                self.model.parameters(),
-                lr=1.0,
-                max_iter=self.settings.lbfgs_iterations,
-                history_size=10,
-                line_search_fn="strong_wolfe",
-            )
+            return lbfgs(self.model.parameters(), self.settings)
         return torch.optim.Adam(self.model.parameters(), lr=self.settings.lr)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

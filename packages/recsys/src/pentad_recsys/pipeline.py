@@ -76,6 +76,8 @@ def train_settings(config: RecsysConfig, epochs: int | None = None) -> TrainSett
         negatives=config.negatives,
         loss=config.loss,
         lbfgs_iterations=config.lbfgs_iterations,
+        lbfgs_reset=config.lbfgs_reset,
+        lbfgs_max_evals=config.lbfgs_max_evals,
         seed=config.seed,
     )
 

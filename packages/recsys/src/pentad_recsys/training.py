@@ -17,7 +17,7 @@ Every task trains through :func:`batch_loss`; the batch layout depends on the ta
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +45,12 @@ class TrainSettings:
         loss: Ranking loss, ``"bpr"`` or ``"bce"``; sequential models also take ``"ce"`` (softmax
             over all items).
         lbfgs_iterations: L-BFGS iterations per epoch of full-batch models.
+        lbfgs_reset: Start every epoch of a full-batch model with a fresh L-BFGS (its curvature
+            history cleared), as calling scipy's ``minimize(maxiter=lbfgs_iterations)`` afresh each
+            epoch does; False carries the history across epochs.
+        lbfgs_max_evals: Loss evaluations per L-BFGS epoch (line-search steps included); 0: torch's
+            default, ``1.25 x lbfgs_iterations``, which cuts an epoch short of its iterations
+            whenever a line search takes more than one evaluation.
         seed: Seed of shuffling and sampling.
     """
 
@@ -55,7 +61,29 @@ class TrainSettings:
     negatives: int = 1
     loss: str = "bpr"
     lbfgs_iterations: int = 5
+    lbfgs_reset: bool = False
+    lbfgs_max_evals: int = 0
     seed: int = 0
+
+
+def lbfgs(parameters: Iterable[torch.nn.Parameter], settings: TrainSettings) -> torch.optim.LBFGS:
+    """The full-batch models' optimiser: one ``step`` is one epoch of ``settings.lbfgs_iterations``
+    iterations (at most ``lbfgs_max_evals`` loss evaluations), strong-Wolfe line search, 10 pairs of
+    curvature history."""
+    return torch.optim.LBFGS(
+        parameters,
+        lr=1.0,
+        max_iter=settings.lbfgs_iterations,
+        max_eval=settings.lbfgs_max_evals or None,
+        history_size=10,
+        line_search_fn="strong_wolfe",
+    )
+
+
+def reset_lbfgs(optimizer: torch.optim.Optimizer) -> None:
+    """Clear an L-BFGS optimiser's state (curvature pairs, direction, step, counters): its next
+    ``step`` starts as a new optimiser's first one."""
+    optimizer.state.clear()
 
 
 def iterate_batches(
@@ -246,13 +274,7 @@ def fit(
                 continue
             if stage_index == 1:
                 model.start_global_stage()
-            optimizer = torch.optim.LBFGS(
-                model.parameters(),
-                lr=1.0,
-                max_iter=settings.lbfgs_iterations,
-                history_size=10,
-                line_search_fn="strong_wolfe",
-            )
+            optimizer = lbfgs(model.parameters(), settings)
 
             def closure(optimizer: torch.optim.Optimizer = optimizer) -> torch.Tensor:
                 optimizer.zero_grad()
@@ -261,6 +283,8 @@ def fit(
                 return loss
 
             for epoch in range(stage_epochs):
+                if settings.lbfgs_reset:
+                    reset_lbfgs(optimizer)
                 loss_value = float(optimizer.step(closure).detach())
                 if on_epoch:
                     on_epoch(epoch + stage_index * settings.epochs, loss_value)
