@@ -157,3 +157,26 @@ def test_every_file_is_written_atomically():
         if in_place.search(line)
     ]
     assert not offenders, offenders
+
+
+def test_airbench_options_train_and_end_on_the_lookahead_copy(tmp_path):
+    """A cifar-fast run with lookahead and scaled norm learning rates: the checkpoint carries the
+    slow copy, the trained weights equal it (the last step copies it in), and the run predicts."""
+    import torch
+
+    from pentad_vision.predictor import Predictor
+
+    out = tmp_path / "airbench"
+    options = ["--model", "cifar-fast", "--set", "model_options={widths: [8, 16, 16]}",
+               "--set", "optim={lr: 0.2, lookahead_every: 2, norm_lr_scale: 8.0, warmup_epochs: 1.0,"
+               " warmup_start_factor: 0.2, schedule: onecycle}", "--batch-size", "32"]  # fmt: skip
+    assert app.main(["train", "--dataset", "synthetic", "--out", str(out), *TINY[:2], *TINY[4:-2],
+                     "--epochs", "2", *options]) == 0  # fmt: skip
+    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    slow = {k.removeprefix("lookahead.module."): v for k, v in state.items() if k.startswith("lookahead.module.")}
+    live = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+    assert slow and slow.keys() == live.keys()
+    assert all(torch.equal(slow[k], live[k]) for k in slow if slow[k].is_floating_point())
+    predictor = Predictor.from_run(out)
+    probabilities = predictor.probabilities(torch.rand(2, 3, 16, 16))
+    assert probabilities.shape == (2, 4) and torch.allclose(probabilities.sum(1), torch.ones(2))

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from pentad_core.errors import ConfigError
-from pentad_vision.ema import ModelEMA
+from pentad_vision.ema import Lookahead, ModelEMA
 from pentad_vision.metrics import ClassificationMeter, topk_correct
 from pentad_vision.optim import build_optimizer, lr_factor, param_groups
 from pentad_vision.transforms import (
@@ -146,3 +146,56 @@ def test_metrics_on_a_hand_computed_case():
     assert meter.per_class_accuracy().tolist() == [0.5, 1.0, 0.0, 1.0]
     assert values["balanced_acc"] == pytest.approx(2.5 / 4)
     assert meter.confusion.tolist() == [[1, 1, 0, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]]
+
+
+def test_norm_lr_scale_gives_norms_a_group_of_their_own():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
+    optimizer = build_optimizer(model, "sgd", lr=0.1, weight_decay=0.01, norm_lr_scale=64.0)
+    norms = next(g for g in optimizer.param_groups if any(p is model[1].bias for p in g["params"]))
+    assert {id(p) for p in norms["params"]} == {id(model[1].weight), id(model[1].bias)}
+    assert norms["lr"] == pytest.approx(6.4) and norms["weight_decay"] == pytest.approx(0.01 / 64)
+    # shrinkage per step lr * weight_decay is the same as the weights'
+    weights = next(g for g in optimizer.param_groups if any(p is model[0].weight for p in g["params"]))
+    assert norms["lr"] * norms["weight_decay"] == pytest.approx(weights["lr"] * weights["weight_decay"])
+    assert len(optimizer.param_groups) == 3  # conv and linear weights; conv and linear biases; the norm
+    with pytest.raises(ConfigError, match="norm_lr_scale"):
+        param_groups(model, 0.1, norm_lr_scale=0.0)
+
+
+def test_warmup_starts_at_its_start_factor():
+    assert lr_factor(0, 100, "onecycle", warmup_steps=10, start_factor=0.2) == pytest.approx(0.2 + 0.8 * 0.1)
+    assert lr_factor(9, 100, "onecycle", warmup_steps=10, start_factor=0.2) == pytest.approx(1.0)
+    assert lr_factor(100, 100, "onecycle", warmup_steps=10, final_factor=0.07, start_factor=0.2) == pytest.approx(0.07)
+
+
+def test_lookahead_follows_the_formula_and_ends_on_the_slow_copy():
+    model = nn.Sequential(nn.Linear(1, 1, bias=False), nn.BatchNorm1d(1))
+    nn.init.constant_(model[0].weight, 0.0)
+    lookahead = Lookahead(model, every=5, base=0.9)
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[1].running_mean.fill_(2.0)
+    assert not lookahead.step(model, 3, 10)  # not a multiple of 5: nothing happens
+    assert model[0].weight.item() == 1.0
+    decay = 0.9**5 * 0.5**3
+    assert lookahead.decay(5, 10) == pytest.approx(decay)
+    assert lookahead.step(model, 5, 10)
+    expected = (1 - decay) * 1.0
+    assert model[0].weight.item() == pytest.approx(expected)  # the weights are set to the slow copy
+    assert lookahead.module[0].weight.item() == pytest.approx(expected)
+    assert model[1].running_mean.item() == pytest.approx((1 - decay) * 2.0)  # float buffers too
+    assert int(model[1].num_batches_tracked) == 0  # integer buffers are left alone
+    with torch.no_grad():
+        model[0].weight.fill_(3.0)
+    assert lookahead.step(model, 10, 10)  # the last step: the weights take the slow copy unchanged
+    assert model[0].weight.item() == pytest.approx(expected)
+
+
+def test_cifar_fast_convolutions_start_as_identities():
+    from pentad_vision.models import build_model
+
+    net = build_model("cifar-fast", {"widths": (16, 32, 32)}, num_classes=10)
+    conv = net.groups[1].conv1  # 16 -> 32 channels
+    x = torch.randn(2, 16, 8, 8)
+    assert torch.allclose(conv(x)[:, :16], x, atol=1e-6)
+    assert net.groups[0].norm1.momentum == pytest.approx(0.4)

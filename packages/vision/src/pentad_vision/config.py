@@ -36,6 +36,14 @@ class OptimConfig:
     label_smoothing: float = 0.0
     #: Exponential moving average of the weights for evaluation (0 disables it; e.g. 0.999).
     ema_decay: float = 0.0
+    #: The warm-up starts at this fraction of the peak learning rate (airbench94: 0.2).
+    warmup_start_factor: float = 0.0
+    #: Learning-rate multiplier of the normalisation layers' parameters, which then also take weight
+    #: decay divided by it (airbench94: 64 for its batch-norm shifts; 1: one group like the biases).
+    norm_lr_scale: float = 1.0
+    #: airbench94's lookahead: every this many steps the weights move into a slow copy and are set
+    #: to it, with a decay rising as 0.95**k * (t/T)**3 (0 disables it; airbench94: 5).
+    lookahead_every: int = 0
 
 
 @dataclass

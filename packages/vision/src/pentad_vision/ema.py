@@ -48,3 +48,56 @@ class ModelEMA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x)
+
+
+class Lookahead(nn.Module):
+    """airbench94's lookahead: every ``every`` steps the weights are pulled into a slow copy and
+    set to it.
+
+    At step ``t`` of ``T`` (a multiple of ``every``) with ``decay = base**every * (t / T)**3``::
+
+        slow = decay * slow + (1 - decay) * weights;  weights = slow
+
+    Early on the decay is near 0 (the slow copy just follows the weights); towards the end it
+    approaches ``base**every`` and the weights become an average over the last few hundred
+    steps, which removes the noise of the final, small-learning-rate steps. Unlike
+    :class:`ModelEMA` the training weights themselves are replaced, and the floating-point
+    buffers (batch-norm running statistics) are averaged too. At the last step the weights take
+    the slow copy. The slow copy is a submodule, so checkpoints (and ``--resume``) carry it.
+
+    Args:
+        model: The model being trained (copied once).
+        every: Steps between two updates (airbench94: 5).
+        base: Per-step decay at the end of training (airbench94: 0.95).
+    """
+
+    def __init__(self, model: nn.Module, every: int = 5, base: float = 0.95) -> None:
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"lookahead interval must be at least 1, got {every}")
+        self.module = copy.deepcopy(model)  # never run, so its train/eval mode does not matter
+        for parameter in self.module.parameters():
+            parameter.requires_grad_(False)
+        self.every, self.base = every, base
+
+    def decay(self, step: int, total_steps: int) -> float:
+        """The decay of the update at ``step`` (1-based count of optimiser steps)."""
+        return self.base**self.every * (min(step, total_steps) / max(total_steps, 1)) ** 3
+
+    @torch.no_grad()
+    def sync(self, model: nn.Module) -> None:
+        """Make the slow copy equal to ``model`` (after a data-dependent initialisation)."""
+        self.module.load_state_dict(model.state_dict())
+
+    @torch.no_grad()
+    def step(self, model: nn.Module, step: int, total_steps: int) -> bool:
+        """Update after optimiser step ``step`` (1-based) of ``total_steps``; returns whether it did."""
+        last = step >= total_steps
+        if step % self.every and not last:
+            return False
+        decay = 1.0 if last else self.decay(step, total_steps)
+        for slow, live in zip(self.module.state_dict().values(), model.state_dict().values()):
+            if slow.is_floating_point():
+                slow.lerp_(live, 1.0 - decay)
+                live.copy_(slow)
+        return True

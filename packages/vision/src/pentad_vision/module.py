@@ -16,7 +16,7 @@ from pentad_core.devices import is_channels_last
 from pentad_core.training import PentadModule
 from pentad_vision.config import AugmentConfig, OptimConfig
 from pentad_vision.data.base import ImageData, ShardSampler, make_loader
-from pentad_vision.ema import ModelEMA
+from pentad_vision.ema import Lookahead, ModelEMA
 from pentad_vision.metrics import ClassificationMeter
 from pentad_vision.models import build_model
 from pentad_vision.optim import build_optimizer, build_scheduler
@@ -114,6 +114,8 @@ class ImageClassifier(PentadModule):
         self.net = Normalized(backbone, mean, std)
         self._trainable = {id(p) for p in backbone.parameters() if p.requires_grad}  # some stay frozen by design
         self.ema = ModelEMA(self.net, self.optim.ema_decay) if self.optim.ema_decay > 0 else None
+        every = self.optim.lookahead_every
+        self.lookahead = Lookahead(self.net, every) if every > 0 else None
         self.batch_augment = build_batch_augment(
             self.augment.crop_padding, self.augment.crop_mode, self.augment.flip, self.augment.cutout
         )
@@ -144,8 +146,7 @@ class ImageClassifier(PentadModule):
         if hasattr(backbone, "init_whitening") and not self.whitened:
             sample = to_unit(data.train.images[:5000])
             backbone.init_whitening((sample - self.net.mean) / self.net.std)
-            if self.ema is not None:
-                self.ema.module.load_state_dict(self.net.state_dict())
+            self._sync_copies()
             self.whitened = True
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> torch.Tensor:
@@ -178,7 +179,17 @@ class ImageClassifier(PentadModule):
             if id(parameter) not in head and id(parameter) in self._trainable:
                 parameter.requires_grad_(train_backbone)
 
+    def _sync_copies(self) -> None:
+        """Start the EMA and lookahead copies from the current weights (after a data-dependent init)."""
+        if self.ema is not None:
+            self.ema.module.load_state_dict(self.net.state_dict())
+        if self.lookahead is not None:
+            self.lookahead.sync(self.net)
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_index: int) -> None:
+        if self.lookahead is not None:
+            total = max(int(self.trainer.estimated_stepping_batches), 1)
+            self.lookahead.step(self.net, self.trainer.global_step, total)
         if self.ema is not None:
             self.ema.update(self.net)
 
@@ -190,11 +201,14 @@ class ImageClassifier(PentadModule):
             self.optim.weight_decay,
             self.optim.momentum,
             self.optim.nesterov,
+            norm_lr_scale=self.optim.norm_lr_scale,
         )
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         epochs = max(int(self.trainer.max_epochs or 1), 1)
         warmup = round(self.optim.warmup_epochs * total / epochs)
-        scheduler = build_scheduler(optimizer, total, self.optim.schedule, warmup, self.optim.final_lr_factor)
+        scheduler = build_scheduler(
+            optimizer, total, self.optim.schedule, warmup, self.optim.final_lr_factor, self.optim.warmup_start_factor
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ----------------------------------------------------------------- evaluation
@@ -260,8 +274,7 @@ class ImageClassifier(PentadModule):
                 "Use the same --model as the pretrained run.",
             )
         fresh = copy_matching_weights(self, path, prefix="net.", exclude=("net.mean", "net.std"))
-        if self.ema is not None:
-            self.ema.module.load_state_dict(self.net.state_dict())
+        self._sync_copies()
         self.whitened = True
         return [key.removeprefix("net.") for key in fresh if key.startswith("net.")]
 

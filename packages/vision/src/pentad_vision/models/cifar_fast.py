@@ -2,6 +2,9 @@
 
 A frozen 2x2 whitening convolution initialised from the data's patch covariance, then three
 conv-pool-BN-GELU groups (64, 256, 256 channels), a global max-pool and a scaled linear head.
+As in airbench94, every 3x3 convolution starts as an identity on its first input channels
+(Dirac initialisation) and batch norm keeps 0.6 of its running statistics per step (PyTorch
+momentum 0.4).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pentad_vision.registry import IMAGE_CLASSIFIER, MODELS
 class ConvGroup(nn.Module):
     """conv3x3 -> maxpool2 -> BN -> GELU -> conv3x3 -> BN -> GELU."""
 
-    def __init__(self, in_channels: int, out_channels: int, bn_momentum: float = 0.6) -> None:
+    def __init__(self, in_channels: int, out_channels: int, bn_momentum: float = 0.4) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
         self.pool = nn.MaxPool2d(2)
@@ -25,6 +28,9 @@ class ConvGroup(nn.Module):
         self.norm2 = nn.BatchNorm2d(out_channels, momentum=bn_momentum, eps=1e-12)
         for norm in (self.norm1, self.norm2):  # airbench freezes the BN scale at 1 and trains only the shift
             norm.weight.requires_grad_(False)
+        for conv in (self.conv1, self.conv2):  # identity on the first input channels: a signal path at step 0
+            with torch.no_grad():
+                nn.init.dirac_(conv.weight[: conv.weight.shape[1]])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.gelu(self.norm1(self.pool(self.conv1(x))))
