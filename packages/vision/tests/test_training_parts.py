@@ -191,11 +191,14 @@ def test_lookahead_follows_the_formula_and_ends_on_the_slow_copy():
     assert model[0].weight.item() == pytest.approx(expected)
 
 
-def test_cifar_fast_convolutions_start_as_identities():
+def test_cifar_fast_airbench_initialisation_is_an_option():
     from pentad_vision.models import build_model
 
-    net = build_model("cifar-fast", {"widths": (16, 32, 32)}, num_classes=10)
+    options = {"widths": (16, 32, 32), "dirac_init": True, "bn_momentum": 0.4}
+    net = build_model("cifar-fast", options, num_classes=10)
     conv = net.groups[1].conv1  # 16 -> 32 channels
     x = torch.randn(2, 16, 8, 8)
     assert torch.allclose(conv(x)[:, :16], x, atol=1e-6)
     assert net.groups[0].norm1.momentum == pytest.approx(0.4)
+    plain = build_model("cifar-fast", {"widths": (16, 32, 32)}, num_classes=10).groups[1].conv1
+    assert not torch.allclose(plain(x)[:, :16], x, atol=1e-2)  # off by default: the measured recipes' network
