@@ -546,8 +546,11 @@ class App:
         self.recipe_source = path
         return load_yaml(path)
 
-    def _say_recipe(self, context: Context) -> None:
-        """Tell the user which recipe a training verb runs with: a missing one is said, never silent."""
+    def say_recipe(self, context: Context) -> None:
+        """Tell the user which recipe a training verb runs with: a missing one is said, never silent.
+
+        A hook: an app whose settings come from elsewhere too (rl's rl-zoo3 presets) overrides it and
+        still prints ``recipe: <file>`` when a recipe file is in force."""
         args = context.args
         if getattr(args, "resume", None):
             extra = f" and --config {args.config}" if args.config else ""
@@ -667,9 +670,9 @@ class App:
 
     def _dispatch(self, args: argparse.Namespace) -> int | None:
         if args.verb == "models":
-            return self._list_models(args.pattern)
+            return self.models_verb(args.pattern)
         if args.verb == "data":
-            return self._data(args)
+            return self.data_verb(args)
         verb = self._verbs[args.verb]
         config = self.resolve_config(args, verb)
         if self.models is not None and config.model and config.model not in self.models:
@@ -700,7 +703,7 @@ class App:
             context.run, context.resume_path = self._open_run(verb, args, config)
         self.last_run, self.last_config = context.run, config
         if verb.trains:
-            self._say_recipe(context)
+            self.say_recipe(context)
         return verb.handler(context)
 
     def _check_data_dir(self, data_dir: str | None, dataset: str) -> None:
@@ -785,7 +788,8 @@ class App:
 
     # -- scaffold verbs ----------------------------------------------------------------------------
 
-    def _list_models(self, pattern: str) -> int:
+    def models_verb(self, pattern: str) -> int:
+        """The ``models [PATTERN]`` verb: a table of the registered models (a hook apps may extend)."""
         from pentad_core.bench import print_table
 
         if self.models is None:
@@ -796,7 +800,8 @@ class App:
         print_table([{"model": n, "description": self.models.describe(n)} for n in names], title=f"{self.name} models")
         return 0
 
-    def _data(self, args: argparse.Namespace) -> int:
+    def data_verb(self, args: argparse.Namespace) -> int:
+        """The ``data list|download|verify`` verb (a hook apps may extend, e.g. with generated environments)."""
         from pentad_core.bench import print_table
 
         names = self.datasets.names() if self.datasets is not None else sorted(self.remote_files)

@@ -274,11 +274,11 @@ class RLApp(App):
             recipe = {**recipe, "model": model, "models": {**recipe["models"], model: section}}
         return recipe
 
-    def _say_recipe(self, context: Context) -> None:
+    def say_recipe(self, context: Context) -> None:
         """Say where the pair's preset came from, or that the pair runs on the library's defaults."""
         config: RLConfig = context.config
         if getattr(context.args, "resume", None):
-            super()._say_recipe(context)
+            super().say_recipe(context)
         elif config.source:
             if self.recipe_source is not None:  # a pentad file is in force (Connect Four, the demo, an override)
                 context.print(f"recipe: {self.recipe_source}")
@@ -288,7 +288,7 @@ class RLApp(App):
             why = f"rl_zoo3's entry is not usable: {problem}" if problem else "none in rl_zoo3 or shared/configs/rl"
             context.print(f"no preset for {config.algo} on {config.env} ({why}); {LIBRARY_DEFAULTS} apply")
 
-    def _list_models(self, pattern: str) -> int:
+    def models_verb(self, pattern: str) -> int:
         """The algorithms and, per algorithm, how many environments have a preset and from where; naming one
         algorithm lists its pairs."""
         from pentad_core.bench import print_table
@@ -310,11 +310,11 @@ class RLApp(App):
         print(f"Any other pair runs on {LIBRARY_DEFAULTS}. `models NAME` lists the presets of one algorithm.")
         return 0
 
-    def _data(self, args: argparse.Namespace) -> int:
+    def data_verb(self, args: argparse.Namespace) -> int:
         """``data list``: the listed environments with the algorithms that have a preset on each, and where
         from; ``download``/``verify`` as core has them (every environment is generated)."""
         if args.action != "list":
-            return super()._data(args)
+            return super().data_verb(args)
         from pentad_core.bench import print_table
 
         rows = []
