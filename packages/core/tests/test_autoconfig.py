@@ -164,3 +164,27 @@ def test_time_budget_sizes_the_run_and_stops_it_cleanly(tmp_path):
     assert metrics["fit/epochs"] < 20
     state = torch.load(hard / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
     assert state["epoch"] + 1 <= 20
+
+
+def test_preserved_random_state_restores_torch_numpy_and_python_even_on_error():
+    import random
+
+    import numpy as np
+    import torch
+
+    from pentad_core.autoconfig import preserved_random_state
+
+    def draw() -> tuple[float, float, float]:
+        return float(torch.rand(())), float(np.random.rand()), random.random()
+
+    torch.manual_seed(3), np.random.seed(3), random.seed(3)
+    expected = draw()
+    torch.manual_seed(3), np.random.seed(3), random.seed(3)
+    with preserved_random_state():
+        draw(), draw()
+    assert draw() == expected
+    torch.manual_seed(3), np.random.seed(3), random.seed(3)
+    with pytest.raises(RuntimeError), preserved_random_state():
+        draw()
+        raise RuntimeError("timing failed")
+    assert draw() == expected

@@ -10,6 +10,8 @@ module applies them the same way everywhere:
 - :func:`self_configure` applies the choices whose key nobody set (the recipe, ``--config``, the
   options and ``--set`` always win), revalidates the config, records ``self_config`` and rewrites the
   run's ``config.yaml``, and prints one short table.
+- :func:`preserved_random_state` wraps the throwaway work (timing a model, a small search) so that the
+  run draws the random numbers it would have drawn without it.
 - :func:`parse_duration`, :func:`seconds_per_step` and :func:`epochs_for_budget` turn
   ``--time-budget 10m`` into a number of epochs (or steps) from a measured step time; the Lightning
   trainer also stops at the budget (``build_trainer(time_budget=...)``) with a checkpoint written.
@@ -19,9 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,6 +158,26 @@ def choices_table(fingerprint: Mapping[str, Any], applied: list[Choice], kept: l
     if len(lines) == 1:
         lines.append("  nothing to choose: every setting was given")
     return "\n".join(lines)
+
+
+@contextmanager
+def preserved_random_state() -> Iterator[None]:
+    """Restore torch's CPU, numpy's and Python's global random states when the block ends, also on error.
+
+    Self-configuration builds throwaway models and draws batches to time them; without this the run
+    would start from a random state advanced by that work, so the same seed would train differently
+    with and without self-configuration.
+    """
+    import numpy as np
+    import torch
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 def seconds_per_step(step: Callable[[], Any], *, steps: int = 3, warmup: int = 1) -> float:

@@ -40,7 +40,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from pentad_core.autoconfig import Choice, apply_choices, epochs_for_budget, parse_duration, seconds_per_step
+from pentad_core.autoconfig import (
+    Choice,
+    apply_choices,
+    epochs_for_budget,
+    parse_duration,
+    preserved_random_state,
+    seconds_per_step,
+)
 from pentad_medseg.config import MedsegConfig
 from pentad_medseg.data import SegmentationData
 
@@ -190,27 +197,26 @@ def budget_choices(
 
     budget_text = config.time_budget or DEFAULT_BUDGET
     budget = parse_duration(budget_text)
-    torch_state = torch.random.get_rng_state()
-    module, _ = build_module(config, data)
-    device = torch.device("cuda" if kind == "gpu" else "cpu")
-    module = module.to(device)
-    train_loader, _, _ = build_loaders(config, data, module)
-    images, masks, fovs = (t.to(device) for t in next(iter(train_loader)))
-    optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
+    with preserved_random_state():  # the run starts from the random state it would have had
+        module, _ = build_module(config, data)
+        device = torch.device("cuda" if kind == "gpu" else "cpu")
+        module = module.to(device)
+        train_loader, _, _ = build_loaders(config, data, module)
+        images, masks, fovs = (t.to(device) for t in next(iter(train_loader)))
+        optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
 
-    def step() -> None:
-        loss = module.loss_fn(module(images), masks, fovs)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        def step() -> None:
+            loss = module.loss_fn(module(images), masks, fovs)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
 
-    module.train()
-    step_s = seconds_per_step(step)
-    module.eval()
-    probe = data.val[0] if data.val else data.train[0]
-    image = torch.as_tensor(probe.image)[None].to(device)
-    val_image_s = seconds_per_step(lambda: module.predict_probabilities(image, tta=False), steps=1, warmup=0)
-    torch.random.set_rng_state(torch_state)
+        module.train()
+        step_s = seconds_per_step(step)
+        module.eval()
+        probe = data.val[0] if data.val else data.train[0]
+        image = torch.as_tensor(probe.image)[None].to(device)
+        val_image_s = seconds_per_step(lambda: module.predict_probabilities(image, tta=False), steps=1, warmup=0)
     val_s = val_image_s * len(data.val)
     usable = budget * (1 - RESERVE)
     if "patches_per_epoch" in explicit:

@@ -40,7 +40,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from pentad_core.autoconfig import Choice, apply_choices, epochs_for_budget, parse_duration, seconds_per_step
+from pentad_core.autoconfig import (
+    Choice,
+    apply_choices,
+    epochs_for_budget,
+    parse_duration,
+    preserved_random_state,
+    seconds_per_step,
+)
 from pentad_vision.config import VisionConfig
 from pentad_vision.data.base import ImageData
 
@@ -184,27 +191,24 @@ def measure_epoch_seconds(config: VisionConfig, data: ImageData) -> tuple[float,
     from pentad_vision.module import ImageClassifier, to_unit
     from pentad_vision.optim import build_optimizer
 
-    state = torch.random.get_rng_state()
-    module = ImageClassifier(
-        config.model, data.num_classes, data.in_channels, data.image_size, data.mean, data.std, data.classes,
-        augment=vars(config.augment).copy(), model_options=dict(config.model_options),
-    )  # fmt: skip
-    net = module.net.train()
-    optimizer = build_optimizer(net, config.optim.name, config.optim.lr, 0.0, config.optim.momentum)
-    images, labels = data.train.images[: config.batch_size], data.train.labels[: config.batch_size]
-    bf16 = "bf16" in str(config.trainer.precision)
+    with preserved_random_state():  # the run starts from the random state it would have had
+        module = ImageClassifier(
+            config.model, data.num_classes, data.in_channels, data.image_size, data.mean, data.std, data.classes,
+            augment=vars(config.augment).copy(), model_options=dict(config.model_options),
+        )  # fmt: skip
+        net = module.net.train()
+        optimizer = build_optimizer(net, config.optim.name, config.optim.lr, 0.0, config.optim.momentum)
+        images, labels = data.train.images[: config.batch_size], data.train.labels[: config.batch_size]
+        bf16 = "bf16" in str(config.trainer.precision)
 
-    def step() -> None:
-        optimizer.zero_grad()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(net(module.batch_augment(to_unit(images))), labels)
-        loss.backward()
-        optimizer.step()
+        def step() -> None:
+            optimizer.zero_grad()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = F.cross_entropy(net(module.batch_augment(to_unit(images))), labels)
+            loss.backward()
+            optimizer.step()
 
-    try:
         step_s = seconds_per_step(step, steps=3, warmup=1)
-    finally:
-        torch.random.set_rng_state(state)  # the run starts from the random state it would have had
     steps = math.ceil(len(data.train) / config.batch_size)
     val = len(data.val) if data.val is not None else 0
     return step_s, step_s * steps + step_s / 3 * math.ceil(val / config.batch_size)
