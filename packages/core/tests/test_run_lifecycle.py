@@ -52,6 +52,18 @@ def test_resume_refuses_an_option_that_changes_what_is_trained(tmp_path):
     assert not list(run.glob("config.resume-*.yaml"))
 
 
+def test_resume_from_a_damaged_checkpoint_is_refused_before_the_run_is_touched(tmp_path):
+    run = tmp_path / "run"
+    assert run_toy("train", "--out", str(run), "--epochs", "1", *COMMON).returncode == 0
+    last = run / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:100])  # truncated, as by a full disk
+    before = sorted(p.name for p in run.iterdir())
+    refused = run_toy("train", "--out", str(run), "--resume", "last", "--epochs", "2", *COMMON)
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert refused.returncode == 2 and len(lines) == 1 and "last.ckpt cannot be loaded" in lines[0], refused.stderr
+    assert sorted(p.name for p in run.iterdir()) == before  # no config.resume-1.yaml left behind
+
+
 def test_a_verb_that_reads_a_run_writes_beside_it_and_never_into_it(tmp_path):
     run = tmp_path / "run"
     assert run_toy("train", "--out", str(run), "--epochs", "4", *COMMON).returncode == 0

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from pentad_core.checkpoint import resolve_resume
+from pentad_core.checkpoint import load_checkpoint, resolve_resume
 from pentad_core.config import (
     config_to_dict,
     load_yaml,
@@ -748,6 +748,8 @@ class App:
         else:
             out = default_run_path(self.name, config.model or "default", config.dataset)
         resume_path = resolve_resume(args.resume, out, self.last_checkpoint)
+        if resume_path is not None and resume_path.suffix == ".ckpt":
+            load_checkpoint(resume_path)  # a damaged or unsafe checkpoint is refused before the run is touched
         run = RunDir.for_training(out, resume=resume_path is not None, overwrite=args.overwrite)
         record = {"app": self.name, "verb": verb.name}
         if resume_path is not None and (run.path / RunDir.CONFIG).is_file():
