@@ -43,7 +43,7 @@ def test_train_model_x_applies_section_x_and_benchmark_gets_the_same_config(mode
 def test_the_recipe_default_is_graph_wavenet_with_its_section() -> None:
     config = resolved(["train", "--dataset", "los-loop"])
     assert config.model == "graph-wavenet"
-    assert config.model_options["sensor_highway"] is True and config.trainer.max_epochs == 15
+    assert config.model_options["sensor_highway"] is True and config.trainer.max_epochs == 25
     # an option on the command line wins over the section
     assert resolved(["train", "--dataset", "los-loop", "--model", "gru", "--epochs", "3"]).trainer.max_epochs == 3
 
