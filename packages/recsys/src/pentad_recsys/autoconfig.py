@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pentad_core.autoconfig import Choice, epochs_for_budget, parse_duration, seconds_per_step
+from pentad_core.autoconfig import Choice, epochs_for_budget, parse_duration, preserved_random_state, seconds_per_step
 from pentad_recsys.config import RecsysConfig, task_metric
 from pentad_recsys.data.csvfile import column
 from pentad_recsys.data.interactions import Interactions
@@ -114,8 +114,7 @@ def epoch_seconds(config: RecsysConfig, train: Interactions, val: Interactions |
     from pentad_recsys.pipeline import train_settings
     from pentad_recsys.training import batch_loss, epoch_batches, evaluate, needs_negatives
 
-    state = torch.random.get_rng_state()
-    try:
+    with preserved_random_state():  # the run starts from the random state it would have had
         recommender = Recommender.for_training(config.model, train, task=config.task, dataset=config.dataset,
                                                **config.model_options)  # fmt: skip
         settings = train_settings(config)
@@ -138,8 +137,6 @@ def epoch_seconds(config: RecsysConfig, train: Interactions, val: Interactions |
         if val is not None:
             check = seconds_per_step(lambda: evaluate(recommender, train, val, tuple(config.ks), 0), steps=1)
         return per_step * steps + check
-    finally:
-        torch.random.set_rng_state(state)
 
 
 #: Multiples of the density rule's L2 tried on the validation part (explicit ratings).
@@ -155,9 +152,8 @@ def search_decay(config: RecsysConfig, train: Interactions, val: Interactions) -
     from pentad_recsys.pipeline import train_settings
     from pentad_recsys.training import evaluate_rating, fit
 
-    state = torch.random.get_rng_state()
     results = {}
-    try:
+    with preserved_random_state():  # the run itself draws what it would have drawn
         for factor in SEARCH_FACTORS:
             decay = float(round(config.weight_decay * factor, 4))
             settings = train_settings(config, epochs=min(SEARCH_EPOCHS, config.trainer.max_epochs))
@@ -173,8 +169,6 @@ def search_decay(config: RecsysConfig, train: Interactions, val: Interactions) -
 
             fit(recommender, train, settings, on_epoch=validate)
             results[decay] = min(curve)
-    finally:
-        torch.random.set_rng_state(state)
     best = min(results, key=results.get)
     tried = ", ".join(f"{d:g}: {r:.4f}" for d, r in results.items())
     return Choice("weight_decay", best, f"lowest validation RMSE of a short search ({tried})")
