@@ -41,8 +41,11 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", *, mmap: bool = False) -> Any:
     """Load a checkpoint with ``weights_only=True`` (no arbitrary code from pickles).
+
+    ``mmap=True`` maps the tensors' storage instead of reading it: enough to check that a file is a
+    complete, safe checkpoint before a run relies on it, without reading it twice.
 
     Raises:
         CheckpointError: If the file is missing, truncated, not a checkpoint, or holds objects that
@@ -52,7 +55,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}.", "Check --checkpoint or --resume.")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, IndexError, KeyError,
             TypeError, AttributeError, UnicodeDecodeError) as error:  # fmt: skip
         # torch.load surfaces a foreign or damaged file as any of these, depending on where it breaks.

@@ -749,7 +749,7 @@ class App:
             out = default_run_path(self.name, config.model or "default", config.dataset)
         resume_path = resolve_resume(args.resume, out, self.last_checkpoint)
         if resume_path is not None and resume_path.suffix == ".ckpt":
-            load_checkpoint(resume_path)  # a damaged or unsafe checkpoint is refused before the run is touched
+            load_checkpoint(resume_path, mmap=True)  # a damaged or unsafe one is refused before the run is touched
         run = RunDir.for_training(out, resume=resume_path is not None, overwrite=args.overwrite)
         record = {"app": self.name, "verb": verb.name}
         if resume_path is not None and (run.path / RunDir.CONFIG).is_file():

@@ -187,9 +187,8 @@ class ImageClassifier(PentadModule):
             self.lookahead.sync(self.net)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_index: int) -> None:
-        if self.lookahead is not None:
-            total = max(int(self.trainer.estimated_stepping_batches), 1)
-            self.lookahead.step(self.net, self.trainer.global_step, total)
+        if self.lookahead is not None:  # the same step count as the learning-rate schedule's
+            self.lookahead.step(self.net, self.trainer.global_step, self.total_steps)
         if self.ema is not None:
             self.ema.update(self.net)
 
@@ -203,7 +202,7 @@ class ImageClassifier(PentadModule):
             self.optim.nesterov,
             norm_lr_scale=self.optim.norm_lr_scale,
         )
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        total = self.total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
         epochs = max(int(self.trainer.max_epochs or 1), 1)
         warmup = round(self.optim.warmup_epochs * total / epochs)
         scheduler = build_scheduler(
