@@ -118,3 +118,46 @@ def test_user_errors_exit_2_with_one_line(tmp_path: Path, capsys) -> None:
     error = capsys.readouterr().err
     assert "nowhere" in error and len(error.strip().splitlines()) == 1
     assert main(["predict", "--checkpoint", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "c")]) == 2
+
+
+def test_an_ensemble_warm_starts_every_member_and_forecasts_their_mean(tmp_path: Path, capsys) -> None:
+    """`--set ensemble=2`: both members start from the same least-squares highway but differ in
+    their network, the forecast is their mean, and a model without gradient training refuses it."""
+    import torch
+
+    from pentad_traffic.predictor import Predictor
+
+    out = tmp_path / "ensemble"
+    assert main(["train", "--dataset", "synthetic", "--model", "tgcn", "--out", str(out), *TINY,
+                 "--set", "ensemble=2"]) == 0  # fmt: skip
+    assert "ensemble: 2" in (out / "config.yaml").read_text()
+    module = Predictor.from_run(out).module
+    first, second = module.network.members
+    assert any(not torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+    x = torch.randn(4, 12, 5, module.protocol.in_features)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), module.scaler.inverse((first(x) + second(x)) / 2))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test/h3/rmse"] < persistence_scores()["h3/rmse"]
+
+    capsys.readouterr()
+    code = main(["train", "--dataset", "synthetic", "--model", "var", "--out", str(tmp_path / "var"), *TINY[:4],
+                 "--set", "ensemble=2"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "ensemble" in err[0]
+
+
+def test_every_ensemble_member_gets_the_least_squares_highway() -> None:
+    import torch
+
+    import pentad_traffic as pt
+    from pentad_traffic.module import ForecastModule
+
+    prepared = pt.prepare(pt.load_dataset("synthetic", options={"num_nodes": 5, "num_days": 3}), pt.TGCN_PROTOCOL)
+    module = ForecastModule.for_data("tgcn", prepared, ensemble=3, model_options={"hidden": 8})
+    highways = [member.highway for member in module.network.members]
+    assert not torch.equal(highways[0].linear.weight, highways[1].linear.weight)  # fresh, random
+    assert module.initialise_highway(*prepared.train.tensors())
+    for highway in highways[1:]:
+        for a, b in zip(highways[0].state_dict().values(), highway.state_dict().values()):
+            assert torch.equal(a, b)

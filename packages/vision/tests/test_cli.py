@@ -180,3 +180,33 @@ def test_airbench_options_train_and_end_on_the_lookahead_copy(tmp_path):
     predictor = Predictor.from_run(out)
     probabilities = predictor.probabilities(torch.rand(2, 3, 16, 16))
     assert probabilities.shape == (2, 4) and torch.allclose(probabilities.sum(1), torch.ones(2))
+
+
+def test_an_ensemble_trains_each_member_and_predicts_their_mean(tmp_path, capsys):
+    """`--set ensemble=2`: the run records it, the checkpoint holds two networks that differ, the
+    predictor's logits are their mean, and a size below 1 or a pretrained run of another size is
+    one line with exit 2."""
+    import torch
+
+    from pentad_vision.predictor import Predictor
+
+    out = tmp_path / "ensemble"
+    assert app.main(["train", "--dataset", "synthetic", "--out", str(out), *TINY, "--set", "ensemble=2"]) == 0
+    assert "ensemble: 2" in (out / "config.yaml").read_text()
+    predictor = Predictor.from_run(out)
+    first, second = predictor.module.net.model.members
+    assert any(not torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+    images = torch.rand(3, 3, 16, 16)
+    with torch.no_grad():
+        x = predictor.module.net.normalize(images)
+        expected = (first(x) + second(x)) / 2
+        torch.testing.assert_close(predictor.module(images), expected)
+    assert json.loads((out / "metrics.json").read_text())["test/acc"] >= 0.0
+
+    capsys.readouterr()
+    code = app.main(["train", "--dataset", "synthetic", "--out", str(tmp_path / "zero"), *TINY, "--set", "ensemble=0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "ensemble" in err[0]
+    code = app.main(["train", "--dataset", "synthetic", "--out", str(tmp_path / "ft"), *TINY, "--pretrained", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "ensemble of 2" in err[0]

@@ -42,6 +42,10 @@ class TrafficConfig(RunConfig):
     day_of_week: bool = False
     #: Model constructor options, e.g. hidden (tgcn, gru), channels (stgcn, graph-wavenet), lags/ridge (var).
     model_options: dict[str, Any] = field(default_factory=dict)
+    #: Train this many independently initialised copies of the network side by side, each on its
+    #: own loss, and average their forecasts (a deep ensemble; 1: one network; learned models only).
+    #: Costs about K times the compute of one network.
+    ensemble: int = 1
     #: Training loss in mph, masked where the truth is missing: mse, mae or huber.
     loss: str = "mse"
     #: Error in mph where the huber loss turns from quadratic to linear.

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pentad_core.ensemble import build_ensemble, each_member, members
 from pentad_core.errors import ConfigError
 from pentad_core.training import PentadModule
 from pentad_traffic.metrics import horizon_metrics, null_mask
@@ -43,6 +44,8 @@ class ForecastModule(PentadModule):
         epochs: Epochs of the cosine learning-rate schedule.
         huber_delta: Error (mph) where the Huber loss turns from quadratic to linear.
         sensor_ids: The ``N`` sensor ids in column order (default ``"0" .. "N-1"``).
+        ensemble: Independently initialised copies of the network, each trained on its own loss,
+            whose forecasts are averaged (:mod:`pentad_core.ensemble`; 1: one network).
     """
 
     def __init__(
@@ -60,8 +63,16 @@ class ForecastModule(PentadModule):
         epochs: int = 10,
         huber_delta: float = 1.0,
         sensor_ids: list[str] | None = None,
+        ensemble: int = 1,
     ) -> None:
         super().__init__()
+        if ensemble < 1:
+            raise ConfigError(f"ensemble must be at least 1 (networks averaged), got {ensemble}.")
+        if ensemble > 1 and not MODELS.info(model).trainable:
+            raise ConfigError(
+                f"ensemble {ensemble}: {model!r} is not trained by gradient descent, so its copies would be "
+                "identical; use ensemble 1."
+            )
         if loss not in LOSSES:
             raise ConfigError(f"loss {loss!r} is not one of {', '.join(LOSSES)}.")
         if huber_delta <= 0:
@@ -87,15 +98,20 @@ class ForecastModule(PentadModule):
         self.sensor_ids = sensor_ids
         #: Trained by gradient descent (registry metadata); False for the baselines.
         self.learned = MODELS.info(model).trainable
-        self.network = build_model(
-            model,
-            options=model_options,
-            num_nodes=num_nodes,
-            input_len=protocol.input_len,
-            horizon=protocol.output_len,
-            in_features=protocol.in_features,
-            adjacency=graph.numpy(),
+        self.network = build_ensemble(
+            lambda: build_model(
+                model,
+                options=model_options,
+                num_nodes=num_nodes,
+                input_len=protocol.input_len,
+                horizon=protocol.output_len,
+                in_features=protocol.in_features,
+                adjacency=graph.numpy(),
+            ),
+            ensemble,
         )
+        #: Fitted by least squares instead of gradient descent (the VAR).
+        self.closed_form = members(self.network)[0].closed_form
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._test_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.test_predictions: torch.Tensor | None = None
@@ -138,8 +154,10 @@ class ForecastModule(PentadModule):
         if not self.learned:
             return None
         x, y = batch
-        loss = self._loss(self(x), y)
-        self.log_training("train/loss", loss, len(x), prog_bar=True)
+        # each ensemble member on its own loss, summed: members train as they would alone
+        each = each_member(self.network, x)
+        loss = torch.stack([self._loss(self.scaler.inverse(pred), y) for pred in each]).sum()
+        self.log_training("train/loss", loss.detach() / len(each), len(x), prog_bar=True)
         return loss
 
     def fit_closed_form(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -156,14 +174,16 @@ class ForecastModule(PentadModule):
             x: ``(S, L, N, F)`` scaled inputs.
             y: ``(S, H, N)`` speeds in mph (missing readings are left out).
         """
-        highway = getattr(self.network, "highway", None)
-        if highway is None or not self.learned:
+        networks = members(self.network)
+        if getattr(networks[0], "highway", None) is None or not self.learned:
             return False
         x, y = x.to(self.device), y.to(self.device)
         target = self.scaler.transform(torch.where(null_mask(y, self.protocol.null_value), y, float("nan")))
-        if getattr(self.network, "residual", False):
+        if getattr(networks[0], "residual", False):
             target = target - x[:, -1:, :, 0]
-        highway.fit(x, target)
+        networks[0].highway.fit(x, target)
+        for network in networks[1:]:  # the same least-squares solution for every ensemble member
+            network.highway.load_state_dict(networks[0].highway.state_dict())
         return True
 
     def _windows(self, batch: tuple[torch.Tensor, ...], outputs: list) -> tuple[torch.Tensor, ...]:

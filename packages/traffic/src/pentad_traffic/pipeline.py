@@ -95,6 +95,7 @@ def build_module(config: TrafficConfig, prepared: PreparedData, **overrides: Any
         "lr": config.lr,
         "weight_decay": config.weight_decay,
         "epochs": config.trainer.max_epochs,
+        "ensemble": config.ensemble,
     }
     options.update(overrides)
     model = options.pop("model", config.model)
@@ -136,7 +137,7 @@ def train_model(
         )
     # Not on --resume: the checkpoint holds the fitted and trained weights (a warm start here would
     # only cost time: Lightning replaces the weights with the checkpoint's when fit starts).
-    if module.network.closed_form and resume is None:
+    if module.closed_form and resume is None:
         module.fit_closed_form(*prepared.train.tensors())
     elif config.highway_init and resume is None:
         module.initialise_highway(*prepared.train.tensors())

@@ -195,6 +195,7 @@ def measure_epoch_seconds(config: VisionConfig, data: ImageData) -> tuple[float,
         module = ImageClassifier(
             config.model, data.num_classes, data.in_channels, data.image_size, data.mean, data.std, data.classes,
             augment=vars(config.augment).copy(), model_options=dict(config.model_options),
+            ensemble=config.ensemble,
         )  # fmt: skip
         net = module.net.train()
         optimizer = build_optimizer(net, config.optim.name, config.optim.lr, 0.0, config.optim.momentum)

@@ -91,6 +91,10 @@ class VisionConfig(RunConfig):
     #: Options of the model factory, checked against it (e.g. {hidden: 256} for seed-convnet,
     #: {weights: DEFAULT} for torchvision's published weights).
     model_options: dict = field(default_factory=dict)
+    #: Train this many independently initialised copies of the network side by side, each on its
+    #: own loss, and average their logits at inference (a deep ensemble; 1: one network). Costs
+    #: about K times the compute and parameters of one network.
+    ensemble: int = 1
     #: Options of the dataset loader, checked against it (e.g. {image_size: 64, channels: 1} for imagefolder,
     #: {num_train: 2000, num_test: 500, num_classes: 4, image_size: 32} for synthetic).
     dataset_options: dict = field(default_factory=dict)

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pentad_core.devices import is_channels_last
+from pentad_core.ensemble import build_ensemble, each_member, members
+from pentad_core.errors import ConfigError
 from pentad_core.training import PentadModule
 from pentad_vision.config import AugmentConfig, OptimConfig
 from pentad_vision.data.base import ImageData, ShardSampler, make_loader
@@ -39,11 +41,19 @@ class Normalized(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in ``[0, 1]`` to the network's input: standardised, channels-last when the network is."""
         x = (x - self.mean) / self.std
         if is_channels_last(self.model):  # the trainer converted the network (trainer.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.model(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.normalize(x))
+
+    def each(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of every ensemble member, ``(K, B, classes)`` (``K = 1`` for a single network)."""
+        return each_member(self.model, self.normalize(x))
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -71,6 +81,8 @@ class ImageClassifier(PentadModule):
         augment: :class:`~pentad_vision.config.AugmentConfig` fields.
         model_options: Options of the model factory (``model_options`` of the config).
         freeze_backbone_epochs: Train only the classification head for this many epochs (fine-tuning).
+        ensemble: Independently initialised copies of the network, each trained on its own loss,
+            whose logits are averaged (:mod:`pentad_core.ensemble`; 1: one network).
     """
 
     def __init__(
@@ -86,8 +98,11 @@ class ImageClassifier(PentadModule):
         augment: dict[str, Any] | None = None,
         model_options: dict[str, Any] | None = None,
         freeze_backbone_epochs: int = 0,
+        ensemble: int = 1,
     ) -> None:
         super().__init__()
+        if ensemble < 1:
+            raise ConfigError(f"ensemble must be at least 1 (networks averaged), got {ensemble}.")
         self.optim = OptimConfig(**(optim or {}))
         self.augment = AugmentConfig(**(augment or {}))
         self.classes = list(classes) if classes else [str(i) for i in range(num_classes)]
@@ -105,11 +120,15 @@ class ImageClassifier(PentadModule):
                 "augment": dataclasses.asdict(self.augment),
                 "model_options": dict(model_options or {}),
                 "freeze_backbone_epochs": freeze_backbone_epochs,
+                "ensemble": ensemble,
             },
             logger=False,  # config.yaml records the settings; core's CSV writer has no log_hparams
         )
-        backbone = build_model(
-            model, model_options, num_classes=num_classes, in_channels=in_channels, image_size=image_size
+        backbone = build_ensemble(
+            lambda: build_model(
+                model, model_options, num_classes=num_classes, in_channels=in_channels, image_size=image_size
+            ),
+            ensemble,
         )
         self.net = Normalized(backbone, mean, std)
         self._trainable = {id(p) for p in backbone.parameters() if p.requires_grad}  # some stay frozen by design
@@ -142,10 +161,11 @@ class ImageClassifier(PentadModule):
 
     def init_from_data(self, data: ImageData) -> None:
         """Data-dependent initialisation (the whitening stem of ``cifar-fast``); done once."""
-        backbone = self.net.model
-        if hasattr(backbone, "init_whitening") and not self.whitened:
+        backbones = [m for m in members(self.net.model) if hasattr(m, "init_whitening")]
+        if backbones and not self.whitened:
             sample = to_unit(data.train.images[:5000])
-            backbone.init_whitening((sample - self.net.mean) / self.net.std)
+            for backbone in backbones:
+                backbone.init_whitening((sample - self.net.mean) / self.net.std)
             self._sync_copies()
             self.whitened = True
 
@@ -155,15 +175,15 @@ class ImageClassifier(PentadModule):
         if len(self.batch_augment):
             x = self.batch_augment(x)
         smoothing = self.optim.label_smoothing
+        target = labels
         if self.mix.enabled:
             x, target = self.mix(x, labels)
-            logits = self.net(x)
-            loss = F.cross_entropy(logits, target, label_smoothing=smoothing)
-        else:
-            logits = self.net(x)
-            loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
-        self.log_training("train/loss", loss, len(labels), on_step=True, prog_bar=True)
-        accuracy = (logits.detach().argmax(1) == labels).float().mean()
+        # each ensemble member on its own loss, summed: members train as they would alone
+        each = self.net.each(x)
+        losses = [F.cross_entropy(logits, target, label_smoothing=smoothing) for logits in each]
+        loss = torch.stack(losses).sum()
+        self.log_training("train/loss", loss.detach() / len(each), len(labels), on_step=True, prog_bar=True)
+        accuracy = (each.detach().mean(0).argmax(1) == labels).float().mean()
         self.log_training("train/acc", accuracy, len(labels))
         return loss
 
@@ -173,7 +193,7 @@ class ImageClassifier(PentadModule):
             return
         from pentad_vision.models.torchvision_models import last_linear
 
-        head = {id(p) for p in last_linear(self.net.model)[2].parameters()}
+        head = {id(p) for net in members(self.net.model) for p in last_linear(net)[2].parameters()}
         train_backbone = self.current_epoch >= frozen_epochs
         for parameter in self.net.model.parameters():
             if id(parameter) not in head and id(parameter) in self._trainable:
@@ -271,6 +291,11 @@ class ImageClassifier(PentadModule):
             raise CheckpointError(
                 f"--pretrained holds a {hparams.get('model')!r} network, not {self.hparams.model!r}.",
                 "Use the same --model as the pretrained run.",
+            )
+        if hparams.get("ensemble", 1) != self.hparams.ensemble:
+            raise CheckpointError(
+                f"--pretrained holds an ensemble of {hparams.get('ensemble', 1)}, not {self.hparams.ensemble}.",
+                "Use the same ensemble size as the pretrained run.",
             )
         fresh = copy_matching_weights(self, path, prefix="net.", exclude=("net.mean", "net.std"))
         self._sync_copies()

@@ -134,6 +134,7 @@ def build_module(config: VisionConfig, data: ImageData) -> tuple[ImageClassifier
         augment=vars(config.augment).copy(),
         model_options=dict(config.model_options),
         freeze_backbone_epochs=config.freeze_backbone_epochs if config.pretrained else 0,
+        ensemble=config.ensemble,
     )
     if not config.pretrained:
         return module, []
