@@ -152,3 +152,15 @@ def test_pickled_files_of_earlier_releases_are_never_opened_or_refused(copy_of, 
     code = main(["evaluate", "--checkpoint", str(legacy), "--episodes", "1"])
     assert "old_vecnormalize.npz is not a file of plain arrays" in one_line_error(capsys, code)
     assert not marker.exists()
+
+
+def test_a_damaged_checkpoint_is_refused_before_the_run_is_touched(copy_of, capsys):
+    """A truncated ``last.zip``: one line naming it, exit 2, and no ``config.resume-<n>.yaml`` left
+    behind to record a resumed part that never ran."""
+    last = copy_of / "checkpoints" / "last.zip"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    before = sorted(path.name for path in copy_of.iterdir())
+    code = main(["train", "--out", str(copy_of), "--resume", "last", "--timesteps", "400"])
+    assert "last.zip" in one_line_error(capsys, code)
+    assert sorted(path.name for path in copy_of.iterdir()) == before
+    assert not list(copy_of.glob("config.resume-*.yaml"))

@@ -748,8 +748,8 @@ class App:
         else:
             out = default_run_path(self.name, config.model or "default", config.dataset)
         resume_path = resolve_resume(args.resume, out, self.last_checkpoint)
-        if resume_path is not None and resume_path.suffix == ".ckpt":
-            load_checkpoint(resume_path, mmap=True)  # a damaged or unsafe one is refused before the run is touched
+        if resume_path is not None:
+            self.check_resume_checkpoint(resume_path)  # before the run folder is touched
         run = RunDir.for_training(out, resume=resume_path is not None, overwrite=args.overwrite)
         record = {"app": self.name, "verb": verb.name}
         if resume_path is not None and (run.path / RunDir.CONFIG).is_file():
@@ -760,6 +760,19 @@ class App:
             run.write_config(config)
             run.write_environment(record)
         return run, resume_path
+
+    def check_resume_checkpoint(self, path: Path) -> None:
+        """Refuse a checkpoint that ``--resume`` could not continue from, before anything is written
+        into the run (``config.resume-<n>.yaml`` would otherwise record a part that never ran).
+
+        A hook next to ``last_checkpoint``: the default reads a Lightning ``.ckpt``'s index without
+        its tensors (memory-mapped), which catches a truncated file and one that would run code; an
+        app with another checkpoint format (rl's ``.zip``) checks its own.
+
+        Raises:
+            CheckpointError: The file is damaged, unsafe, or of the wrong kind.
+        """
+        load_checkpoint(path, mmap=True)
 
     def _open_output(self, verb: _Verb, args: argparse.Namespace, config: Any) -> RunDir:
         """The folder a verb that reads a run writes into; the run read is never modified.

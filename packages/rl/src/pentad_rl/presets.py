@@ -231,6 +231,13 @@ RESUME_CHANGES = ("timesteps", "device", "vec_env", "checkpoint_freq")
 class RLApp(App):
     """The scaffold with RL presets as recipes and ``.zip`` agent checkpoints for ``--resume``."""
 
+    def check_resume_checkpoint(self, path: Path) -> None:
+        """A ``.zip`` that resumes: a readable archive holding pentad-rl's resume state (its arrays are
+        read, without pickle, when the agent is rebuilt)."""
+        from pentad_rl.checkpoints import read_resume_state
+
+        read_resume_state(path)
+
     def resolve_config(self, args: argparse.Namespace, verb: Any = None) -> Any:
         if getattr(args, "checkpoint", None):
             checkpoint = Path(args.checkpoint)
