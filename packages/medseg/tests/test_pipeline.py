@@ -372,3 +372,22 @@ def test_files_from_elsewhere_are_data_never_code(trained, tmp_path, capsys):
     assert len(errors) == len(commands) and all(line.startswith("apps/medseg: error:") for line in errors)
     assert all(str(payload) in line for line in errors), errors
     assert not marker.exists()
+
+
+def test_an_ensemble_trains_every_member_and_segments_with_their_mean(tmp_path):
+    """`ensemble: 2` through the CLI: two different U-Nets in one checkpoint, the predictor's logits
+    are their mean, and the run still segments well above chance."""
+    torch.manual_seed(0)
+    out = tmp_path / "ensemble"
+    options = [item for key, value in TINY.items() for item in ("--set", f"{key}={json.dumps(value)}")]
+    code = main(["train", "--dataset", "synthetic", "--epochs", "3", "--set", "ensemble=2", "--out", str(out),
+                 "--set", "trainer.progress_bar=false", *options])  # fmt: skip
+    assert code == 0 and "ensemble: 2" in (out / "config.yaml").read_text()
+    predictor = Predictor.from_run(out)
+    first, second = predictor.module.net.members
+    assert any(not torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(predictor.module(x), (first(x) + second(x)) / 2)
+    assert json.loads((out / "metrics.json").read_text())["test/auc"] > 0.8
+    assert main(["train", "--dataset", "synthetic", "--set", "ensemble=0", "--out", str(tmp_path / "zero")]) == 2

@@ -30,6 +30,10 @@ class MedsegConfig(RunConfig):
     dataset_options: dict[str, Any] = field(default_factory=dict)
     #: Model options, e.g. depth, base_channels, norm (batch|instance|none), dropout, upsampling (transpose|bilinear).
     model_options: dict[str, Any] = field(default_factory=dict)
+    #: Train this many independently initialised copies of the network side by side, each on its
+    #: own loss, and average their logits (a deep ensemble; 1: one network). Costs about K times
+    #: the compute of one network.
+    ensemble: int = 1
     #: smp encoder of smp-* models (any name in segmentation_models_pytorch.encoders.get_encoder_names()).
     encoder: str = "resnet34"
     #: Published encoder weights for smp-* models (e.g. imagenet; needs the network); null = random init.

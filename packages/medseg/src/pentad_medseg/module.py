@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pentad_core.ensemble import build_ensemble, each_member
 from pentad_core.errors import ConfigError
 from pentad_core.training import PentadModule
 from pentad_medseg.inference import sliding_window_inference
@@ -53,6 +54,8 @@ class SegmentationModule(PentadModule):
         threshold: Binary threshold; ``None`` picks the F1-optimal one on the validation images.
         infer_batch_size: Windows per forward pass.
         hd95: Compute the 95% Hausdorff distance at test time.
+        ensemble: Independently initialised copies of the network, each trained on its own loss,
+            whose logits are averaged (:mod:`pentad_core.ensemble`; 1: one network).
         val_names: Names of validation images (for messages).
         test_names: Names of test images (for the per-image CSV).
     """
@@ -82,8 +85,11 @@ class SegmentationModule(PentadModule):
         threshold: float | None = 0.5,
         infer_batch_size: int = 16,
         hd95: bool = True,
+        ensemble: int = 1,
     ) -> None:
         super().__init__()
+        if ensemble < 1:
+            raise ConfigError(f"ensemble must be at least 1 (networks averaged), got {ensemble}.")
         if optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}.")
         if scheduler not in SCHEDULERS:
@@ -92,7 +98,9 @@ class SegmentationModule(PentadModule):
             raise ConfigError(f"threshold must be in (0, 1) or null (chosen on validation data), got {threshold}.")
         # logger=False: the hyper-parameters live in the checkpoint and config.yaml, not in the CSV/TB logs.
         self.save_hyperparameters(logger=False)
-        self.net = build_model(model, model_options, in_channels=in_channels, classes=classes)
+        self.net = build_ensemble(
+            lambda: build_model(model, model_options, in_channels=in_channels, classes=classes), ensemble
+        )
         self.loss_fn = build_loss(loss, loss_options)
         mean_t = torch.tensor(mean if mean is not None else [0.0] * in_channels, dtype=torch.float32)
         std_t = torch.tensor(std if std is not None else [1.0] * in_channels, dtype=torch.float32)
@@ -150,7 +158,9 @@ class SegmentationModule(PentadModule):
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         images, masks, fovs = batch
-        loss = self.loss_fn(self(images), masks, fovs)
+        # each ensemble member on its own loss, summed: members train as they would alone
+        each = each_member(self.net, images)
+        loss = torch.stack([self.loss_fn(logits, masks, fovs) for logits in each]).sum()
         if not torch.isfinite(loss):
             hp = self.hparams
             raise ConfigError(
@@ -159,7 +169,8 @@ class SegmentationModule(PentadModule):
                 "(they are normalised with the training set's channel mean and std); try a lower lr, e.g. "
                 f"--set lr={hp.lr / 10:.1e}."
             )
-        self.log_training("train/loss", loss, batch_size=images.shape[0], on_step=True, prog_bar=True)
+        mean_loss = loss.detach() / len(each)
+        self.log_training("train/loss", mean_loss, batch_size=images.shape[0], on_step=True, prog_bar=True)
         return loss
 
     # -- evaluation ------------------------------------------------------------------------------

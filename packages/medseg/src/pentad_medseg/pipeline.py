@@ -78,7 +78,7 @@ def build_module(config: MedsegConfig, data: SegmentationData) -> tuple[Segmenta
         optimizer=config.optimizer, lr=config.lr, weight_decay=config.weight_decay, scheduler=config.scheduler,
         max_epochs=config.trainer.max_epochs, mean=mean.tolist(), std=std.tolist(), window=config.window,
         overlap=config.overlap, blending=config.blending, tta=config.tta, threshold=config.threshold,
-        infer_batch_size=config.infer_batch_size, hd95=config.hd95,
+        infer_batch_size=config.infer_batch_size, hd95=config.hd95, ensemble=config.ensemble,
     )  # fmt: skip
     copied = 0
     if config.pretrained:
