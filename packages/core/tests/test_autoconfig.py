@@ -166,6 +166,22 @@ def test_time_budget_sizes_the_run_and_stops_it_cleanly(tmp_path):
     assert state["epoch"] + 1 <= 20
 
 
+def test_a_resumed_run_spends_only_what_is_left_of_its_time_budget(tmp_path):
+    """The budget counts the whole run: resuming a run that spent its 2 s goes on for at most the
+    step that notices, where a fresh budget would give it 2 s more (5 or more epochs of 8 x 50 ms)."""
+    run = tmp_path / "run"
+    common = ["--batch-size", "32", "--set", "step_delay=0.05", *COMMON]
+    result = run_toy("train", "--out", str(run), "--time-budget", "2s", "--epochs", "500", *common)
+    assert result.returncode == 0, result.stderr
+    before = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    assert before["epoch"] + 1 < 500
+    result = run_toy("train", "--out", str(run), "--resume", "last", *common)
+    assert result.returncode == 0, result.stderr
+    after = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    assert before["global_step"] <= after["global_step"] <= before["global_step"] + 8
+    assert yaml.safe_load((run / "config.resume-1.yaml").read_text())["time_budget"] == "2s"
+
+
 def test_preserved_random_state_restores_torch_numpy_and_python_even_on_error():
     import random
 
