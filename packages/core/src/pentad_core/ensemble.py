@@ -5,8 +5,10 @@ Each member is trained on its own loss: a domain's training step computes the lo
 of :func:`each_member` and sums them. The members share no parameter, so the gradient of the sum
 with respect to a member is that member's own gradient, and a per-parameter optimiser (SGD with
 momentum and weight decay, Adam) moves every member exactly as it would alone on the same batches.
-(A norm-based gradient clip would couple them.) Training the average instead would make the members
-co-adapt into one wider network and lose most of the ensemble's gain.
+A gradient-norm clip (``trainer.gradient_clip_val``) is the exception: Lightning takes the norm over
+all members together, so when it triggers it scales every member's step by the same factor. Training
+the average instead would make the members co-adapt into one wider network and lose most of the
+ensemble's gain.
 
 One module means one checkpoint, one ``config.yaml`` entry (``ensemble: K``), and the unchanged
 predictor, export and serving paths: ``forward`` is the members' mean, a plain graph for ONNX.
