@@ -113,6 +113,9 @@ def test_ctrl_c_exits_130_with_a_checkpoint_that_resume_continues(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # a child inherits an ignored SIGINT, and Python then installs no Ctrl-C handler: start it with
+        # the default one whatever an earlier test in this worker process left (CI saw exit 0 here)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 180
     while not (run / "started").exists() and process.poll() is None and time.monotonic() < deadline:

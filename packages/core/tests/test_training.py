@@ -144,3 +144,25 @@ def test_a_pentad_module_training_step_writes_nothing_through_nn_module_setattr(
     assert writes_in_fit(PentadRegression, 2) == writes_in_fit(PentadRegression, 4)
     # the same count on Lightning's own base grows with every step (about 40 writes each)
     assert writes_in_fit(TinyRegression, 4) - writes_in_fit(TinyRegression, 2) >= 2 * 20
+
+
+def test_a_ctrl_c_in_fit_leaves_the_process_answering_ctrl_c(tmp_path):
+    """Lightning ignores SIGINT while it shuts down after a Ctrl-C and never undoes it; core's ``fit``
+    puts the handler back, so the next Ctrl-C in this process (and in any child it starts) still
+    interrupts."""
+    import signal
+
+    import pytest
+
+    from pentad_core.training import fit
+
+    class Interrupt(pl.Callback):
+        def on_train_batch_end(self, *args) -> None:
+            raise KeyboardInterrupt
+
+    before = signal.getsignal(signal.SIGINT)
+    assert before is not signal.SIG_IGN
+    trainer = build_trainer(config(), RunDir(tmp_path), callbacks=[Interrupt()])
+    with pytest.raises(KeyboardInterrupt):
+        fit(trainer, TinyRegression(), RunDir(tmp_path), train_dataloaders=tiny_loader())
+    assert signal.getsignal(signal.SIGINT) is before
