@@ -160,9 +160,11 @@ def test_a_ctrl_c_in_fit_leaves_the_process_answering_ctrl_c(tmp_path):
         def on_train_batch_end(self, *args) -> None:
             raise KeyboardInterrupt
 
-    before = signal.getsignal(signal.SIGINT)
-    assert before is not signal.SIG_IGN
-    trainer = build_trainer(config(), RunDir(tmp_path), callbacks=[Interrupt()])
-    with pytest.raises(KeyboardInterrupt):
-        fit(trainer, TinyRegression(), RunDir(tmp_path), train_dataloaders=tiny_loader())
-    assert signal.getsignal(signal.SIGINT) is before
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever earlier tests left
+    try:
+        trainer = build_trainer(config(), RunDir(tmp_path), callbacks=[Interrupt()])
+        with pytest.raises(KeyboardInterrupt):
+            fit(trainer, TinyRegression(), RunDir(tmp_path), train_dataloaders=tiny_loader())
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
