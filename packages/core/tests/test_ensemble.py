@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from pentad_core.ensemble import Ensemble, build_ensemble, each_member, members
+from pentad_core.errors import ConfigError
 
 
 def _net() -> nn.Module:
@@ -74,7 +75,7 @@ def test_summed_member_losses_train_every_member_as_it_would_alone():
 
 
 def test_sizes_below_two_members_are_refused():
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(ConfigError, match="ensemble must be at least 1"):
         build_ensemble(_net, 0)
     with pytest.raises(ValueError, match="at least 2"):
         Ensemble([_net()])

@@ -105,8 +105,7 @@ def test_a_data_dir_must_exist_and_belong_to_a_dataset_with_a_folder(tmp_path):
 
 def test_ctrl_c_exits_130_with_a_checkpoint_that_resume_continues(tmp_path):
     run = tmp_path / "run"
-    # 2 epochs of 64 steps of 0.2 s: the Ctrl-C lands mid-run even when a loaded machine delays this
-    # process for seconds (with 16 steps per epoch, 6 s of work, a CI run under load saw the run finish first)
+    # 2 epochs of 64 steps of 0.2 s: 26 s of work after the first step, so the Ctrl-C lands mid-run
     arguments = ["train", "--out", str(run), "--epochs", "2", "--batch-size", "4", *COMMON]
     process = subprocess.Popen(
         [sys.executable, str(TOY_APP), *arguments, "--set", "step_delay=0.2"],

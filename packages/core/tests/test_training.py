@@ -147,9 +147,9 @@ def test_a_pentad_module_training_step_writes_nothing_through_nn_module_setattr(
 
 
 def test_a_ctrl_c_in_fit_leaves_the_process_answering_ctrl_c(tmp_path):
-    """Lightning ignores SIGINT while it shuts down after a Ctrl-C and never undoes it; core's ``fit``
-    puts the handler back, so the next Ctrl-C in this process (and in any child it starts) still
-    interrupts."""
+    """Lightning sets SIGINT to "ignore" while it shuts down after a Ctrl-C; once core's ``fit`` has
+    raised ``KeyboardInterrupt`` the handler set before is back, so the next Ctrl-C in this process
+    (and in any child it starts, which would inherit an ignored SIGINT) still interrupts."""
     import signal
 
     import pytest

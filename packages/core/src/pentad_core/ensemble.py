@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from pentad_core.errors import ConfigError
+
 
 class Ensemble(nn.Module):
     """``K`` networks with the same interface; the output is their mean.
@@ -55,10 +57,10 @@ def build_ensemble(factory: Callable[[], nn.Module], size: int) -> nn.Module:
     from the global random stream in turn.
 
     Raises:
-        ValueError: ``size`` below 1.
+        ConfigError: ``size`` below 1 (the config key ``ensemble`` of every app that takes it).
     """
     if size < 1:
-        raise ValueError(f"ensemble size must be at least 1, got {size}")
+        raise ConfigError(f"ensemble must be at least 1 (networks averaged), got {size}.")
     if size == 1:
         return factory()
     return Ensemble([factory() for _ in range(size)])

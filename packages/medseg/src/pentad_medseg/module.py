@@ -88,8 +88,6 @@ class SegmentationModule(PentadModule):
         ensemble: int = 1,
     ) -> None:
         super().__init__()
-        if ensemble < 1:
-            raise ConfigError(f"ensemble must be at least 1 (networks averaged), got {ensemble}.")
         if optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}.")
         if scheduler not in SCHEDULERS:

@@ -66,8 +66,6 @@ class ForecastModule(PentadModule):
         ensemble: int = 1,
     ) -> None:
         super().__init__()
-        if ensemble < 1:
-            raise ConfigError(f"ensemble must be at least 1 (networks averaged), got {ensemble}.")
         if ensemble > 1 and not MODELS.info(model).trainable:
             raise ConfigError(
                 f"ensemble {ensemble}: {model!r} is not trained by gradient descent, so its copies would be "

@@ -14,7 +14,6 @@ from torch import nn
 
 from pentad_core.devices import is_channels_last
 from pentad_core.ensemble import build_ensemble, each_member, members
-from pentad_core.errors import ConfigError
 from pentad_core.training import PentadModule
 from pentad_vision.config import AugmentConfig, OptimConfig
 from pentad_vision.data.base import ImageData, ShardSampler, make_loader
@@ -101,8 +100,6 @@ class ImageClassifier(PentadModule):
         ensemble: int = 1,
     ) -> None:
         super().__init__()
-        if ensemble < 1:
-            raise ConfigError(f"ensemble must be at least 1 (networks averaged), got {ensemble}.")
         self.optim = OptimConfig(**(optim or {}))
         self.augment = AugmentConfig(**(augment or {}))
         self.classes = list(classes) if classes else [str(i) for i in range(num_classes)]
