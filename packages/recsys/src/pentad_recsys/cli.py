@@ -69,7 +69,9 @@ def _train_and_report(context: Context) -> tuple[Any, Any]:
     )
     if config.dataset == "csv":  # the generic dataset configures itself from a fingerprint of the data
         config = autoconfig.apply(context, dataset.interactions, split.train, split.val)
-    recommender, metrics = pipeline.train(config, context.run, split, context.resume_path)
+    # a blend's other models train with the config `train --model NAME` gets (their recipe sections)
+    members = {} if context.resume_path else {name: context.app.config_for_model(context, name) for name in config.blend}
+    recommender, metrics = pipeline.train(config, context.run, split, context.resume_path, members)
     _print_metrics(context, metrics)
     return recommender, split
 
@@ -231,7 +233,8 @@ def benchmark_verb(context: Context) -> None:
     tables, metrics = [], {}
     if args.protocol in ("rating", "all"):
         rating = {n: c for n, c in configs.items() if c.task == "rating" and "rating" in MODELS.info(n).tasks}
-        rows = pipeline.rating_benchmark(rating, args.splits.split(","), folder, root, log=context.print)
+        blended = {m: context.app.config_for_model(context, m) for c in rating.values() for m in c.blend}
+        rows = pipeline.rating_benchmark(rating, args.splits.split(","), folder, root, context.print, blended)
         tables.append(format_table(rows))
         metrics.update({f"{r['split']}/{r['model']}/rmse": r["rmse"] for r in rows})
     if args.protocol in ("ranking", "all"):

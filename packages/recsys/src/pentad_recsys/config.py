@@ -36,6 +36,10 @@ class RecsysConfig(RunConfig):
     lbfgs_reset: bool = False
     #: Loss evaluations per L-BFGS epoch, line searches included (0: torch's default, 1.25 x lbfgs_iterations).
     lbfgs_max_evals: int = 0
+    #: Models trained beside ``model`` and blended with it (rating task), e.g. [deepfm]: each trains as
+    #: ``train --model NAME`` would (its recipe section) on this run's split, then an intercept and one weight
+    #: per model are fitted by least squares on the validation ratings, which the blend needs (val_ratio > 0).
+    blend: list[str] = field(default_factory=list)
     #: Options of the model's constructor, e.g. {dim: 32}; a key the model does not take is an error.
     model_options: dict = field(default_factory=dict)
     #: Options of the dataset loader (csv: user_col, item_col, rating_col, time_col, sep, header, rating_min,

@@ -37,6 +37,7 @@ from pentad_core.errors import ConfigError
 from pentad_core.export import check_onnx_parity, export_onnx
 from pentad_core.files import atomic_write_bytes, atomic_write_json
 from pentad_core.runs import RunDir
+from pentad_recsys.blend import Blend, fit_blend_weights
 from pentad_recsys.config import RecsysConfig, resolve_monitor
 from pentad_recsys.data import RecDataset, Split, load_dataset, make_split
 from pentad_recsys.data.csvfile import column
@@ -44,6 +45,7 @@ from pentad_recsys.data.interactions import Interactions
 from pentad_recsys.data.readers import Columns, read_interactions
 from pentad_recsys.metrics import evaluate_ranking
 from pentad_recsys.predictor import Recommender
+from pentad_recsys.registry import MODELS
 from pentad_recsys.training import TrainSettings, evaluate, evaluate_rating, fit
 
 
@@ -109,7 +111,11 @@ def read_pairs(path: str | Path) -> tuple[list, list]:
 
 # --------------------------------------------------------------------------------------------- training
 def train(
-    config: RecsysConfig, run: RunDir, split: Split, resume_path: Path | None = None
+    config: RecsysConfig,
+    run: RunDir,
+    split: Split,
+    resume_path: Path | None = None,
+    member_configs: dict[str, RecsysConfig] | None = None,
 ) -> tuple[Recommender, dict[str, float]]:
     """Train ``config.model`` on ``split`` into ``run`` and test the best checkpoint.
 
@@ -117,11 +123,14 @@ def train(
     metric, see :func:`~pentad_recsys.config.resolve_monitor`; without a validation part the last
     epoch); a full-batch model with a fine-tuning stage (glocal-k's ``finetune_epochs``) runs those
     epochs after ``trainer.max_epochs``. Statistics-only baselines are fitted and evaluated directly.
-    Both write ``checkpoints/best.ckpt`` and ``last.ckpt`` and the metrics to ``run``.
+    Both write ``checkpoints/best.ckpt`` and ``last.ckpt`` and the metrics to ``run``. A config with a
+    ``blend`` goes to :func:`train_blend` (``member_configs``: the config of each blended model).
 
     Returns:
         The recommender of the best checkpoint, and the metrics (``val/*``, ``test/*``, ``fit/*``).
     """
+    if config.blend:
+        return train_blend(config, run, split, member_configs, resume_path)
     from pentad_core.training import build_trainer
     from pentad_core.training import fit as core_fit
     from pentad_core.training import test as core_test
@@ -152,6 +161,118 @@ def train(
     best = run.checkpoints / "best.ckpt"
     if best.is_file():
         recommender = Recommender.load(best)
+    return recommender, metrics
+
+
+#: The keys a blended model takes from the blend's config whatever its own section says: all train and
+#: are weighed on the same split, so the validation ratings are unseen by every one of them.
+BLEND_SHARED_KEYS = ("dataset", "data_dir", "dataset_options", "task", "split", "ratio", "n_test", "val_ratio", "seed")
+
+
+def blend_member_config(
+    config: RecsysConfig, name: str, member_configs: dict[str, RecsysConfig] | None = None
+) -> RecsysConfig:
+    """The config model ``name`` of ``config``'s blend trains with.
+
+    ``config.model`` trains with ``config`` itself; another model with ``member_configs[name]`` (the CLI
+    gives the config ``train --model NAME`` gets) or else ``config`` with its own model and no options.
+    Either way the split keys (:data:`BLEND_SHARED_KEYS`) are ``config``'s and ``blend`` is empty.
+    """
+    if name == config.model:
+        base = config
+    elif member_configs and name in member_configs:
+        base = member_configs[name]
+    else:
+        base = dataclasses.replace(config, model=name, model_options={})
+    shared = {key: getattr(config, key) for key in BLEND_SHARED_KEYS}
+    return dataclasses.replace(base, **shared, model=name, blend=[])
+
+
+def check_blend(config: RecsysConfig, split: Split) -> list[str]:
+    """The models of ``config``'s blend, ``config.model`` first, after checking the blend can run.
+
+    Raises:
+        ConfigError: Not the rating task, no validation ratings, a model named twice or unknown, or a
+            model that does not predict ratings.
+    """
+    names = [config.model, *config.blend]
+    if config.task != "rating":
+        raise ConfigError("blend fits weights to ratings; it needs --task rating.", "Drop blend for ranking runs.")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"blend names a model twice: {', '.join(names)} (model {config.model!r} is always in it).")
+    for name in names:
+        if "rating" not in MODELS.info(name).tasks:  # an unknown name raises ConfigError listing close matches
+            raise ConfigError(f"blend: model {name!r} does not predict ratings.")
+    if split.val is None or len(split.val) == 0:
+        raise ConfigError("blend fits its weights on the validation ratings; set val_ratio above 0.")
+    return names
+
+
+def train_blend(
+    config: RecsysConfig,
+    run: RunDir,
+    split: Split,
+    member_configs: dict[str, RecsysConfig] | None = None,
+    resume_path: Path | None = None,
+) -> tuple[Recommender, dict[str, float]]:
+    """Train ``config.model`` and every model of ``config.blend``, then blend them (stacking).
+
+    Each model trains on ``split.train`` as its own run in ``run/blend/<name>/`` (config, metrics,
+    checkpoints), with the config :func:`blend_member_config` gives it. The weights (an intercept and
+    one per model) are the least-squares fit of the models' ratings on ``split.val``
+    (:func:`~pentad_recsys.blend.fit_blend_weights`); a model that selects its best epoch on the
+    validation ratings has seen them once more, which three weights fitted on thousands of ratings
+    barely exploit. The blend is written to ``run/checkpoints/best.ckpt`` and ``last.ckpt``.
+
+    Returns:
+        The blended recommender, and the metrics: the blend's ``val/*`` and ``test/*``, plus
+        ``blend/intercept``, ``blend/<name>/weight`` and each model's ``blend/<name>/val/rmse`` and
+        ``blend/<name>/test/rmse``.
+
+    Raises:
+        ConfigError: See :func:`check_blend`; and ``resume_path`` (the models are retrained instead).
+    """
+    names = check_blend(config, split)
+    if resume_path is not None:
+        raise ConfigError("a blended run cannot be resumed; train it again (--overwrite).")
+    start = time.perf_counter()
+    trained: list[Recommender] = []
+    metrics: dict[str, float] = {}
+    previous = torch.get_num_threads()
+    try:
+        for name in names:
+            member_config = blend_member_config(config, name, member_configs)
+            if member_config.threads:
+                torch.set_num_threads(member_config.threads)
+            member_run = RunDir(run.path / "blend" / name)
+            member_run.write_config(member_config)
+            recommender, member_metrics = train(member_config, member_run, split)
+            trained.append(recommender)
+            for key in ("val/rmse", "test/rmse"):
+                if key in member_metrics:
+                    metrics[f"blend/{name}/{key}"] = float(member_metrics[key])
+    finally:
+        torch.set_num_threads(previous)
+    first = trained[0]
+    for name, other in zip(names[1:], trained[1:], strict=True):
+        if other.user_map.state() != first.user_map.state() or other.item_map.state() != first.item_map.state():
+            raise ConfigError(f"blend: model {name!r} was trained on other users or items than {names[0]!r}.")
+    users, items = first.encode(split.val)
+    weights = fit_blend_weights(np.column_stack([r.predict_internal(users, items) for r in trained]), split.val.ratings)
+    means = [0.0 if r.model.absolute_ratings else r.global_mean for r in trained]
+    blend = Blend(first.model.num_users, first.model.num_items, [r.model for r in trained], means, weights,
+                  first.rating_range, names, [r.model_kwargs for r in trained])  # fmt: skip
+    recommender = Recommender(blend, first.model_name, first.model_kwargs, "rating", first.user_map, first.item_map,
+                              0.0, first.rating_range, first.item_titles, first.seen_users, first.seen_items,
+                              first.dataset, first.seen_ratings)  # fmt: skip
+    metrics["blend/intercept"] = float(weights[0])
+    metrics.update({f"blend/{name}/weight": float(w) for name, w in zip(names, weights[1:], strict=True)})
+    for prefix, part in (("val", split.val), ("test", split.test)):
+        metrics.update({f"{prefix}/{k}": v for k, v in evaluate_rating(recommender, part).items()})
+    metrics["fit/seconds"] = time.perf_counter() - start
+    for checkpoint in ("best.ckpt", "last.ckpt"):
+        recommender.save(run.checkpoints / checkpoint)
+    run.write_metrics(metrics)
     return recommender, metrics
 
 
@@ -234,7 +355,7 @@ def update(
         if key in options:
             options[key] = column(options[key])
     model = recommender.model
-    if model.full_batch:
+    if model.full_batch or isinstance(model, Blend):
         raise ConfigError(f"model {recommender.model_name!r} cannot grow incrementally; retrain it with `train`.")
     rating_col = options.get("rating_col", 2 if recommender.task == "rating" else None)
     new = read_interactions(
@@ -418,13 +539,19 @@ def _log(log: Callable[[dict], None] | None, row: dict) -> None:
         log(row)
 
 
-def benchmark_run(config: RecsysConfig, folder: Path, data_root: str | Path | None) -> dict[str, Any]:
+def benchmark_run(
+    config: RecsysConfig,
+    folder: Path,
+    data_root: str | Path | None,
+    member_configs: dict[str, RecsysConfig] | None = None,
+) -> dict[str, Any]:
     """Train ``config`` exactly as ``train`` does (same split, validation part, best epoch, test on
     the best checkpoint) into the run folder ``folder``; returns the test metrics and the seconds.
 
     The benchmark verb calls this with the config ``train --model X`` gets from the dataset's recipe
     (its ``models.X`` section), with only the protocol's split (and task) set, so that every row of
-    the tables is what a user's ``train`` run reports.
+    the tables is what a user's ``train`` run reports; ``member_configs`` are those of the models a
+    ``blend`` trains beside it (see :func:`train_blend`).
     """
     previous = torch.get_num_threads()
     if config.threads:
@@ -434,7 +561,7 @@ def benchmark_run(config: RecsysConfig, folder: Path, data_root: str | Path | No
         run = RunDir(folder)
         run.write_config(config)  # the config it ran with, as `train` writes it
         start, cpu = time.perf_counter(), time.process_time()
-        _, metrics = train(config, run, split)
+        _, metrics = train(config, run, split, member_configs=member_configs)
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     finally:
         torch.set_num_threads(previous)
@@ -448,22 +575,28 @@ def rating_benchmark(
     folder: Path,
     data_root: str | Path | None,
     log: Callable[[dict], None] | None = None,
+    member_configs: dict[str, RecsysConfig] | None = None,
 ) -> list[dict[str, Any]]:
-    """Each model (its ``train`` config) on each official split; one row per (model, split) plus a mean row."""
+    """Each model (its ``train`` config) on each official split; one row per (model, split) plus a mean row.
+
+    A model whose config blends others is named ``model+other`` in the rows (``member_configs``: the
+    configs of the blended models, as :func:`train` takes them).
+    """
     rows: list[dict[str, Any]] = []
     for name, config in configs.items():
         per_split = []
+        label = "+".join([name, *config.blend])
         for split_name in splits:
             run = dataclasses.replace(config, split=split_name, task="rating")
-            result = benchmark_run(run, folder / f"{name}-{split_name}", data_root)
-            row = {"model": name, "split": split_name, "rmse": result["rmse"], "mae": result["mae"],
+            result = benchmark_run(run, folder / f"{name}-{split_name}", data_root, member_configs)
+            row = {"model": label, "split": split_name, "rmse": result["rmse"], "mae": result["mae"],
                    "train_s": result["train_s"], "cpu_s": result["cpu_s"]}  # fmt: skip
             _log(log, row)
             rows.append(row)
             per_split.append(row)
         if len(per_split) > 1:
             mean = {k: sum(r[k] for r in per_split) / len(per_split) for k in ("rmse", "mae", "train_s", "cpu_s")}
-            rows.append({"model": name, "split": f"mean {splits[0]}..{splits[-1]}", **mean})
+            rows.append({"model": label, "split": f"mean {splits[0]}..{splits[-1]}", **mean})
             _log(log, rows[-1])
     return rows
 

@@ -27,6 +27,7 @@ from pentad_core.checkpoint import atomic_save, load_checkpoint
 from pentad_core.errors import CheckpointError, ConfigError, DataError
 from pentad_core.predictor import Predictor as BasePredictor
 from pentad_core.predictor import TrainedRun
+from pentad_recsys.blend import Blend, blend_state, build_blend
 from pentad_recsys.config import RecsysConfig
 from pentad_recsys.data.interactions import IdMap, Interactions, RawId
 from pentad_recsys.models import build_model, model_arguments
@@ -142,7 +143,7 @@ class Recommender:
     @property
     def trainable(self) -> bool:
         """Whether the model learns by gradient descent (its registry info); baselines only fit statistics."""
-        return bool(MODELS.info(self.model_name).trainable)
+        return bool(MODELS.info(self.model_name).trainable) and not isinstance(self.model, Blend)
 
     # ----------------------------------------------------------------------------- scoring
     def _output(self, raw: torch.Tensor) -> torch.Tensor:
@@ -227,7 +228,9 @@ class Recommender:
     # ----------------------------------------------------------------------------- persistence
     def state(self) -> dict[str, Any]:
         """Everything needed to rebuild this recommender, loadable with ``weights_only=True``."""
+        blend = {"blend": blend_state(self.model)} if isinstance(self.model, Blend) else {}
         return {
+            **blend,
             "version": CHECKPOINT_VERSION,
             "model_name": self.model_name,
             "model_kwargs": self.model_kwargs,
@@ -254,8 +257,11 @@ class Recommender:
         if not isinstance(state, dict) or "model_name" not in state or "state_dict" not in state:
             raise CheckpointError("the checkpoint is not a pentad-recsys model (no model_name/state_dict).")
         try:
-            model = MODELS.get(state["model_name"])(**state["model_kwargs"])
-        except TypeError as error:
+            if "blend" in state:
+                model = build_blend(state["blend"])
+            else:
+                model = MODELS.get(state["model_name"])(**state["model_kwargs"])
+        except (TypeError, KeyError) as error:
             name = state["model_name"]
             raise CheckpointError(f"the checkpoint's options do not fit model {name!r}: {error}") from None
         try:
