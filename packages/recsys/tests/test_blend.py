@@ -1,0 +1,120 @@
+"""Blends of rating models (the config key ``blend``): weights, training through the CLI, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pentad_core.errors import ConfigError
+from pentad_recsys.blend import fit_blend_weights
+from pentad_recsys.cli import main
+from pentad_recsys.data import load_dataset
+from pentad_recsys.pipeline import split_data
+from pentad_recsys.predictor import Predictor
+
+DATA = {"num_users": 60, "num_items": 70, "interactions_per_user": 15}
+QUIET = ["--set", "trainer.progress_bar=false", "--batch-size", "64"]
+
+
+def test_fit_blend_weights_recovers_an_exact_linear_blend():
+    rng = np.random.default_rng(0)
+    members = rng.uniform(1, 5, size=(50, 2))
+    ratings = 0.5 + 0.3 * members[:, 0] + 0.7 * members[:, 1]
+    np.testing.assert_allclose(fit_blend_weights(members, ratings), [0.5, 0.3, 0.7], atol=1e-9)
+    with pytest.raises(ConfigError, match="more than 3 validation ratings"):
+        fit_blend_weights(members[:3], ratings[:3])
+
+
+@pytest.fixture(scope="module")
+def blended(tmp_path_factory):
+    """``mf`` blended with ``itemknn`` and ``fm``; the recipe gives each its own section."""
+    root = tmp_path_factory.mktemp("blend")
+    configs = root / "configs" / "recsys"
+    configs.mkdir(parents=True)
+    recipe = {
+        "model": "mf",
+        "dataset": "synthetic",
+        "task": "rating",
+        "val_ratio": 0.2,
+        "dataset_options": DATA,
+        "trainer": {"max_epochs": 3},
+        "models": {
+            "mf": {"lr": 0.02, "blend": ["itemknn", "fm"]},
+            "itemknn": {"val_ratio": 0, "model_options": {"k": 7}},  # its val_ratio yields to the blend's
+            "fm": {"lr": 0.011, "model_options": {"dim": 4}},
+        },
+    }
+    (configs / "synthetic.yaml").write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PENTAD_CONFIGS", str(root / "configs"))
+        out = root / "run"
+        assert main(["train", "--dataset", "synthetic", "--out", str(out), *QUIET]) == 0
+    return out
+
+
+def test_each_blended_model_trains_with_its_recipe_section_on_the_blends_split(blended):
+    run = yaml.safe_load((blended / "config.yaml").read_text())
+    assert (run["model"], run["blend"], run["lr"]) == ("mf", ["itemknn", "fm"], 0.02)
+    for name, own in (("mf", {"lr": 0.02}), ("itemknn", {"model_options": {"k": 7}}), ("fm", {"lr": 0.011})):
+        member = yaml.safe_load((blended / "blend" / name / "config.yaml").read_text())
+        assert member["model"] == name and member["blend"] == []
+        assert {key: member[key] for key in own} == own
+        assert {k: member[k] for k in ("split", "val_ratio", "seed", "dataset_options")} == {
+            "split": run["split"], "val_ratio": 0.2, "seed": run["seed"], "dataset_options": DATA,
+        }  # fmt: skip
+        assert (blended / "blend" / name / "checkpoints" / "best.ckpt").is_file()
+
+
+def test_the_blend_is_the_fitted_combination_of_its_models_and_beats_each_on_validation(blended):
+    metrics = json.loads((blended / "metrics.json").read_text())
+    names = ["mf", "itemknn", "fm"]
+    weights = [metrics["blend/intercept"], *(metrics[f"blend/{n}/weight"] for n in names)]
+    predictor = Predictor.from_run(blended)
+    config = predictor.config
+    split = split_data(config, load_dataset("synthetic", None, **config.dataset_options))
+    users = [split.test.user_map.raw(u) for u in split.test.users]
+    items = [split.test.item_map.raw(i) for i in split.test.items]
+    each = np.column_stack([Predictor.from_run(blended / "blend" / n).predict(users, items) for n in names])
+    expected = np.clip(weights[0] + each @ np.array(weights[1:]), 1.0, 5.0)
+    np.testing.assert_allclose(predictor.predict(users, items), expected, rtol=1e-5, atol=1e-5)
+    # least squares with an intercept on the validation ratings can only match or beat any one model there
+    for name in names:
+        assert metrics["val/rmse"] <= metrics[f"blend/{name}/val/rmse"] + 1e-6, name
+    rmse = float(np.sqrt(np.mean((expected - split.test.ratings) ** 2)))
+    assert metrics["test/rmse"] == pytest.approx(rmse, abs=1e-5)
+    assert torch.isfinite(predictor.recommender.score_all(torch.arange(3))).all()
+
+
+def test_a_blended_run_is_evaluated_exported_and_refuses_to_grow(blended, tmp_path, capsys):
+    assert main(["evaluate", "--checkpoint", str(blended), "--out", str(tmp_path / "v")]) == 0
+    metrics = json.loads((blended / "metrics.json").read_text())
+    evaluated = json.loads((tmp_path / "v" / "metrics.json").read_text())
+    assert evaluated["test/rmse"] == pytest.approx(metrics["test/rmse"], abs=1e-6)
+    assert main(["export", "--checkpoint", str(blended), "--out", str(tmp_path / "e")]) == 0  # ONNX parity inside
+    assert (tmp_path / "e" / "model.onnx").is_file()
+    new = tmp_path / "new.csv"
+    new.write_text("user,item,rating\n9999,1,4\n9999,2,5\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["update", "--checkpoint", str(blended), "--interactions", str(new), "--out", str(tmp_path / "u")]) == 2
+    assert "cannot grow incrementally" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (["--model", "mf", "--set", "blend=[mf]"], "names a model twice"),
+        (["--model", "mf", "--set", "blend=[itemknnn]"], "itemknnn"),
+        (["--model", "mf", "--set", "blend=[sasrec]"], "does not predict ratings"),
+        (["--model", "mf", "--set", "blend=[fm]", "--set", "val_ratio=0"], "set val_ratio above 0"),
+        (["--model", "mf", "--set", "blend=[fm]", "--task", "ranking"], "needs --task rating"),
+    ],
+)
+def test_a_blend_that_cannot_run_is_one_line_with_exit_2(tmp_path, capsys, changes, message):
+    data = ["--set", "dataset_options={num_users: 20, num_items: 25, interactions_per_user: 6}", "--epochs", "1"]
+    assert main(["train", "--dataset", "synthetic", *changes, *data, "--out", str(tmp_path / "r"), *QUIET]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and "Traceback" not in error and len(error.splitlines()) == 1
