@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,10 +33,9 @@ def test_fit_blend_weights_recovers_an_exact_linear_blend():
         fit_blend_weights(members[:3], ratings[:3])
 
 
-@pytest.fixture(scope="module")
-def blended(tmp_path_factory):
-    """``mf`` blended with ``itemknn`` and ``fm``; the recipe gives each its own section."""
-    root = tmp_path_factory.mktemp("blend")
+def write_recipe(root: Path) -> Path:
+    """A synthetic recipe whose ``mf`` section blends ``itemknn`` and ``fm``, each with a section of its
+    own; returns the folder for ``PENTAD_CONFIGS``."""
     configs = root / "configs" / "recsys"
     configs.mkdir(parents=True)
     recipe = {
@@ -49,8 +52,16 @@ def blended(tmp_path_factory):
         },
     }
     (configs / "synthetic.yaml").write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    return root / "configs"
+
+
+@pytest.fixture(scope="module")
+def blended(tmp_path_factory):
+    """``mf`` blended with ``itemknn`` and ``fm`` (:func:`write_recipe`), trained in process."""
+    root = tmp_path_factory.mktemp("blend")
+    configs = write_recipe(root)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PENTAD_CONFIGS", str(root / "configs"))
+        patch.setenv("PENTAD_CONFIGS", str(configs))
         out = root / "run"
         assert main(["train", "--dataset", "synthetic", "--out", str(out), *QUIET]) == 0
     return out
@@ -118,3 +129,55 @@ def test_a_blend_that_cannot_run_is_one_line_with_exit_2(tmp_path, capsys, chang
     assert main(["train", "--dataset", "synthetic", *changes, *data, "--out", str(tmp_path / "r"), *QUIET]) == 2
     error = capsys.readouterr().err.strip()
     assert message in error and "Traceback" not in error and len(error.splitlines()) == 1
+
+
+#: Runs `apps/recsys`, SIGKILLing its own process as model KILL_MODEL's training step KILL_AT starts.
+WRAPPER = """
+import os, signal
+
+import pentad_recsys.module as module
+
+original = module.RecsysModule.training_step
+
+
+def training_step(self, batch, batch_index):
+    if self.recommender.model_name == os.environ["KILL_MODEL"] and self.global_step == int(os.environ["KILL_AT"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, batch, batch_index)
+
+
+module.RecsysModule.training_step = training_step
+from pentad_recsys.cli import main
+
+raise SystemExit(main())
+"""
+
+
+def test_a_blend_killed_while_its_last_model_trains_resumes_to_the_uninterrupted_result(tmp_path):
+    wrapper = tmp_path / "wrapper.py"
+    wrapper.write_text(WRAPPER, encoding="utf-8")
+    env = {**os.environ, "PENTAD_CONFIGS": str(write_recipe(tmp_path)), "KILL_MODEL": "fm", "KILL_AT": "-1"}
+
+    def app(*arguments: str, kill_at: int = -1) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(wrapper), "train", *arguments, "--set", "trainer.progress_bar=false"]
+        return subprocess.run(command, capture_output=True, text=True, env={**env, "KILL_AT": str(kill_at)})
+
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    done = app("--dataset", "synthetic", "--batch-size", "64", "--out", str(reference))
+    assert done.returncode == 0, done.stderr
+    steps = json.loads((reference / "blend" / "fm" / "metrics.json").read_text())["fit/steps"]
+    killed = app("--dataset", "synthetic", "--batch-size", "64", "--out", str(interrupted), kill_at=int(steps) // 2)
+    assert killed.returncode == -9, killed.stderr
+    assert (interrupted / "blend" / "fm" / "checkpoints" / "last.ckpt").is_file()
+    finished = {
+        n: (interrupted / "blend" / n / "checkpoints" / "best.ckpt").stat().st_mtime_ns for n in ("mf", "itemknn")
+    }
+    assert main(["evaluate", "--checkpoint", str(interrupted), "--out", str(tmp_path / "early")]) == 2
+
+    done = app("--resume", "last", "--out", str(interrupted))
+    assert done.returncode == 0, done.stderr
+    for name, stamp in finished.items():  # the models that had finished were loaded, not trained again
+        assert (interrupted / "blend" / name / "checkpoints" / "best.ckpt").stat().st_mtime_ns == stamp, name
+    expected, got = (json.loads((run / "metrics.json").read_text()) for run in (reference, interrupted))
+    keys = [k for k in expected if k.startswith(("test/", "val/", "blend/"))]
+    assert keys and {k: got[k] for k in keys} == pytest.approx({k: expected[k] for k in keys}, abs=1e-6)

@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from pentad_core.checkpoint import atomic_save
+from pentad_core.config import config_from_dict, load_yaml
 from pentad_core.errors import ConfigError
 from pentad_core.export import check_onnx_parity, export_onnx
 from pentad_core.files import atomic_write_bytes, atomic_write_json
@@ -208,6 +210,36 @@ def check_blend(config: RecsysConfig, split: Split) -> list[str]:
     return names
 
 
+def _read_member_config(run: RunDir) -> RecsysConfig:
+    """The config a model of a blend was set to train with (its ``config.yaml``), to resume it as configured."""
+    path = run.path / RunDir.CONFIG
+    if not path.is_file():
+        raise ConfigError(
+            f"{path} is missing: the blend cannot continue as configured.", "Train it again (--overwrite)."
+        )
+    try:
+        return config_from_dict(RecsysConfig, load_yaml(path))
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error.message}") from None
+
+
+def _blend_member(
+    config: RecsysConfig, run: RunDir, split: Split, resuming: bool
+) -> tuple[Recommender, dict[str, float]]:
+    """Train (or, ``resuming``, load or continue) one model of a blend in its run folder ``run``."""
+    done = run.read_metrics()
+    if resuming and "test/rmse" in done and run.best_checkpoint.is_file():
+        return Recommender.load(run.best_checkpoint), done  # finished before the interruption
+    last = run.last_checkpoint if resuming and run.last_checkpoint.is_file() else None
+    previous = torch.get_num_threads()
+    try:
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        return train(config, run, split, last)
+    finally:
+        torch.set_num_threads(previous)
+
+
 def train_blend(
     config: RecsysConfig,
     run: RunDir,
@@ -218,11 +250,14 @@ def train_blend(
     """Train ``config.model`` and every model of ``config.blend``, then blend them (stacking).
 
     Each model trains on ``split.train`` as its own run in ``run/blend/<name>/`` (config, metrics,
-    checkpoints), with the config :func:`blend_member_config` gives it. The weights (an intercept and
-    one per model) are the least-squares fit of the models' ratings on ``split.val``
+    checkpoints), with the config :func:`blend_member_config` gives it; all of those configs are written
+    before the first model trains, and ``run/checkpoints/last.ckpt`` says a blend is in progress, so
+    that ``--resume`` (``resume_path`` given) continues as configured: a model that finished is loaded,
+    the one interrupted continues from its own ``last.ckpt``, the rest train. The weights (an intercept
+    and one per model) are the least-squares fit of the models' ratings on ``split.val``
     (:func:`~pentad_recsys.blend.fit_blend_weights`); a model that selects its best epoch on the
     validation ratings has seen them once more, which three weights fitted on thousands of ratings
-    barely exploit. The blend is written to ``run/checkpoints/best.ckpt`` and ``last.ckpt``.
+    barely exploit. The blend replaces ``run/checkpoints/best.ckpt`` and ``last.ckpt``.
 
     Returns:
         The blended recommender, and the metrics: the blend's ``val/*`` and ``test/*``, plus
@@ -230,29 +265,27 @@ def train_blend(
         ``blend/<name>/test/rmse``.
 
     Raises:
-        ConfigError: See :func:`check_blend`; and ``resume_path`` (the models are retrained instead).
+        ConfigError: See :func:`check_blend`.
     """
     names = check_blend(config, split)
-    if resume_path is not None:
-        raise ConfigError("a blended run cannot be resumed; train it again (--overwrite).")
     start = time.perf_counter()
+    runs = [RunDir(run.path / "blend" / name) for name in names]
+    resuming = resume_path is not None
+    if resuming:
+        configs = [_read_member_config(r) for r in runs]
+    else:
+        configs = [blend_member_config(config, name, member_configs) for name in names]
+        for member_config, member_run in zip(configs, runs, strict=True):
+            member_run.write_config(member_config)
+        atomic_save({"blend_in_progress": names}, run.last_checkpoint)
     trained: list[Recommender] = []
     metrics: dict[str, float] = {}
-    previous = torch.get_num_threads()
-    try:
-        for name in names:
-            member_config = blend_member_config(config, name, member_configs)
-            if member_config.threads:
-                torch.set_num_threads(member_config.threads)
-            member_run = RunDir(run.path / "blend" / name)
-            member_run.write_config(member_config)
-            recommender, member_metrics = train(member_config, member_run, split)
-            trained.append(recommender)
-            for key in ("val/rmse", "test/rmse"):
-                if key in member_metrics:
-                    metrics[f"blend/{name}/{key}"] = float(member_metrics[key])
-    finally:
-        torch.set_num_threads(previous)
+    for name, member_config, member_run in zip(names, configs, runs, strict=True):
+        recommender, member_metrics = _blend_member(member_config, member_run, split, resuming)
+        trained.append(recommender)
+        for key in ("val/rmse", "test/rmse"):
+            if key in member_metrics:
+                metrics[f"blend/{name}/{key}"] = float(member_metrics[key])
     first = trained[0]
     for name, other in zip(names[1:], trained[1:], strict=True):
         if other.user_map.state() != first.user_map.state() or other.item_map.state() != first.item_map.state():
@@ -270,8 +303,8 @@ def train_blend(
     for prefix, part in (("val", split.val), ("test", split.test)):
         metrics.update({f"{prefix}/{k}": v for k, v in evaluate_rating(recommender, part).items()})
     metrics["fit/seconds"] = time.perf_counter() - start
-    for checkpoint in ("best.ckpt", "last.ckpt"):
-        recommender.save(run.checkpoints / checkpoint)
+    for checkpoint in (run.best_checkpoint, run.last_checkpoint):
+        recommender.save(checkpoint)
     run.write_metrics(metrics)
     return recommender, metrics
 

@@ -254,6 +254,10 @@ class Recommender:
         Raises:
             CheckpointError: If the state is not a recsys checkpoint or does not fit the model.
         """
+        if isinstance(state, dict) and "blend_in_progress" in state:
+            raise CheckpointError(
+                "the run is a blend whose models are still training.", "Finish it with `train --resume last --out RUN`."
+            )
         if not isinstance(state, dict) or "model_name" not in state or "state_dict" not in state:
             raise CheckpointError("the checkpoint is not a pentad-recsys model (no model_name/state_dict).")
         try:
