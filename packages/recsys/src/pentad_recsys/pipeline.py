@@ -223,19 +223,17 @@ def _read_member_config(run: RunDir) -> RecsysConfig:
         raise ConfigError(f"{path}: {error.message}") from None
 
 
-def _blend_member(
-    config: RecsysConfig, run: RunDir, split: Split, resuming: bool
-) -> tuple[Recommender, dict[str, float]]:
+def _blend_member(config: RecsysConfig, run: RunDir, split: Split, resuming: bool) -> Recommender:
     """Train (or, ``resuming``, load or continue) one model of a blend in its run folder ``run``."""
     done = run.read_metrics()
     if resuming and "test/rmse" in done and run.best_checkpoint.is_file():
-        return Recommender.load(run.best_checkpoint), done  # finished before the interruption
+        return Recommender.load(run.best_checkpoint)  # finished before the interruption
     last = run.last_checkpoint if resuming and run.last_checkpoint.is_file() else None
     previous = torch.get_num_threads()
     try:
         if config.threads:
             torch.set_num_threads(config.threads)
-        return train(config, run, split, last)
+        return train(config, run, split, last)[0]
     finally:
         torch.set_num_threads(previous)
 
@@ -261,8 +259,8 @@ def train_blend(
 
     Returns:
         The blended recommender, and the metrics: the blend's ``val/*`` and ``test/*``, plus
-        ``blend/intercept``, ``blend/<name>/weight`` and each model's ``blend/<name>/val/rmse`` and
-        ``blend/<name>/test/rmse``.
+        ``blend/intercept``, ``blend/<name>/weight`` and each model's own ``blend/<name>/val/rmse`` and
+        ``blend/<name>/test/rmse`` (of the checkpoint blended: its best epoch).
 
     Raises:
         ConfigError: See :func:`check_blend`.
@@ -280,16 +278,15 @@ def train_blend(
         atomic_save({"blend_in_progress": names}, run.last_checkpoint)
     trained: list[Recommender] = []
     metrics: dict[str, float] = {}
-    for name, member_config, member_run in zip(names, configs, runs, strict=True):
-        recommender, member_metrics = _blend_member(member_config, member_run, split, resuming)
-        trained.append(recommender)
-        for key in ("val/rmse", "test/rmse"):
-            if key in member_metrics:
-                metrics[f"blend/{name}/{key}"] = float(member_metrics[key])
+    for member_config, member_run in zip(configs, runs, strict=True):
+        trained.append(_blend_member(member_config, member_run, split, resuming))
     first = trained[0]
     for name, other in zip(names[1:], trained[1:], strict=True):
         if other.user_map.state() != first.user_map.state() or other.item_map.state() != first.item_map.state():
             raise ConfigError(f"blend: model {name!r} was trained on other users or items than {names[0]!r}.")
+    for name, recommender in zip(names, trained, strict=True):  # each model as blended: its best checkpoint
+        for prefix, part in (("val", split.val), ("test", split.test)):
+            metrics[f"blend/{name}/{prefix}/rmse"] = evaluate_rating(recommender, part)["rmse"]
     users, items = first.encode(split.val)
     weights = fit_blend_weights(np.column_stack([r.predict_internal(users, items) for r in trained]), split.val.ratings)
     means = [0.0 if r.model.absolute_ratings else r.global_mean for r in trained]
