@@ -102,20 +102,12 @@ class Blend(RecModel):
         return served.eval()
 
     def item_embeddings(self) -> torch.Tensor | None:
-        """The first member's item vectors that has any (for ``--similar-to`` and export)."""
-        for member in self.members:
-            vectors = member.item_embeddings()
-            if vectors is not None:
-                return vectors
-        return None
+        """The item vectors of the first member that has any (for ``--similar-to`` and export)."""
+        return next((v for v in (m.item_embeddings() for m in self.members) if v is not None), None)
 
     def user_embeddings(self) -> torch.Tensor | None:
-        """The first member's user vectors that has any."""
-        for member in self.members:
-            vectors = member.user_embeddings()
-            if vectors is not None:
-                return vectors
-        return None
+        """The user vectors of the first member that has any."""
+        return next((v for v in (m.user_embeddings() for m in self.members) if v is not None), None)
 
     def grow(self, num_users: int, num_items: int) -> None:
         """Refused: the weights were fitted for these members as trained; new rows would void them."""
