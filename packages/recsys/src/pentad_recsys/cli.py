@@ -69,8 +69,6 @@ def _train_and_report(context: Context) -> tuple[Any, Any]:
     )
     if config.dataset == "csv":  # the generic dataset configures itself from a fingerprint of the data
         config = autoconfig.apply(context, dataset.interactions, split.train, split.val)
-    # a blend's other models train with the config `train --model NAME` gets (their recipe sections);
-    # a resumed blend is refused by the pipeline before any of them is resolved against the run
     members = {} if context.resume_path else {n: context.app.config_for_model(context, n) for n in config.blend}
     recommender, metrics = pipeline.train(config, context.run, split, context.resume_path, members)
     _print_metrics(context, metrics)

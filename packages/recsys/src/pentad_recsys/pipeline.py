@@ -126,7 +126,8 @@ def train(
     epoch); a full-batch model with a fine-tuning stage (glocal-k's ``finetune_epochs``) runs those
     epochs after ``trainer.max_epochs``. Statistics-only baselines are fitted and evaluated directly.
     Both write ``checkpoints/best.ckpt`` and ``last.ckpt`` and the metrics to ``run``. A config with a
-    ``blend`` goes to :func:`train_blend` (``member_configs``: the config of each blended model).
+    ``blend`` goes to :func:`train_blend` (``member_configs``: the config of each blended model, which the
+    CLI resolves as ``train --model NAME`` would; a resumed blend reads them from its own run instead).
 
     Returns:
         The recommender of the best checkpoint, and the metrics (``val/*``, ``test/*``, ``fit/*``).
