@@ -35,3 +35,27 @@ def test_requires_dataset_skips_or_fails_by_the_setting(tmp_path, present, requi
         assert f"dataset drive not found at {home}/drive" in result.stdout
     if outcome == "failed":
         assert "PENTAD_REQUIRE_DATA=1 requires it" in result.stdout
+
+
+def test_a_test_that_leaves_sigint_ignored_fails_and_the_next_test_finds_it_restored(tmp_path):
+    """The plugin every suite loads (``pentad_core.pytest_plugin``), in a real pytest process."""
+    test_file = tmp_path / "test_sigint.py"
+    test_file.write_text(
+        textwrap.dedent("""
+        import signal
+
+        def test_leaves_it_ignored():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+        def test_restores_what_it_changed():
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, previous)
+        """)
+    )
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "pentad_core.pytest_plugin",
+               "-p", "no:xdist", "-q", str(test_file)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert "2 passed, 1 error" in done.stdout, done.stdout  # the first passes its call and errs at teardown
+    assert "ERROR at teardown of test_leaves_it_ignored" in done.stdout
+    assert "the test left the SIGINT handler as <Handlers.SIG_IGN" in done.stdout
