@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from pentad_core.errors import ConfigError
+from pentad_core.testing import ServerProcess, free_port
 from pentad_recsys.blend import fit_blend_weights
 from pentad_recsys.cli import main
 from pentad_recsys.data import load_dataset
@@ -112,6 +113,22 @@ def test_a_blended_run_is_evaluated_exported_and_refuses_to_grow(blended, tmp_pa
     capsys.readouterr()
     assert main(["update", "--checkpoint", str(blended), "--interactions", str(new), "--out", str(tmp_path / "u")]) == 2
     assert "cannot grow incrementally" in capsys.readouterr().err
+
+
+def test_a_served_blend_scores_and_recommends_as_its_predictor(blended):
+    """``serve --run`` on a blended run, in a real server process (its ONNX export is what it serves)."""
+    predictor = Predictor.from_run(blended)
+    users = [predictor.recommender.user_map.raw(u) for u in range(4)]
+    items = [predictor.recommender.item_map.raw(i) for i in (0, 3, 5, 9)]
+    port = free_port()
+    command = [sys.executable, "-m", "pentad_recsys", "serve", "--run", str(blended), "--port", str(port)]
+    with ServerProcess(command, port=port) as server:
+        status, body = server.post_json("/v1/score", [list(pair) for pair in zip(users, items, strict=True)])
+        assert status == 200, body
+        np.testing.assert_allclose(body["scores"], predictor.predict(users, items), rtol=1e-4, atol=1e-4)
+        status, body = server.get(f"/v1/recommend?user={users[0]}&k=3")
+        assert status == 200, body
+        assert [e["item"] for e in body["items"]] == [e["item"] for e in predictor.recommend(users[0], 3)]
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ from torch import nn
 
 from pentad_core.checkpoint import atomic_save
 from pentad_core.config import config_from_dict, load_yaml
+from pentad_core.devices import set_threads
 from pentad_core.errors import ConfigError
 from pentad_core.export import check_onnx_parity, export_onnx
 from pentad_core.files import atomic_write_bytes, atomic_write_json
@@ -226,14 +227,12 @@ def _read_member_config(run: RunDir) -> RecsysConfig:
 
 def _blend_member(config: RecsysConfig, run: RunDir, split: Split, resuming: bool) -> Recommender:
     """Train (or, ``resuming``, load or continue) one model of a blend in its run folder ``run``."""
-    done = run.read_metrics()
-    if resuming and "test/rmse" in done and run.best_checkpoint.is_file():
+    if resuming and "test/rmse" in run.read_metrics() and run.best_checkpoint.is_file():
         return Recommender.load(run.best_checkpoint)  # finished before the interruption
     last = run.last_checkpoint if resuming and run.last_checkpoint.is_file() else None
     previous = torch.get_num_threads()
     try:
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        set_threads(config.threads)  # each model's own section (glocal-k: 2)
         return train(config, run, split, last)[0]
     finally:
         torch.set_num_threads(previous)
