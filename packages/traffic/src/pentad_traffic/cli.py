@@ -51,14 +51,15 @@ def _load_data(context: Context) -> TrafficData:
     return data
 
 
-def _show(context: Context, rows: list[dict[str, object]], data: TrafficData, protocol: Protocol) -> None:
-    print_table(rows, title=f"{context.config.model} on {data.name} ({protocol.name} protocol)")
+def _show(rows: list[dict[str, object]], name: str, data: TrafficData, protocol: Protocol) -> None:
+    print_table(rows, title=f"{name} on {data.name} ({protocol.name} protocol)")
 
 
 def _train(context: Context) -> pipeline.Trained:
     config, prepared = autoconfig.configure(context, _load_data(context))  # csv: settings from the data
-    trained = pipeline.train(config, context.run, prepared, resume=context.resume_path)
-    _show(context, trained.rows, prepared.data, prepared.protocol)
+    members = {} if context.resume_path else {n: context.app.config_for_model(context, n) for n in config.blend}
+    trained = pipeline.train(config, context.run, prepared, context.resume_path, members)
+    _show(trained.rows, trained.predictor.model_name, prepared.data, prepared.protocol)
     return trained
 
 
@@ -107,7 +108,7 @@ def evaluate(context: Context) -> None:
     context.run.write_metrics(metrics)
     protocol = for_data(predictor.protocol, data)  # METR-LA / PEMS-BAY zeros masked whatever the protocol
     rows = pipeline.write_report(context.run, data, protocol, metrics, forecasts, context.config)
-    _show(context, rows, data, protocol)
+    _show(rows, predictor.model_name, data, protocol)
 
 
 def _predict_arguments(parser: argparse.ArgumentParser) -> None:
@@ -177,6 +178,7 @@ def benchmark(context: Context) -> None:
     for name in names:
         MODELS.get(name)  # an unknown name fails before anything trains
     configs = {name: context.app.config_for_model(context, name) for name in names}
+    blended = {m: context.app.config_for_model(context, m) for c in configs.values() for m in c.blend}
     data = _load_data(context)
     prepared_by_protocol: dict[Protocol, PreparedData] = {}
     results = {}
@@ -187,12 +189,13 @@ def benchmark(context: Context) -> None:
         prepared = prepared_by_protocol[protocol]
         run = RunDir(context.run.path / "models" / name)
         run.write_config(model_config)
-        results[name] = result = pipeline.benchmark_model(model_config, prepared, run)
+        label = "+".join([name, *model_config.blend])  # a blend's row names its models
+        results[label] = result = pipeline.benchmark_model(model_config, prepared, run, blended)
         scores = ", ".join(
             f"h{h} {result.get(f'test/h{h}/rmse', float('nan')):.3f}/{result.get(f'test/h{h}/mae', float('nan')):.3f}"
             for h in prepared.protocol.horizons
         )
-        context.print(f"{name}: {scores} (RMSE/MAE), {result['seconds']:.0f} s")
+        context.print(f"{label}: {scores} (RMSE/MAE), {result['seconds']:.0f} s")
     context.run.write_metrics(pipeline.benchmark_metrics(results))
     rows = outputs.benchmark_rows(results, prepared.protocol, 24 * 60 / data.steps_per_day)
     table = outputs.write_benchmark(context.run.path, rows)

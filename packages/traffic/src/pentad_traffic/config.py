@@ -46,6 +46,15 @@ class TrafficConfig(RunConfig):
     #: own loss, and average their forecasts (a deep ensemble; 1: one network; learned models only).
     #: Costs about K times the compute of one network.
     ensemble: int = 1
+    #: Models trained beside ``model`` and blended with it, e.g. [gru]: each trains as ``train --model NAME``
+    #: would (its section ``models.NAME`` of the recipe, with its own input scaling) on this run's data and
+    #: protocol, as a run of its own in ``<run>/blend/<name>/``; the forecast is the weighted mean of the
+    #: models' forecasts in mph.
+    blend: list[str] = field(default_factory=list)
+    #: Share of each model of ``blend`` in the blended forecast, in its order (``model`` gets the rest);
+    #: empty: every model an equal share. There is no validation part to fit them on under the T-GCN
+    #: protocol, so a recipe states the shares it chose on a validation slice.
+    blend_weights: list[float] = field(default_factory=list)
     #: Training loss in mph, masked where the truth is missing: mse, mae or huber.
     loss: str = "mse"
     #: Error in mph where the huber loss turns from quadratic to linear.
@@ -93,6 +102,32 @@ class TrafficConfig(RunConfig):
             raise ConfigError(f"lr must be positive, got {self.lr}.")
         if self.huber_delta <= 0:
             raise ConfigError(f"huber_delta must be positive, got {self.huber_delta}.")
+
+    def blend_shares(self) -> list[float]:
+        """The share of ``model`` and of each model of ``blend`` in the blended forecast (summing to 1).
+
+        Checked here, when a blend trains, not when the config is built: ``--set blend=...`` also reaches
+        the configs of the blended models, which drop it.
+
+        Raises:
+            ConfigError: A model named twice, or shares that do not fit the models.
+        """
+        names = [self.model, *self.blend]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"blend names a model twice: {', '.join(names)} (model {self.model!r} is always in it).")
+        if self.blend_weights:
+            if len(self.blend_weights) != len(self.blend):
+                raise ConfigError(
+                    f"blend_weights has {len(self.blend_weights)} shares for {len(self.blend)} blended models "
+                    f"({', '.join(self.blend)}): give one each, or none for equal shares."
+                )
+            if min(self.blend_weights) <= 0 or sum(self.blend_weights) >= 1:
+                raise ConfigError(
+                    f"blend_weights {self.blend_weights} must be positive and sum to less than 1 "
+                    f"(model {self.model!r} gets the rest)."
+                )
+            return [1.0 - sum(self.blend_weights), *self.blend_weights]
+        return [1.0 / (1 + len(self.blend))] * (1 + len(self.blend))
 
     def build_protocol(self) -> Protocol:
         """The protocol with this run's window lengths, horizons and time features."""

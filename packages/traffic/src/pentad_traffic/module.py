@@ -128,6 +128,16 @@ class ForecastModule(PentadModule):
             **options,
         )
 
+    @property
+    def model_name(self) -> str:
+        """The registered model name."""
+        return self.hparams.model
+
+    @property
+    def model_names(self) -> list[str]:
+        """The registered models whose forecasts this module gives: ``[model_name]``."""
+        return [self.hparams.model]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Forecast in original units: ``(B, L, N, F)`` -> ``(B, H, N)``."""
         return self.scaler.inverse(self.network(x))

@@ -23,11 +23,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from pentad_core.checkpoint import atomic_save
+from pentad_core.config import config_from_dict, load_yaml
+from pentad_core.devices import seed_everything, set_threads
 from pentad_core.errors import ConfigError
 from pentad_core.files import atomic_write_csv
 from pentad_core.runs import RunDir
 from pentad_core.training import TrainerConfig, build_trainer, fit, test
 from pentad_traffic import outputs
+from pentad_traffic.blend import ForecastBlend, blend_member_config, blend_state
 from pentad_traffic.config import TrafficConfig
 from pentad_traffic.data import TrafficData, load_dataset
 from pentad_traffic.module import ForecastModule
@@ -163,6 +167,89 @@ def train_model(
     return module, metrics
 
 
+def _read_member_config(run: RunDir) -> TrafficConfig:
+    """The config a model of a blend was set to train with (its ``config.yaml``), to resume it as configured."""
+    path = run.path / RunDir.CONFIG
+    if not path.is_file():
+        raise ConfigError(
+            f"{path} is missing: the blend cannot continue as configured.", "Train it again (--overwrite)."
+        )
+    try:
+        return config_from_dict(TrafficConfig, load_yaml(path))
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error.message}") from None
+
+
+def _blend_member(config: TrafficConfig, run: RunDir, data: TrafficData, resuming: bool) -> ForecastModule:
+    """Train (or, ``resuming``, load or continue) one model of a blend in its run folder ``run``, on
+    ``data`` prepared under its own protocol (its own speed scaling), as ``train --model NAME`` would."""
+    if resuming and "test/rmse" in run.read_metrics():
+        return Predictor.from_run(run.path).module  # finished before the interruption
+    last = run.last_checkpoint if resuming and run.last_checkpoint.is_file() else None
+    previous = torch.get_num_threads()
+    try:
+        set_threads(config.threads)
+        seed_everything(config.seed, config.trainer.deterministic)
+        return train_model(config, prepare(data, config.build_protocol()), run, resume=last)[0]
+    finally:
+        torch.set_num_threads(previous)
+
+
+def train_blend(
+    config: TrafficConfig,
+    run: RunDir,
+    prepared: PreparedData,
+    member_configs: dict[str, TrafficConfig] | None = None,
+    resume: Path | None = None,
+) -> tuple[ForecastBlend, dict[str, float], Forecasts]:
+    """Train ``config.model`` and every model of ``config.blend``, then blend their forecasts.
+
+    Each model trains on ``prepared.data`` under its own protocol (the blend's windows and horizons,
+    its own speed scaling) as its own run in ``run/blend/<name>/``, with the config
+    :func:`~pentad_traffic.blend.blend_member_config` gives it; all of those configs are written before
+    the first model trains, and ``run/checkpoints/last.ckpt`` says a blend is in progress, so that
+    ``--resume`` (``resume`` given) continues as configured: a model that finished is loaded, the one
+    interrupted continues from its own ``last.ckpt``, the rest train. The blend's forecast is the
+    weighted mean of the models' forecasts with ``config.blend_shares()``; it replaces the marker.
+
+    Returns:
+        The blend, its metrics (``test/*`` of the blend, ``blend/<name>/weight`` and each model's own
+        ``blend/<name>/test/*``), and its forecasts of the test windows.
+
+    Raises:
+        ConfigError: A model of the blend is unknown or named twice, the shares do not fit the models
+            (:meth:`~pentad_traffic.config.TrafficConfig.blend_shares`), or a model's config no longer
+            fits on resume.
+    """
+    shares = config.blend_shares()  # a model named twice or shares that do not fit fail before anything trains
+    names = [config.model, *config.blend]
+    for name in names:
+        MODELS.get(name)
+    start = time.perf_counter()
+    runs = [RunDir(run.path / "blend" / name) for name in names]
+    resuming = resume is not None
+    if resuming:
+        configs = [_read_member_config(member_run) for member_run in runs]
+    else:
+        configs = [blend_member_config(config, name, member_configs) for name in names]
+        for member_config, member_run in zip(configs, runs, strict=True):
+            member_run.write_config(member_config)
+        atomic_save({"blend_in_progress": names}, run.last_checkpoint)
+    members = [_blend_member(c, r, prepared.data, resuming) for c, r in zip(configs, runs, strict=True)]
+    blend = ForecastBlend(members, shares, names).eval()
+    forecasts = forecast(Predictor(blend), prepared.data, prepared.test.starts)
+    metrics = {f"test/{key}": value for key, value in blend.score(forecasts.predictions, forecasts.truths).items()}
+    for name, share, member_run in zip(names, shares, runs, strict=True):
+        metrics[f"blend/{name}/weight"] = share
+        own = member_run.read_metrics()
+        metrics.update({f"blend/{name}/{key}": value for key, value in own.items() if key.startswith("test/")})
+    metrics["fit/seconds"] = time.perf_counter() - start
+    if members[0].global_rank == 0:  # under DDP, the first process writes
+        atomic_save(blend_state(blend), run.last_checkpoint)
+        run.write_metrics(metrics)
+    return blend, metrics, forecasts
+
+
 def scored_window_starts(data: TrafficData, protocol: Protocol) -> np.ndarray:
     """Series steps where the protocol's test windows begin in ``data``."""
     return split(data.num_steps, protocol, data.name).test
@@ -258,12 +345,26 @@ class Trained:
     rows: list[dict[str, object]]
 
 
-def train(config: TrafficConfig, run: RunDir, prepared: PreparedData, resume: Path | None = None) -> Trained:
-    """Train ``config.model`` on ``prepared``, test it, write ``horizons.csv`` and the plots of the test windows."""
-    module, metrics = train_model(config, prepared, run, resume=resume)
-    predictor = Predictor(module)
-    forecasts = forecast(predictor, prepared.data, prepared.test.starts)
-    if module.global_rank == 0:  # under DDP, the first process writes the report
+def train(
+    config: TrafficConfig,
+    run: RunDir,
+    prepared: PreparedData,
+    resume: Path | None = None,
+    member_configs: dict[str, TrafficConfig] | None = None,
+) -> Trained:
+    """Train ``config.model`` on ``prepared`` (with ``config.blend``: it and the blended models, see
+    :func:`train_blend`, ``member_configs`` their configs), test it, write ``horizons.csv`` and the plots
+    of the test windows."""
+    if config.blend:
+        module, metrics, forecasts = train_blend(config, run, prepared, member_configs, resume)
+        predictor = Predictor(module)
+        rank = module.members[0].global_rank
+    else:
+        module, metrics = train_model(config, prepared, run, resume=resume)
+        predictor = Predictor(module)
+        forecasts = forecast(predictor, prepared.data, prepared.test.starts)
+        rank = module.global_rank
+    if rank == 0:  # under DDP, the first process writes the report
         rows = write_report(run, prepared.data, prepared.protocol, metrics, forecasts, config)
         outputs.write_sample_window(run.path, prepared)  # what `serve` offers at GET /v1/sample
     else:
@@ -272,18 +373,27 @@ def train(config: TrafficConfig, run: RunDir, prepared: PreparedData, resume: Pa
     return Trained(predictor, prepared, forecasts, metrics, rows)
 
 
-def benchmark_model(config: TrafficConfig, prepared: PreparedData, run: RunDir) -> dict[str, Any]:
+def benchmark_model(
+    config: TrafficConfig,
+    prepared: PreparedData,
+    run: RunDir,
+    member_configs: dict[str, TrafficConfig] | None = None,
+) -> dict[str, Any]:
     """Train ``config.model`` into ``run`` and test it, for a side-by-side table.
 
     ``config`` is what ``train --model NAME`` runs with (``App.config_for_model``: the model's section
-    of the dataset's recipe), so a benchmark row and a ``train`` run report the same numbers.
+    of the dataset's recipe), so a benchmark row and a ``train`` run report the same numbers; a model
+    whose section blends others trains them too (``member_configs``: their configs, see :func:`train_blend`).
 
     Returns:
         Its fit and test metrics, ``seconds`` of training and ``epochs`` (0 for the baselines).
     """
     start = time.perf_counter()
     torch.manual_seed(config.seed)
-    _, metrics = train_model(config, prepared, run)
+    if config.blend:
+        metrics = train_blend(config, run, prepared, member_configs)[1]
+    else:
+        _, metrics = train_model(config, prepared, run)
     seconds = time.perf_counter() - start
     epochs = config.trainer.max_epochs if MODELS.info(config.model).trainable else 0
     return {**metrics, "seconds": seconds, "epochs": epochs}
@@ -303,7 +413,7 @@ def benchmark_metrics(results: dict[str, dict[str, Any]]) -> dict[str, float]:
 class _Forecast(torch.nn.Module):
     """The trained network plus the inverse scaling as a plain module (what ONNX exports)."""
 
-    def __init__(self, module: ForecastModule) -> None:
+    def __init__(self, module: ForecastModule | ForecastBlend) -> None:
         super().__init__()
         self.module = module
 

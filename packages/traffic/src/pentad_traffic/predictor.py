@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from pentad_core.checkpoint import load_module
+from pentad_core.checkpoint import load_checkpoint, load_module
 from pentad_core.errors import CheckpointError, ConfigError
 from pentad_core.predictor import Predictor as BasePredictor
 from pentad_core.predictor import TrainedRun
+from pentad_traffic.blend import ForecastBlend
 from pentad_traffic.config import TrafficConfig
 from pentad_traffic.module import ForecastModule
 from pentad_traffic.protocols import Protocol, Scaler, model_inputs
@@ -41,11 +42,39 @@ def _build(hyper_parameters: dict[str, Any]) -> ForecastModule:
     return ForecastModule(**hyper_parameters)
 
 
+def load_forecaster(path: Any, map_location: Any = "cpu") -> ForecastModule | ForecastBlend:
+    """The trained module of a checkpoint, in eval mode: a :class:`ForecastModule`, or a
+    :class:`~pentad_traffic.blend.ForecastBlend` for a blended run's checkpoint.
+
+    Raises:
+        CheckpointError: If the file is not a traffic checkpoint, lacks the graph, protocol or scaler,
+            or is the marker of a blend whose models are still training.
+    """
+    index = load_checkpoint(path, mmap=True)  # the keys, without reading the tensors
+    if isinstance(index, dict) and "blend_in_progress" in index:
+        raise CheckpointError(
+            f"{path}: the run is a blend whose models are still training.", "Finish it with `train --resume last`."
+        )
+    if not (isinstance(index, dict) and isinstance(index.get("blend"), dict)):
+        return load_module(ForecastModule, path, build=_build, map_location=map_location)
+    state = load_checkpoint(path, map_location)["blend"]
+    try:
+        members = []
+        for member in state["members"]:
+            module = _build(dict(member["hyper_parameters"]))
+            module.load_state_dict(member["state_dict"])
+            members.append(module.eval())
+        return ForecastBlend(members, state["weights"], state["names"]).eval()
+    except (RuntimeError, TypeError, KeyError, ValueError, ConfigError) as error:
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"checkpoint {path} does not hold a traffic blend ({first}).") from None
+
+
 class Predictor(BasePredictor):
     """A trained forecaster with its graph, scaler and protocol.
 
     Args:
-        module: The trained module (eval mode is set).
+        module: The trained module, or a blend of several (eval mode is set).
         run: The run it was loaded from (None for a module trained in this process).
         config: The run's config (None when the checkpoint has no run folder).
         batch_size: Windows per forward pass in :meth:`predict`.
@@ -55,7 +84,7 @@ class Predictor(BasePredictor):
 
     def __init__(
         self,
-        module: ForecastModule,
+        module: ForecastModule | ForecastBlend,
         run: TrainedRun | None = None,
         config: TrafficConfig | None = None,
         batch_size: int = 256,
@@ -69,10 +98,9 @@ class Predictor(BasePredictor):
         """Load the checkpoint of ``run`` (see :meth:`from_run`) onto ``device``.
 
         Raises:
-            CheckpointError: If the checkpoint is not a traffic checkpoint or lacks the graph,
-                protocol or scaler.
+            CheckpointError: See :func:`load_forecaster`.
         """
-        module = load_module(ForecastModule, run.checkpoint, build=_build, map_location=device)
+        module = load_forecaster(run.checkpoint, map_location=device)
         config = run.typed_config(TrafficConfig) if run.config else None
         return cls(module.to(device), run, config, batch_size)
 
@@ -93,8 +121,13 @@ class Predictor(BasePredictor):
 
     @property
     def model_name(self) -> str:
-        """The registered model name."""
-        return self.module.hparams.model
+        """The registered model name (``a+b`` for a blend of ``a`` and ``b``)."""
+        return self.module.model_name
+
+    @property
+    def model_names(self) -> list[str]:
+        """The registered names of the models whose forecasts :meth:`predict` gives (several for a blend)."""
+        return self.module.model_names
 
     @property
     def input_len(self) -> int:

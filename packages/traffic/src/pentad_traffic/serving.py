@@ -284,7 +284,7 @@ def build_service(run: str | Path, options: ServeOptions, log: Callable[[str], N
         device = "cpu"
     backend = options.backend
     predictor = Predictor.from_run(run, device=device if backend == "torch" else "cpu")
-    if backend == "onnx" and not MODELS.info(predictor.model_name).exportable:
+    if backend == "onnx" and not all(MODELS.info(name).exportable for name in predictor.model_names):
         log(f"{predictor.model_name} cannot be exported to ONNX (registry: exportable=False); serving with torch")
         backend = "torch"
         predictor = Predictor.from_run(run, device=device)
