@@ -1,10 +1,12 @@
 import json
+from dataclasses import dataclass
 
 import pytest
 
+from pentad_core.checkpoint import load_checkpoint
 from pentad_core.errors import ConfigError
 from pentad_core.plotting import new_figure, plot_curves, read_logged_curves, save_figure
-from pentad_core.runs import RunDir, default_run_path, latest_run
+from pentad_core.runs import BLEND_IN_PROGRESS, RunDir, blend_runs, default_run_path, latest_run
 
 
 def test_run_folder_layout_and_metric_merging(tmp_path):
@@ -17,6 +19,27 @@ def test_run_folder_layout_and_metric_merging(tmp_path):
     assert json.loads((run.path / "metrics.json").read_text()) == merged
     record = run.write_environment({"app": "x"})
     assert record["app"] == "x" and "python" in record
+
+
+@dataclass
+class Settings:
+    model: str = "a"
+    lr: float = 0.1
+
+
+def test_a_blends_runs_keep_each_models_config_and_mark_the_run_until_it_is_resumed(tmp_path):
+    run = RunDir(tmp_path / "run")
+    runs, configs = blend_runs(run, ["a", "b"], Settings, [Settings("a", 0.1), Settings("b", 0.2)])
+    assert [r.path for r in runs] == [tmp_path / "run" / "blend" / n for n in ("a", "b")]
+    assert load_checkpoint(run.last_checkpoint) == {BLEND_IN_PROGRESS: ["a", "b"]}
+    again, read = blend_runs(run, ["a", "b"], Settings)  # resuming: the configs written at the start
+    assert [r.path for r in again] == [r.path for r in runs] and read == configs
+    (runs[1].path / "config.yaml").write_text("model: b\nlr: 0.2\nlrr: 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"blend/b/config.yaml: .*lrr"):
+        blend_runs(run, ["a", "b"], Settings)
+    (runs[1].path / "config.yaml").unlink()
+    with pytest.raises(ConfigError, match=r"blend/b/config.yaml is missing"):
+        blend_runs(run, ["a", "b"], Settings)
 
 
 def test_training_guard(tmp_path):

@@ -19,13 +19,16 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pentad_core.config import save_config
+from pentad_core.config import config_from_dict, load_yaml, save_config
 from pentad_core.errors import ConfigError
 from pentad_core.files import atomic_write_json
+
+C = TypeVar("C")
 
 #: Packages whose versions go into every environment record.
 RECORDED_PACKAGES = (
@@ -135,6 +138,22 @@ class RunDir:
         save_config(config, target)
         return target
 
+    def read_config(self, config_class: type[C]) -> C:
+        """The config this run was set up with (``config.yaml``), to continue it as configured.
+
+        Raises:
+            ConfigError: Naming the file, if it is missing or has keys or values this version does not accept.
+        """
+        path = self.path / self.CONFIG
+        if not path.is_file():
+            raise ConfigError(
+                f"{path} is missing: the run cannot continue as configured.", "Train it again (--overwrite)."
+            )
+        try:
+            return config_from_dict(config_class, load_yaml(path))
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error.message}") from None
+
     def read_metrics(self) -> dict[str, Any]:
         """The metrics recorded so far (empty when none)."""
         target = self.path / self.METRICS
@@ -219,3 +238,28 @@ def latest_run(app: str, root: str | Path = "runs") -> Path | None:
         if any((candidate / "checkpoints").iterdir()):
             return candidate
     return None
+
+
+#: Key of the marker a blend's ``checkpoints/last.ckpt`` holds until every model has trained.
+BLEND_IN_PROGRESS = "blend_in_progress"
+
+
+def blend_runs(
+    run: RunDir, names: Sequence[str], config_class: type[C], configs: Sequence[C] | None = None
+) -> tuple[list[RunDir], list[C]]:
+    """The run folders ``<run>/blend/<name>/`` of the models of a blend, and the config each trains with.
+
+    Starting a blend (``configs`` given, one per name): every model's config is written before the first
+    model trains, and ``run``'s ``checkpoints/last.ckpt`` becomes a marker (``{BLEND_IN_PROGRESS: names}``)
+    that the verbs reading a run refuse, so that ``--resume`` continues the blend as configured.
+    Resuming (``configs`` None): the configs written at the start are read back (:meth:`RunDir.read_config`).
+    """
+    from pentad_core.checkpoint import atomic_save  # torch and Lightning only where a blend trains
+
+    runs = [RunDir(run.path / "blend" / name) for name in names]
+    if configs is None:
+        return runs, [member.read_config(config_class) for member in runs]
+    for config, member in zip(configs, runs, strict=True):
+        member.write_config(config)
+    atomic_save({BLEND_IN_PROGRESS: list(names)}, run.last_checkpoint)
+    return runs, list(configs)

@@ -33,13 +33,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from pentad_core.checkpoint import atomic_save
-from pentad_core.config import config_from_dict, load_yaml
 from pentad_core.devices import set_threads
 from pentad_core.errors import ConfigError
 from pentad_core.export import check_onnx_parity, export_onnx
 from pentad_core.files import atomic_write_bytes, atomic_write_json
-from pentad_core.runs import RunDir
+from pentad_core.runs import RunDir, blend_runs
 from pentad_recsys.blend import Blend, fit_blend_weights
 from pentad_recsys.config import RecsysConfig, resolve_monitor
 from pentad_recsys.data import RecDataset, Split, load_dataset, make_split
@@ -212,19 +210,6 @@ def check_blend(config: RecsysConfig, split: Split) -> list[str]:
     return names
 
 
-def _read_member_config(run: RunDir) -> RecsysConfig:
-    """The config a model of a blend was set to train with (its ``config.yaml``), to resume it as configured."""
-    path = run.path / RunDir.CONFIG
-    if not path.is_file():
-        raise ConfigError(
-            f"{path} is missing: the blend cannot continue as configured.", "Train it again (--overwrite)."
-        )
-    try:
-        return config_from_dict(RecsysConfig, load_yaml(path))
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error.message}") from None
-
-
 def _blend_member(config: RecsysConfig, run: RunDir, split: Split, resuming: bool) -> Recommender:
     """Train (or, ``resuming``, load or continue) one model of a blend in its run folder ``run``."""
     if resuming and "test/rmse" in run.read_metrics() and run.best_checkpoint.is_file():
@@ -267,15 +252,9 @@ def train_blend(
     """
     names = check_blend(config, split)
     start = time.perf_counter()
-    runs = [RunDir(run.path / "blend" / name) for name in names]
     resuming = resume_path is not None
-    if resuming:
-        configs = [_read_member_config(r) for r in runs]
-    else:
-        configs = [blend_member_config(config, name, member_configs) for name in names]
-        for member_config, member_run in zip(configs, runs, strict=True):
-            member_run.write_config(member_config)
-        atomic_save({"blend_in_progress": names}, run.last_checkpoint)
+    starting = None if resuming else [blend_member_config(config, name, member_configs) for name in names]
+    runs, configs = blend_runs(run, names, RecsysConfig, starting)
     trained: list[Recommender] = []
     metrics: dict[str, float] = {}
     for member_config, member_run in zip(configs, runs, strict=True):

@@ -27,6 +27,7 @@ from pentad_core.checkpoint import atomic_save, load_checkpoint
 from pentad_core.errors import CheckpointError, ConfigError, DataError
 from pentad_core.predictor import Predictor as BasePredictor
 from pentad_core.predictor import TrainedRun
+from pentad_core.runs import BLEND_IN_PROGRESS
 from pentad_recsys.blend import Blend, blend_state, build_blend
 from pentad_recsys.config import RecsysConfig
 from pentad_recsys.data.interactions import IdMap, Interactions, RawId
@@ -254,7 +255,7 @@ class Recommender:
         Raises:
             CheckpointError: If the state is not a recsys checkpoint or does not fit the model.
         """
-        if isinstance(state, dict) and "blend_in_progress" in state:
+        if isinstance(state, dict) and BLEND_IN_PROGRESS in state:
             raise CheckpointError(
                 "the run is a blend whose models are still training.", "Finish it with `train --resume last --out RUN`."
             )

@@ -24,11 +24,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from pentad_core.checkpoint import atomic_save
-from pentad_core.config import config_from_dict, load_yaml
 from pentad_core.devices import seed_everything, set_threads
 from pentad_core.errors import ConfigError
 from pentad_core.files import atomic_write_csv
-from pentad_core.runs import RunDir
+from pentad_core.runs import RunDir, blend_runs
 from pentad_core.training import TrainerConfig, build_trainer, fit, test
 from pentad_traffic import outputs
 from pentad_traffic.blend import ForecastBlend, blend_member_config, blend_state
@@ -167,19 +166,6 @@ def train_model(
     return module, metrics
 
 
-def _read_member_config(run: RunDir) -> TrafficConfig:
-    """The config a model of a blend was set to train with (its ``config.yaml``), to resume it as configured."""
-    path = run.path / RunDir.CONFIG
-    if not path.is_file():
-        raise ConfigError(
-            f"{path} is missing: the blend cannot continue as configured.", "Train it again (--overwrite)."
-        )
-    try:
-        return config_from_dict(TrafficConfig, load_yaml(path))
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error.message}") from None
-
-
 def _blend_member(config: TrafficConfig, run: RunDir, data: TrafficData, resuming: bool) -> ForecastModule:
     """Train (or, ``resuming``, load or continue) one model of a blend in its run folder ``run``, on
     ``data`` prepared under its own protocol (its own speed scaling), as ``train --model NAME`` would."""
@@ -226,15 +212,9 @@ def train_blend(
     for name in names:
         MODELS.get(name)
     start = time.perf_counter()
-    runs = [RunDir(run.path / "blend" / name) for name in names]
     resuming = resume is not None
-    if resuming:
-        configs = [_read_member_config(member_run) for member_run in runs]
-    else:
-        configs = [blend_member_config(config, name, member_configs) for name in names]
-        for member_config, member_run in zip(configs, runs, strict=True):
-            member_run.write_config(member_config)
-        atomic_save({"blend_in_progress": names}, run.last_checkpoint)
+    starting = None if resuming else [blend_member_config(config, name, member_configs) for name in names]
+    runs, configs = blend_runs(run, names, TrafficConfig, starting)
     members = [_blend_member(c, r, prepared.data, resuming) for c, r in zip(configs, runs, strict=True)]
     blend = ForecastBlend(members, shares, names).eval()
     forecasts = forecast(Predictor(blend), prepared.data, prepared.test.starts)

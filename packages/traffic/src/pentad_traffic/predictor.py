@@ -23,6 +23,7 @@ from pentad_core.checkpoint import load_checkpoint, load_module
 from pentad_core.errors import CheckpointError, ConfigError
 from pentad_core.predictor import Predictor as BasePredictor
 from pentad_core.predictor import TrainedRun
+from pentad_core.runs import BLEND_IN_PROGRESS
 from pentad_traffic.blend import ForecastBlend
 from pentad_traffic.config import TrafficConfig
 from pentad_traffic.module import ForecastModule
@@ -51,7 +52,7 @@ def load_forecaster(path: Any, map_location: Any = "cpu") -> ForecastModule | Fo
             or is the marker of a blend whose models are still training.
     """
     index = load_checkpoint(path, mmap=True)  # the keys, without reading the tensors
-    if isinstance(index, dict) and "blend_in_progress" in index:
+    if isinstance(index, dict) and BLEND_IN_PROGRESS in index:
         raise CheckpointError(
             f"{path}: the run is a blend whose models are still training.", "Finish it with `train --resume last`."
         )
