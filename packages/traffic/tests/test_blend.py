@@ -136,6 +136,16 @@ def test_a_blended_run_is_evaluated_predicted_and_exported(blended, tmp_path):
     assert json.loads((tmp_path / "e" / "metrics.json").read_text())["export/max_abs_diff"] < 1e-3
 
 
+def test_benchmark_trains_a_blended_section_as_train_does_and_names_its_row(blended, tmp_path, monkeypatch):
+    monkeypatch.setenv("PENTAD_CONFIGS", str(blended.parent / "configs"))
+    out = tmp_path / "bench"
+    assert main(["benchmark", "--dataset", "synthetic", "--models", "tgcn", "--out", str(out), *QUIET]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    trained = json.loads((blended / "metrics.json").read_text())
+    assert metrics["test/tgcn+gru/h3/rmse"] == pytest.approx(trained["test/h3/rmse"], abs=1e-5)
+    assert (out / "models" / "tgcn" / "blend" / "gru" / "checkpoints" / "last.ckpt").is_file()
+
+
 def test_a_served_blend_forecasts_as_its_predictor(blended):
     """``serve --run`` on a blended run, in a real server process (ONNX Runtime, the default)."""
     predictor = Predictor.from_run(blended)

@@ -166,9 +166,10 @@ def train_model(
     return module, metrics
 
 
-def _blend_member(config: TrafficConfig, run: RunDir, data: TrafficData, resuming: bool) -> ForecastModule:
+def _blend_member(config: TrafficConfig, run: RunDir, prepared: PreparedData, resuming: bool) -> ForecastModule:
     """Train (or, ``resuming``, load or continue) one model of a blend in its run folder ``run``, on
-    ``data`` prepared under its own protocol (its own speed scaling), as ``train --model NAME`` would."""
+    ``prepared``'s series prepared under its own protocol (its own speed scaling), as ``train --model
+    NAME`` would."""
     if resuming and "test/rmse" in run.read_metrics():
         return Predictor.from_run(run.path).module  # finished before the interruption
     last = run.last_checkpoint if resuming and run.last_checkpoint.is_file() else None
@@ -176,7 +177,9 @@ def _blend_member(config: TrafficConfig, run: RunDir, data: TrafficData, resumin
     try:
         set_threads(config.threads)
         seed_everything(config.seed, config.trainer.deterministic)
-        return train_model(config, prepare(data, config.build_protocol()), run, resume=last)[0]
+        protocol = config.build_protocol()
+        own = prepared if protocol == prepared.protocol else prepare(prepared.data, protocol)
+        return train_model(config, own, run, resume=last)[0]
     finally:
         torch.set_num_threads(previous)
 
@@ -215,7 +218,7 @@ def train_blend(
     resuming = resume is not None
     starting = None if resuming else [blend_member_config(config, name, member_configs) for name in names]
     runs, configs = blend_runs(run, names, TrafficConfig, starting)
-    members = [_blend_member(c, r, prepared.data, resuming) for c, r in zip(configs, runs, strict=True)]
+    members = [_blend_member(c, r, prepared, resuming) for c, r in zip(configs, runs, strict=True)]
     blend = ForecastBlend(members, shares, names).eval()
     forecasts = forecast(Predictor(blend), prepared.data, prepared.test.starts)
     metrics = {f"test/{key}": value for key, value in blend.score(forecasts.predictions, forecasts.truths).items()}
