@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -37,6 +38,10 @@ def test_requires_dataset_skips_or_fails_by_the_setting(tmp_path, present, requi
         assert "PENTAD_REQUIRE_DATA=1 requires it" in result.stdout
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_a_test_that_leaves_sigint_ignored_fails_and_the_next_test_finds_it_restored(tmp_path):
     """The plugin every suite loads (``pentad_core.pytest_plugin``), in a real pytest process."""
     test_file = tmp_path / "test_sigint.py"
@@ -55,7 +60,9 @@ def test_a_test_that_leaves_sigint_ignored_fails_and_the_next_test_finds_it_rest
     )
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "pentad_core.pytest_plugin",
                "-p", "no:xdist", "-q", str(test_file)]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    # started with the default SIGINT even when this suite runs with it ignored (a job put in the background
+    # by a shell without job control, e.g. `nohup .ci/run &`): Python then installs its Ctrl-C handler
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, preexec_fn=_default_sigint)
     assert "2 passed, 1 error" in done.stdout, done.stdout  # the first passes its call and errs at teardown
     assert "ERROR at teardown of test_leaves_it_ignored" in done.stdout
     assert "the test left the SIGINT handler as <Handlers.SIG_IGN" in done.stdout
