@@ -15,6 +15,7 @@ from pentad_core.devices import (
     seed_everything,
     select_accelerator,
     select_precision,
+    using_threads,
 )
 from pentad_core.errors import ConfigError
 
@@ -208,3 +209,18 @@ def test_build_trainer_retains_freed_memory_on_the_cpu_unless_disabled(
     config = training.TrainerConfig(accelerator=accelerator, retain_freed_memory=enabled, progress_bar=False)
     training.build_trainer(config, RunDir(tmp_path))
     assert len(seen) == calls
+
+
+def test_using_threads_sets_them_inside_the_block_and_puts_them_back_even_on_an_error():
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    with using_threads(other) as inside:
+        assert inside == torch.get_num_threads() == other
+    assert torch.get_num_threads() == before
+    with using_threads(None) as inside:  # None keeps the number in use
+        assert inside == before
+    with pytest.raises(ConfigError, match="threads must be at least 1"), using_threads(0):
+        pass
+    with pytest.raises(RuntimeError, match="inside"), using_threads(other):
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == before

@@ -6,11 +6,13 @@ logic is tested without a GPU; the ``current_*`` helpers read the real hardware.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import os
 import platform
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -155,6 +157,18 @@ def set_threads(threads: int | None) -> int:
             raise ConfigError(f"threads must be at least 1, got {threads}.")
         torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def using_threads(threads: int | None) -> Iterator[int]:
+    """Torch's intra-op threads set to ``threads`` inside the block (:func:`set_threads`; the number in
+    use is yielded) and put back after it: one process that trains several models, each with the threads
+    of its own recipe section (a blend's models, a benchmark's rows)."""
+    previous = torch.get_num_threads()
+    try:
+        yield set_threads(threads)
+    finally:
+        torch.set_num_threads(previous)
 
 
 def flush_denormals() -> bool:

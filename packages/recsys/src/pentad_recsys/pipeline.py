@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pentad_core.devices import set_threads
+from pentad_core.devices import using_threads
 from pentad_core.errors import ConfigError
 from pentad_core.export import check_onnx_parity, export_onnx
 from pentad_core.files import atomic_write_bytes, atomic_write_json
@@ -215,12 +215,8 @@ def _blend_member(config: RecsysConfig, run: RunDir, split: Split, resuming: boo
     if resuming and "test/rmse" in run.read_metrics() and run.best_checkpoint.is_file():
         return Recommender.load(run.best_checkpoint)  # finished before the interruption
     last = run.last_checkpoint if resuming and run.last_checkpoint.is_file() else None
-    previous = torch.get_num_threads()
-    try:
-        set_threads(config.threads)  # each model's own section (glocal-k: 2)
+    with using_threads(config.threads):  # each model's own section (glocal-k: 2)
         return train(config, run, split, last)[0]
-    finally:
-        torch.set_num_threads(previous)
 
 
 def train_blend(
@@ -562,18 +558,13 @@ def benchmark_run(
     the tables is what a user's ``train`` run reports; ``member_configs`` are those of the models a
     ``blend`` trains beside it (see :func:`train_blend`).
     """
-    previous = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    try:
+    with using_threads(config.threads):
         split = split_data(config, load_data(config, data_root))
         run = RunDir(folder)
         run.write_config(config)  # the config it ran with, as `train` writes it
         start, cpu = time.perf_counter(), time.process_time()
         _, metrics = train(config, run, split, member_configs=member_configs)
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
-    finally:
-        torch.set_num_threads(previous)
     row = {k.removeprefix("test/"): v for k, v in metrics.items() if k.startswith("test/")}
     return {**row, "train_s": seconds, "cpu_s": cpu_seconds}
 
@@ -644,17 +635,13 @@ def throughput_benchmark(
     rows = []
     for name, config in configs.items():
         settings = train_settings(config, epochs=epochs)
-        previous = torch.get_num_threads()
-        torch.set_num_threads(THREADS.get(name, 1))
-        try:
+        with using_threads(THREADS.get(name, 1)):
             torch.manual_seed(0)
             rec = Recommender.for_training(name, split.train, task=config.task, dataset="ml-100k",
                                            **config.model_options)  # fmt: skip
             cpu = time.process_time()
             timing = fit(rec, split.train, settings)
             cpu_seconds = time.process_time() - cpu
-        finally:
-            torch.set_num_threads(previous)
         row = {"model": name, "task": config.task, "threads": THREADS.get(name, 1), "epochs": epochs,
                "batch_size": config.batch_size, "train_s": timing["seconds"], "cpu_s": cpu_seconds,
                "interactions/s": timing["interactions_per_second"]}  # fmt: skip

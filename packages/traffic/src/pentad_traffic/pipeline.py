@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from pentad_core.checkpoint import atomic_save
-from pentad_core.devices import seed_everything, set_threads
+from pentad_core.devices import seed_everything, using_threads
 from pentad_core.errors import ConfigError
 from pentad_core.files import atomic_write_csv
 from pentad_core.runs import RunDir, blend_runs
@@ -173,15 +173,11 @@ def _blend_member(config: TrafficConfig, run: RunDir, prepared: PreparedData, re
     if resuming and "test/rmse" in run.read_metrics():
         return Predictor.from_run(run.path).module  # finished before the interruption
     last = run.last_checkpoint if resuming and run.last_checkpoint.is_file() else None
-    previous = torch.get_num_threads()
-    try:
-        set_threads(config.threads)
+    with using_threads(config.threads):
         seed_everything(config.seed, config.trainer.deterministic)
         protocol = config.build_protocol()
         own = prepared if protocol == prepared.protocol else prepare(prepared.data, protocol)
         return train_model(config, own, run, resume=last)[0]
-    finally:
-        torch.set_num_threads(previous)
 
 
 def train_blend(
