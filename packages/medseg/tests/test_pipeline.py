@@ -391,3 +391,25 @@ def test_an_ensemble_trains_every_member_and_segments_with_their_mean(tmp_path):
         torch.testing.assert_close(predictor.module(x), (first(x) + second(x)) / 2)
     assert json.loads((out / "metrics.json").read_text())["test/auc"] > 0.8
     assert main(["train", "--dataset", "synthetic", "--set", "ensemble=0", "--out", str(tmp_path / "zero")]) == 2
+
+
+def test_bf16_run_scores_in_float32_as_its_predictor_does(tmp_path):
+    """A bf16-mixed, channels-last run trains, and its validation/test probabilities are float32:
+    the Predictor (no autocast) reproduces the run's test metrics, and autocast does not change them."""
+    torch.manual_seed(0)
+    trainer = TrainerConfig(
+        max_epochs=2, monitor="val/auc", monitor_mode="max", progress_bar=False, log_every_n_steps=1,
+        precision="bf16-mixed", channels_last=True,
+    )  # fmt: skip
+    config = MedsegConfig(**{**TINY, "trainer": trainer})
+    data = load_data(config, None)
+    module, metrics = train_model(config, RunDir(tmp_path), data)
+    assert metrics["test/auc"] > 0.8 and math.isfinite(metrics["test/dice"])
+    image = torch.from_numpy(data.test[0].image)[None]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = module.predict_probabilities(image)
+    assert under_autocast.dtype == torch.float32
+    assert torch.equal(under_autocast, module.predict_probabilities(image))
+    summary, _, _, _ = evaluate_images(Predictor.from_run(tmp_path), data.test)
+    assert summary["auc"] == pytest.approx(metrics["test/auc"], abs=1e-6)
+    assert summary["dice"] == pytest.approx(metrics["test/dice"], abs=1e-6)

@@ -125,12 +125,19 @@ class SegmentationModule(PentadModule):
 
     @torch.no_grad()
     def predict_probabilities(self, images: torch.Tensor, tta: bool | None = None) -> torch.Tensor:
-        """Probabilities ``(B, K, H, W)`` of raw whole images ``(B, C, H, W)`` by sliding window."""
+        """Probabilities ``(B, K, H, W)`` of raw whole images ``(B, C, H, W)`` by sliding window.
+
+        Always in float32, also inside a bf16-mixed run's validation and test: bf16 logits keep 8
+        bits of mantissa, so many pixels would tie and AUC would lose its ranking resolution; the
+        :class:`~pentad_medseg.predictor.Predictor` (no autocast) then gives the same numbers.
+        """
         hp = self.hparams
-        return sliding_window_inference(
-            self.net, self.normalize(images.to(self.device, torch.float32)), window=hp.window, overlap=hp.overlap,
-            batch_size=hp.infer_batch_size, blending=hp.blending, tta=hp.tta if tta is None else tta,
-        )  # fmt: skip
+        with torch.autocast(self.device.type, enabled=False):
+            return sliding_window_inference(
+                self.net, self.normalize(images.to(self.device, torch.float32)), window=hp.window,
+                overlap=hp.overlap, batch_size=hp.infer_batch_size, blending=hp.blending,
+                tta=hp.tta if tta is None else tta,
+            )  # fmt: skip
 
     # -- training --------------------------------------------------------------------------------
 
