@@ -117,12 +117,14 @@ def resolve(*argv: str) -> MedsegConfig:
 def test_drive_recipe_sections_by_train_model():
     default = resolve()
     assert (default.model, default.lr, default.scheduler, app.recipe_section) == ("unet", 0.003, "cosine", "unet")
-    assert default.model_options["depth"] == 3 and default.trainer.max_epochs == 28
+    assert default.model_options["depth"] == 3 and default.trainer.max_epochs == 56
+    assert default.trainer.precision == "bf16-mixed" and default.trainer.channels_last
     assert default.time_budget == "30m" and default.foreground_fraction == 0.5 and default.ensemble == 2
     smp = resolve("--model", "smp-unet")
     assert (smp.encoder, smp.lr, app.recipe_section) == ("resnet18", 0.001, "smp-unet")
     assert smp.model_options == {} and smp.patch_size == 64  # the unet's model_options stay with the unet
     assert smp.ensemble == 1  # so does its ensemble
+    assert smp.trainer.precision == "auto" and smp.trainer.max_epochs == 28  # and its trainer settings
     assert resolve("--model", "smp-unet", "--set", "lr=0.01").lr == 0.01
 
 
