@@ -119,7 +119,7 @@ def test_drive_recipe_sections_by_train_model():
     assert (default.model, default.lr, default.scheduler, app.recipe_section) == ("unet", 0.003, "cosine", "unet")
     assert default.model_options["depth"] == 3 and default.trainer.max_epochs == 56
     assert default.trainer.precision == "bf16-mixed" and default.trainer.channels_last
-    assert default.time_budget == "30m" and default.foreground_fraction == 0.5 and default.ensemble == 2
+    assert default.time_budget == "30m" and default.foreground_fraction == 0.5 and default.ensemble == 3
     smp = resolve("--model", "smp-unet")
     assert (smp.encoder, smp.lr, app.recipe_section) == ("resnet18", 0.001, "smp-unet")
     assert smp.model_options == {} and smp.patch_size == 64  # the unet's model_options stay with the unet
